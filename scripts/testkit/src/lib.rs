@@ -1,0 +1,253 @@
+//! Test plumbing shared by every stage's black-box tests. Not a lesson.
+//!
+//! A stage's binary is started with `--addr 127.0.0.1:0`; it prints
+//! `listening on ADDR` as its first line of stdout, which [`Server::start`]
+//! reads to learn the real port. The process is killed when the [`Server`] is
+//! dropped, so a failing test never leaves a server behind.
+//!
+//! Everything here uses std only, so that no stage's lesson leaks into it.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single test step may wait before the test calls it a hang.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server process started for one test.
+pub struct Server {
+    child: Child,
+    /// The address from the `listening on ADDR` line.
+    pub addr: SocketAddr,
+    /// Kept open so the server never gets EPIPE on stdout; the rest of its
+    /// output can be read with [`Server::read_stdout_line`].
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts `bin` with `args` (which should include `--addr 127.0.0.1:0`).
+    pub fn start(bin: &str, args: &[&str]) -> Server {
+        Self::spawn(Command::new(bin).args(args))
+    }
+
+    /// Starts `bin` under `sh -c 'ulimit -n NOFILE; exec bin args…'`, for the
+    /// tests that need a low descriptor limit.
+    pub fn start_with_nofile(nofile: u32, bin: &str, args: &[&str]) -> Server {
+        let script = format!("ulimit -n {nofile} && exec \"$0\" \"$@\"");
+        Self::spawn(Command::new("sh").arg("-c").arg(script).arg(bin).args(args))
+    }
+
+    fn spawn(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {line:?}, not `listening on ADDR`"))
+            .parse()
+            .expect("address in the first line");
+        Server {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    /// The server's process id, for `/proc/PID/…` and for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads one more line of the server's stdout (blocking).
+    pub fn read_stdout_line(&mut self) -> io::Result<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(line)
+    }
+
+    /// Connects a client with read and write timeouts of [`PATIENCE`].
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`, `USR1`…) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// A field of `/proc/PID/status`, e.g. `VmRSS` (in kB) or `Threads`.
+    pub fn status_field(&self, field: &str) -> u64 {
+        proc_status_field(self.pid(), field)
+    }
+
+    /// User plus system CPU time of the process so far, in clock ticks
+    /// (normally 100 a second).
+    pub fn cpu_ticks(&self) -> u64 {
+        proc_cpu_ticks(self.pid())
+    }
+
+    /// How many descriptors the process has open.
+    pub fn fd_count(&self) -> usize {
+        proc_fd_count(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects with read and write timeouts of [`PATIENCE`], so a server that
+/// hangs fails the test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    stream.set_write_timeout(Some(PATIENCE)).expect("write timeout");
+    stream
+}
+
+/// Writes `msg` and reads back exactly as many bytes.
+pub fn roundtrip(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    stream.write_all(msg).expect("write");
+    let mut back = vec![0; msg.len()];
+    stream.read_exact(&mut back).expect("read echo");
+    back
+}
+
+/// Sends `payload` from a second thread while this one reads the echo, as a
+/// large echo must be: a client that writes everything before it reads
+/// deadlocks once both directions' socket buffers are full.
+pub fn echo_large(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    let mut writer = stream.try_clone().expect("clone");
+    let data = payload.to_vec();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).expect("write payload");
+        writer.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut back = Vec::with_capacity(payload.len());
+    stream.read_to_end(&mut back).expect("read echo");
+    sender.join().expect("writer thread");
+    back
+}
+
+/// True if nothing arrives on `stream` within `wait` (the read times out).
+pub fn stays_silent(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    let mut byte = [0u8; 1];
+    let silent = match stream.read(&mut byte) {
+        Err(e) => matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        Ok(_) => false,
+    };
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    silent
+}
+
+/// True if the server closed `stream`: a read returns EOF or a reset.
+pub fn sees_close(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A deterministic, non-repeating-looking payload of `len` bytes.
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A field of `/proc/PID/status` as a number (`VmRSS` is in kB).
+pub fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// utime + stime from `/proc/PID/stat`, in clock ticks.
+pub fn proc_cpu_ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // The command name (field 2) may hold spaces; count fields after its ')'.
+    let after = &text[text.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name, field 3 (state) is index 0; utime is field 14, stime 15.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Number of open descriptors of a process.
+pub fn proc_fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
+}
+
+/// Closes `stream` with an RST instead of a FIN (SO_LINGER with a zero
+/// timeout), as a crashed or impatient client would.
+pub fn reset(stream: TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt::Linger};
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&stream, Linger, &linger).expect("SO_LINGER");
+    drop(stream);
+}

@@ -1,0 +1,124 @@
+//! A fixed pool of threads fed through a channel, the design of the Rust
+//! Book's web server (chapter 21).
+//!
+//! The accept loop is the only producer; every worker thread takes the next
+//! job from the shared receiver. The pool bounds the number of threads, which
+//! bounds memory, but a blocking worker serves one connection from accept to
+//! EOF: with N workers busy, connection N+1 waits in the channel exactly as a
+//! second client waits in iterative mode. Bounding threads without that
+//! head-of-line blocking needs non-blocking I/O (stage02).
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+// ANCHOR: pool
+/// N worker threads and the sending half of their job channel.
+pub struct ThreadPool {
+    /// Created in [`ThreadPool::new`]; taken and dropped first in `Drop`,
+    /// which closes the channel and tells every worker to finish.
+    sender: Option<Sender<Job>>,
+    /// Joined in `Drop`, after the channel is closed.
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ThreadPool {
+    /// Starts `size` worker threads (at least one).
+    pub fn new(size: usize) -> io::Result<ThreadPool> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        // std's Receiver has a single owner; a Mutex lets the workers take
+        // turns. The lock is held only while taking a job, not while running
+        // it, because `recv()`'s guard is dropped at the end of the `let`.
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut workers = Vec::with_capacity(size.max(1));
+        for id in 0..size.max(1) {
+            let receiver = Arc::clone(&receiver);
+            let handle = thread::Builder::new()
+                .name(format!("pool worker {id}"))
+                .spawn(move || worker_loop(&receiver))?;
+            workers.push(handle);
+        }
+        Ok(ThreadPool {
+            sender: Some(sender),
+            workers,
+        })
+    }
+
+    /// Queues `job` for the next free worker.
+    pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
+        if let Some(sender) = &self.sender {
+            // Fails only if every worker has exited, which happens only in
+            // `Drop`; the job (and the connection it owns) is then dropped.
+            let _ = sender.send(Box::new(job));
+        }
+    }
+}
+
+fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match receiver.lock() {
+            Ok(guard) => guard.recv(),
+            // A job panicked while a worker held the lock; the receiver
+            // itself is intact, so keep serving.
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            // A job that panics must not take its worker with it, or the pool
+            // would shrink by one thread per bad connection until it served
+            // nobody. The panic message still reaches stderr.
+            Ok(job) => {
+                let _ = panic::catch_unwind(AssertUnwindSafe(job));
+            }
+            // The sender was dropped: the pool is shutting down.
+            Err(_) => return,
+        }
+    }
+}
+// ANCHOR_END: pool
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn runs_every_job_before_drop_returns() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let pool = ThreadPool::new(3).unwrap();
+        for _ in 0..100 {
+            let done = Arc::clone(&done);
+            pool.execute(move || {
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        drop(pool);
+        assert_eq!(done.load(Ordering::SeqCst), 100);
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_stop_the_pool() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let pool = ThreadPool::new(1).unwrap();
+        pool.execute(|| panic!("job failed"));
+        let counter = Arc::clone(&done);
+        pool.execute(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        drop(pool);
+        // The single worker survived the panic and ran the second job.
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+    }
+}
