@@ -1,0 +1,48 @@
+//! Command line for stage 2. All the server logic is in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use argh::FromArgs;
+use stage02_epoll::{Config, Reactor, Trigger};
+
+/// Stage 2: a single-threaded echo Reactor on epoll.
+#[derive(FromArgs)]
+struct Args {
+    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    addr: SocketAddr,
+
+    /// lt (level-triggered) or et (edge-triggered) for connection sockets;
+    /// default lt
+    #[argh(option, default = "Trigger::Level")]
+    trigger: Trigger,
+
+    /// lt or et for the listening socket; default lt
+    #[argh(option, default = "Trigger::Level")]
+    listen_trigger: Trigger,
+
+    /// connections past this many are accepted and closed at once
+    /// (default 10000)
+    #[argh(option, default = "10_000")]
+    max_conns: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = argh::from_env();
+    let config = Config {
+        addr: args.addr,
+        trigger: args.trigger,
+        listen_trigger: args.listen_trigger,
+        max_conns: args.max_conns,
+    };
+    let mut reactor =
+        Reactor::bind(config).with_context(|| format!("cannot listen on {}", args.addr))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", reactor.local_addr()?)?;
+    out.flush()?;
+    drop(out);
+    reactor.run()?;
+    Ok(())
+}
