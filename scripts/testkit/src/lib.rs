@@ -129,8 +129,12 @@ impl Drop for Server {
 /// hangs fails the test instead of hanging it.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
-    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-    stream.set_write_timeout(Some(PATIENCE)).expect("write timeout");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(PATIENCE))
+        .expect("write timeout");
     stream
 }
 
@@ -164,7 +168,10 @@ pub fn stays_silent(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.set_read_timeout(Some(wait)).expect("timeout");
     let mut byte = [0u8; 1];
     let silent = match stream.read(&mut byte) {
-        Err(e) => matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
         Ok(_) => false,
     };
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
