@@ -19,11 +19,27 @@ use crate::poller::{Interest, Readiness, Trigger};
 pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 // ANCHOR_END: high_water
 
+// ANCHOR: budget
+/// Reads one edge-triggered event may do before the connection yields.
+///
+/// "Read until EAGAIN" has a trap: a client that sends as fast as we echo
+/// always has data waiting, so the drain never ends and every other client
+/// starves (seen first under strace, which slows the server enough to make it
+/// happen every time). So a drain stops after this many reads and the
+/// Reactor re-arms the socket with `EPOLL_CTL_MOD`, which makes the next
+/// `epoll_wait` report it again, after everybody else's events of this turn.
+pub const READS_PER_EVENT: usize = 16;
+// ANCHOR_END: budget
+
 /// What a handler wants the Reactor to do with the connection next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Status {
     /// Keep it, watching for this interest.
     Keep(Interest),
+    /// Keep it, but it stopped with data possibly still waiting (its read
+    /// budget ran out): re-arm it even if the interest is unchanged, so an
+    /// edge-triggered registration reports it again.
+    Yield(Interest),
     /// Deregister and close it.
     Close,
 }
@@ -73,8 +89,12 @@ impl Connection {
         }
         // EPOLLRDHUP arrives with EPOLLIN set, but test both: the FIN must be
         // *read* (as a 0-byte read) after any data that came before it.
-        if (ready.readable || ready.read_closed) && self.on_readable(trigger, scratch).is_err() {
-            return Status::Close;
+        let mut budget_spent = false;
+        if ready.readable || ready.read_closed {
+            match self.on_readable(trigger, scratch) {
+                Ok(drained) => budget_spent = !drained,
+                Err(_) => return Status::Close,
+            }
         }
         if ready.writable && self.flush().is_err() {
             return Status::Close;
@@ -84,7 +104,10 @@ impl Connection {
             // hold can be delivered.
             return Status::Close;
         }
-        self.next_status()
+        match self.next_status() {
+            Status::Keep(interest) if budget_spent => Status::Yield(interest),
+            status => status,
+        }
     }
     // ANCHOR_END: on_event
 
@@ -96,14 +119,22 @@ impl Connection {
     /// last reported this socket. Under [`Trigger::Level`] one read per event
     /// is enough (and fairer to other clients): if more is waiting, the next
     /// `epoll_wait` says so again.
-    fn on_readable(&mut self, trigger: Trigger, scratch: &mut [u8]) -> io::Result<()> {
+    ///
+    /// Returns `Ok(false)` when an edge-triggered drain stopped because its
+    /// [`READS_PER_EVENT`] budget ran out, `Ok(true)` otherwise.
+    fn on_readable(&mut self, trigger: Trigger, scratch: &mut [u8]) -> io::Result<bool> {
+        let mut reads = 0;
         loop {
             if self.peer_closed || self.pending() >= OUTPUT_HIGH_WATER {
                 // Back-pressure: stop reading. `next_status` drops read
                 // interest; under ET the later MOD that restores it re-checks
                 // readiness, so data left in the socket is not forgotten.
-                return Ok(());
+                return Ok(true);
             }
+            if reads == READS_PER_EVENT {
+                return Ok(false);
+            }
+            reads += 1;
             match self.stream.read(scratch) {
                 // EOF: the client half-closed. Echo what is pending, then close.
                 Ok(0) => self.peer_closed = true,
@@ -111,11 +142,11 @@ impl Connection {
                     self.out.extend_from_slice(&scratch[..n]);
                     self.flush()?;
                     if trigger == Trigger::Level {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
                 // Drained: the edge-triggered contract is met.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                 // A signal interrupted the call; nothing was read, try again.
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // ECONNRESET and the like: the client is gone.
@@ -172,4 +203,71 @@ impl Connection {
         Status::Keep(interest)
     }
     // ANCHOR_END: next_status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, server)
+    }
+
+    const READABLE: Readiness = Readiness {
+        readable: true,
+        writable: false,
+        read_closed: false,
+        hangup: false,
+        error: false,
+    };
+
+    #[test]
+    fn an_edge_triggered_drain_yields_when_its_budget_runs_out() {
+        let (mut client, server) = pair();
+        // 64 reads' worth with a 1 KiB buffer: more than one budget.
+        client.write_all(&[7u8; 64 * 1024]).unwrap();
+        let mut conn = Connection::new(server);
+        let mut scratch = [0u8; 1024];
+        let mut events = 0;
+        loop {
+            events += 1;
+            match conn.on_event(READABLE, Trigger::Edge, &mut scratch) {
+                Status::Yield(_) => continue,
+                Status::Keep(_) => break,
+                Status::Close => panic!("closed"),
+            }
+        }
+        assert_eq!(events, 64 / READS_PER_EVENT + 1);
+        let mut back = vec![0u8; 64 * 1024];
+        client.read_exact(&mut back).unwrap();
+        assert!(back.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn a_level_triggered_event_reads_once() {
+        let (mut client, server) = pair();
+        client.write_all(&[1u8; 4096]).unwrap();
+        let mut conn = Connection::new(server);
+        let mut scratch = [0u8; 1024];
+        let status = conn.on_event(READABLE, Trigger::Level, &mut scratch);
+        assert_eq!(
+            status,
+            Status::Keep(Interest {
+                read: true,
+                write: false
+            })
+        );
+        let mut back = [0u8; 1024];
+        client.read_exact(&mut back).unwrap();
+        assert!(client.set_nonblocking(true).is_ok());
+        assert!(
+            client.read(&mut back).is_err(),
+            "only one read's worth came back"
+        );
+    }
 }

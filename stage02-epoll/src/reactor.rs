@@ -229,7 +229,8 @@ impl Reactor {
         };
         match conn.on_event(readiness, self.config.trigger, &mut self.scratch) {
             Status::Keep(interest) if interest == conn.interest => {}
-            Status::Keep(interest) => {
+            // A new interest, or a yield that must re-arm the socket.
+            Status::Keep(interest) | Status::Yield(interest) => {
                 conn.interest = interest;
                 if self
                     .poller

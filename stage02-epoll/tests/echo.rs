@@ -264,3 +264,50 @@ fn silent_clients_are_not_answered() {
     assert!(stays_silent(&mut c, Duration::from_millis(100)));
     assert_eq!(roundtrip(&mut c, b"x"), b"x");
 }
+
+/// A client that streams without pause always has data waiting. Draining it
+/// "until EAGAIN" then never ends, and under ET the loop would serve nobody
+/// else: each event gets a read budget, then the next client's turn.
+#[test]
+fn a_streaming_client_does_not_starve_others() {
+    for_each_combo(|trigger, listen| {
+        let server = start(trigger, listen, &[]);
+        let streamer = server.connect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut sender = streamer.try_clone().unwrap();
+        let send_stop = Arc::clone(&stop);
+        let writer = thread::spawn(move || {
+            let chunk = vec![b's'; 64 * 1024];
+            let start = std::time::Instant::now();
+            while !send_stop.load(Ordering::SeqCst) && start.elapsed() < PATIENCE {
+                if sender.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = sender.shutdown(Shutdown::Write);
+        });
+        let mut receiver = streamer.try_clone().unwrap();
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while matches!(receiver.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        thread::sleep(Duration::from_millis(200));
+
+        let mut other = server.connect();
+        other
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        other.write_all(b"my turn").unwrap();
+        let mut back = [0u8; 7];
+        let served = other.read_exact(&mut back).is_ok();
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        reset(streamer);
+        reader.join().unwrap();
+        assert!(
+            served,
+            "{trigger}/{listen}: starved behind a streaming client"
+        );
+        assert_eq!(&back, b"my turn");
+    });
+}

@@ -155,7 +155,14 @@ fn ping_pong(
     // Each connection starts its first message now.
     for i in 0..conns.len() {
         conns[i].started = Instant::now();
-        step(&mut conns[i], message, &mut buf, &mut tally, deadline, limit);
+        step(
+            &mut conns[i],
+            message,
+            &mut buf,
+            &mut tally,
+            deadline,
+            limit,
+        );
     }
     while active > 0 {
         let now = Instant::now();
