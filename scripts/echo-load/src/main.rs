@@ -153,10 +153,10 @@ fn ping_pong(
     let mut events = vec![EpollEvent::empty(); 1024];
     let mut active = conns.len();
     // Each connection starts its first message now.
-    for i in 0..conns.len() {
-        conns[i].started = Instant::now();
+    for conn in &mut conns {
+        conn.started = Instant::now();
         step(
-            &mut conns[i],
+            conn,
             message,
             &mut buf,
             &mut tally,
