@@ -47,7 +47,7 @@ ulimit -n 65536 2>/dev/null || true
 tmp=$(mktemp -d)
 trap 'stop_server; rm -rf "$tmp"' EXIT
 
-declare -A rate p50 p99
+declare -A rate p50 p99 served
 for conns in $CONNS; do
     for round in $(seq 1 "$ROUNDS"); do
         for i in "${!selected[@]}"; do
@@ -61,6 +61,7 @@ for conns in $CONNS; do
             rate[$key]="${rate[$key]:-} $(cut -f5 <<<"$line")"
             p50[$key]="${p50[$key]:-} $(cut -f6 <<<"$line")"
             p99[$key]="${p99[$key]:-} $(cut -f7 <<<"$line")"
+            served[$key]="${served[$key]:-} $(cut -f9 <<<"$line")"
         done
     done
 done
@@ -70,8 +71,8 @@ echo
 machine_line
 echo "Each cell: median of $ROUNDS runs of ${SECONDS_PER_RUN}s, servers in alternation."
 echo
-echo "| server | connections | messages/s | p50 µs | p99 µs | vs first row |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| server | connections | served | messages/s | p50 µs | p99 µs | vs first row |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for conns in $CONNS; do
     base=
     for i in "${!selected[@]}"; do
@@ -83,8 +84,10 @@ for conns in $CONNS; do
         a=$(median ${p50[$key]})
         # shellcheck disable=SC2086
         b=$(median ${p99[$key]})
+        # shellcheck disable=SC2086
+        s=$(median ${served[$key]})
         base=${base:-$r}
-        printf '| %s | %s | %.0f | %.0f | %.0f | %.2f× |\n' "$label" "$conns" "$r" "$a" "$b" \
+        printf '| %s | %s | %.0f | %.0f | %.0f | %.0f | %.2f× |\n' "$label" "$conns" "$s" "$r" "$a" "$b" \
             "$(awk -v r="$r" -v b="$base" 'BEGIN { print (b > 0 ? r / b : 0) }')"
     done
 done

@@ -43,6 +43,10 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on {}", reactor.local_addr()?)?;
     out.flush()?;
     drop(out);
+    eprintln!(
+        "try it: nc {} (type a line, it comes back)",
+        reactor.local_addr()?
+    );
     reactor.run()?;
     Ok(())
 }

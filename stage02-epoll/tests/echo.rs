@@ -29,6 +29,19 @@ fn start(trigger: &str, listen: &str, extra: &[&str]) -> Server {
     Server::start(BIN, &args)
 }
 
+/// True once a new client gets its echo again (within [`PATIENCE`]).
+fn served_again(server: &Server) -> bool {
+    eventually(PATIENCE, || {
+        let mut c = server.connect();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        c.write_all(b"again").is_ok() && {
+            let mut b = [0u8; 5];
+            c.read_exact(&mut b).is_ok() && &b == b"again"
+        }
+    })
+}
+
 fn for_each_combo(test: impl Fn(&str, &str)) {
     for (trigger, listen) in COMBOS {
         eprintln!("--trigger {trigger} --listen-trigger {listen}");
@@ -183,15 +196,10 @@ fn over_max_conns_is_closed_at_once() {
         assert!(sees_close(&mut extra), "{trigger}/{listen}");
         // A slot freed is a slot available again.
         drop(kept.pop());
-        assert!(eventually(PATIENCE, || {
-            let mut c = server.connect();
-            c.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            c.write_all(b"again").is_ok() && {
-                let mut b = [0u8; 5];
-                c.read_exact(&mut b).is_ok() && &b == b"again"
-            }
-        }));
+        assert!(
+            served_again(&server),
+            "{trigger}/{listen}: not served again"
+        );
     });
 }
 
@@ -245,15 +253,10 @@ fn out_of_descriptors_sheds_clients_without_spinning() {
         assert!(used < 25, "{trigger}/{listen}: {used} ticks in 0.5 s");
 
         clients.clear();
-        assert!(eventually(PATIENCE, || {
-            let mut c = server.connect();
-            c.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            c.write_all(b"back").is_ok() && {
-                let mut b = [0u8; 4];
-                c.read_exact(&mut b).is_ok() && &b == b"back"
-            }
-        }));
+        assert!(
+            served_again(&server),
+            "{trigger}/{listen}: not served again"
+        );
     });
 }
 

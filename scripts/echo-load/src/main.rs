@@ -65,6 +65,10 @@ struct Args {
 struct Tally {
     messages: u64,
     errors: u64,
+    /// Connections that got at least one complete echo. Fewer than
+    /// `--connections` means the server left some clients waiting (a
+    /// blocking pool does), and messages/s describe only the served ones.
+    served: u64,
     /// Round-trip times in microseconds.
     latencies: Vec<u32>,
 }
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
         total.messages += t.messages;
         total.errors += t.errors;
+        total.served += t.served;
         total.latencies.extend(t.latencies);
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -155,14 +160,7 @@ fn ping_pong(
     // Each connection starts its first message now.
     for conn in &mut conns {
         conn.started = Instant::now();
-        step(
-            conn,
-            message,
-            &mut buf,
-            &mut tally,
-            deadline,
-            limit,
-        );
+        step(conn, message, &mut buf, &mut tally, deadline, limit);
     }
     while active > 0 {
         let now = Instant::now();
@@ -222,6 +220,9 @@ fn step(
                     let rtt = conn.started.elapsed().as_micros().min(u32::MAX as u128) as u32;
                     tally.latencies.push(rtt);
                     tally.messages += 1;
+                    if conn.sent_count == 1 {
+                        tally.served += 1;
+                    }
                     if Instant::now() >= deadline || limit.is_some_and(|m| conn.sent_count >= m) {
                         conn.done = true;
                         return;
@@ -260,16 +261,34 @@ fn report(args: &Args, tally: &mut Tally, elapsed: f64) {
     let p50 = percentile(&tally.latencies, 50.0);
     let p99 = percentile(&tally.latencies, 99.0);
     if args.format == "tsv" {
-        println!("connections\tsize\tseconds\tmessages\tmessages_per_s\tp50_us\tp99_us\terrors");
         println!(
-            "{}\t{}\t{:.2}\t{}\t{:.0}\t{}\t{}\t{}",
-            args.connections, args.size, elapsed, tally.messages, rate, p50, p99, tally.errors
+            "connections\tsize\tseconds\tmessages\tmessages_per_s\tp50_us\tp99_us\terrors\tserved"
+        );
+        println!(
+            "{}\t{}\t{:.2}\t{}\t{:.0}\t{}\t{}\t{}\t{}",
+            args.connections,
+            args.size,
+            elapsed,
+            tally.messages,
+            rate,
+            p50,
+            p99,
+            tally.errors,
+            tally.served
         );
     } else {
         println!(
             "{} connections, {} B messages, {:.2} s: {} messages, {:.0} messages/s, \
-             p50 {} us, p99 {} us, {} errors",
-            args.connections, args.size, elapsed, tally.messages, rate, p50, p99, tally.errors
+             p50 {} us, p99 {} us, {} errors, {} connections served",
+            args.connections,
+            args.size,
+            elapsed,
+            tally.messages,
+            rate,
+            p50,
+            p99,
+            tally.errors,
+            tally.served
         );
     }
 }
