@@ -258,3 +258,14 @@ pub fn reset(stream: TcpStream) {
     setsockopt(&stream, Linger, &linger).expect("SO_LINGER");
     drop(stream);
 }
+
+/// Raises this process's soft descriptor limit to at least `min` (up to the
+/// hard limit), for tests that open thousands of sockets. Servers started
+/// afterwards inherit it.
+pub fn raise_fd_limit(min: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < min {
+        setrlimit(Resource::RLIMIT_NOFILE, min.min(hard), hard).expect("setrlimit");
+    }
+}
