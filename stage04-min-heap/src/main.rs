@@ -1,0 +1,61 @@
+//! Command line for stage 4. All the server logic is in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use argh::FromArgs;
+use stage04_min_heap::{Config, Reactor, Trigger};
+
+/// Stage 4: the epoll echo Reactor with idle timeouts on a min-heap, a
+/// timerfd at the nearest deadline, and SIGTERM/SIGINT through signalfd.
+#[derive(FromArgs)]
+struct Args {
+    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    addr: SocketAddr,
+
+    /// lt (level-triggered) or et (edge-triggered) for connection sockets;
+    /// default lt
+    #[argh(option, default = "Trigger::Level")]
+    trigger: Trigger,
+
+    /// lt or et for the listening socket; default lt
+    #[argh(option, default = "Trigger::Level")]
+    listen_trigger: Trigger,
+
+    /// connections past this many are accepted and closed at once
+    /// (default 10000)
+    #[argh(option, default = "10_000")]
+    max_conns: usize,
+
+    /// close a connection after this many milliseconds without a read or a
+    /// write (default 15000)
+    #[argh(option, default = "15_000")]
+    idle_timeout_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = argh::from_env();
+    let config = Config {
+        addr: args.addr,
+        trigger: args.trigger,
+        listen_trigger: args.listen_trigger,
+        max_conns: args.max_conns,
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+    };
+    let mut reactor =
+        Reactor::bind(config).with_context(|| format!("cannot listen on {}", args.addr))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", reactor.local_addr()?)?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "try it: nc {} (type a line, it comes back)",
+        reactor.local_addr()?
+    );
+    reactor.run()?;
+    eprintln!("shut down cleanly");
+    Ok(())
+}
