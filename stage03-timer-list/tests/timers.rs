@@ -85,7 +85,7 @@ fn activity_every_third_of_the_timeout_keeps_a_client_connected() {
 
 #[test]
 fn a_thousand_idle_clients_all_expire() {
-    raise_fd_limit(4096);
+    assert!(raise_fd_limit(4096) >= 2100, "need 2,100 descriptors");
     let server = start(TIMEOUT_MS);
     let mut clients: Vec<TcpStream> = (0..1000).map(|_| server.connect()).collect();
     assert_eq!(roundtrip(&mut clients[999], b"last"), b"last");

@@ -261,11 +261,13 @@ pub fn reset(stream: TcpStream) {
 
 /// Raises this process's soft descriptor limit to at least `min` (up to the
 /// hard limit), for tests that open thousands of sockets. Servers started
-/// afterwards inherit it.
-pub fn raise_fd_limit(min: u64) {
+/// afterwards inherit it. Returns the soft limit now in force.
+pub fn raise_fd_limit(min: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    if soft < min {
-        setrlimit(Resource::RLIMIT_NOFILE, min.min(hard), hard).expect("setrlimit");
+    if soft >= min {
+        return soft;
     }
+    setrlimit(Resource::RLIMIT_NOFILE, min.min(hard), hard).expect("setrlimit");
+    min.min(hard)
 }
