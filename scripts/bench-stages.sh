@@ -6,7 +6,7 @@
 #
 #   scripts/bench-stages.sh                  # 10 and 1000 connections
 #   CONNS="10" ROUNDS=5 SECONDS_PER_RUN=5 scripts/bench-stages.sh
-#   scripts/bench-stages.sh 02               # only the rows of stage02
+#   scripts/bench-stages.sh 02 03 04         # only the rows of these stages
 #
 # Environment: CONNS (list, default "10 1000"), SIZE (default 64),
 # ROUNDS (default 3), SECONDS_PER_RUN (default 3).
@@ -18,7 +18,7 @@ if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
     sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
-only=${1:-}
+only=" $* "
 CONNS=${CONNS:-10 1000}
 SIZE=${SIZE:-64}
 ROUNDS=${ROUNDS:-3}
@@ -30,13 +30,15 @@ configs=(
     "stage01 pool (4)|01|--mode pool --threads 4"
     "stage02 LT|02|--trigger lt --listen-trigger lt"
     "stage02 ET|02|--trigger et --listen-trigger et"
+    "stage03 (list, tick)|03|"
+    "stage04 (heap, timerfd)|04|"
 )
 
 selected=()
 packages=(echo-load)
 for c in "${configs[@]}"; do
     IFS='|' read -r label stage flags <<<"$c"
-    [ -z "$only" ] || [ "$stage" = "$(printf %02d "${only#0}")" ] || continue
+    [ "$only" = "  " ] || [[ $only == *" $stage "* ]] || continue
     dir=$(stage_dir "$stage" 2>/dev/null) || continue
     selected+=("$label|$dir|$flags")
     packages+=("$dir")
