@@ -116,6 +116,50 @@ impl Server {
     pub fn fd_count(&self) -> usize {
         proc_fd_count(self.pid())
     }
+
+    /// The server's pid followed by those of its children (the workers of a
+    /// prefork server).
+    pub fn tree_pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid()];
+        pids.extend(children_of(self.pid()));
+        pids
+    }
+
+    /// A `/proc/PID/status` field summed over the server and its children.
+    pub fn tree_status_sum(&self, field: &str) -> u64 {
+        self.tree_pids()
+            .into_iter()
+            .map(|pid| proc_status_field(pid, field))
+            .sum()
+    }
+
+    /// CPU ticks used by the server and its children so far.
+    pub fn tree_cpu_ticks(&self) -> u64 {
+        self.tree_pids().into_iter().map(proc_cpu_ticks).sum()
+    }
+}
+
+/// The pids whose parent is `pid`, from `/proc/*/stat`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|text| {
+                    let after = &text[text.rfind(')')? + 2..];
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// True if a process with this pid exists (running, or a zombie).
+pub fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Drop for Server {

@@ -1,0 +1,89 @@
+//! Command line for stage 5. All the server logic is in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use argh::FromArgs;
+use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger};
+
+/// Stage 5: a prefork echo server: a master and worker processes, each
+/// worker running the epoll Reactor of stage 4.
+#[derive(FromArgs)]
+struct Args {
+    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    addr: SocketAddr,
+
+    /// number of worker processes (default: the number of CPUs)
+    #[argh(option, default = "default_workers()")]
+    workers: usize,
+
+    /// how connections reach the workers: pass (the master accepts and
+    /// passes each to the least-loaded worker), shared (every worker
+    /// accepts from one listener) or reuseport (a listener per worker);
+    /// default pass
+    #[argh(option, default = "Dispatch::Pass")]
+    dispatch: Dispatch,
+
+    /// with --dispatch shared: register the listener with EPOLLEXCLUSIVE,
+    /// so a connection wakes one worker instead of all
+    #[argh(switch)]
+    exclusive: bool,
+
+    /// lt (level-triggered) or et (edge-triggered) for connection sockets;
+    /// default lt
+    #[argh(option, default = "Trigger::Level")]
+    trigger: Trigger,
+
+    /// lt or et for the workers' listening sockets; default lt
+    #[argh(option, default = "Trigger::Level")]
+    listen_trigger: Trigger,
+
+    /// per worker: connections past this many are closed at once
+    /// (default 10000)
+    #[argh(option, default = "10_000")]
+    max_conns: usize,
+
+    /// close a connection after this many milliseconds without a read or a
+    /// write (default 15000)
+    #[argh(option, default = "15_000")]
+    idle_timeout_ms: u64,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = argh::from_env();
+    let config = MasterConfig {
+        addr: args.addr,
+        workers: args.workers,
+        dispatch: args.dispatch,
+        exclusive: args.exclusive,
+        worker: Config {
+            trigger: args.trigger,
+            listen_trigger: args.listen_trigger,
+            max_conns: args.max_conns,
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        },
+    };
+    let mut master =
+        Master::start(config).with_context(|| format!("cannot start on {}", args.addr))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", master.local_addr())?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "try it: nc {} ({} workers, dispatch {:?}; master pid {})",
+        master.local_addr(),
+        args.workers,
+        args.dispatch,
+        std::process::id()
+    );
+    master.run()?;
+    eprintln!("shut down cleanly");
+    Ok(())
+}

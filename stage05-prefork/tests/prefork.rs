@@ -1,0 +1,217 @@
+//! Black-box tests of the process pool: load balancing, restarts, shutdown,
+//! and the master's own hygiene.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use testkit::{PATIENCE, Server, eventually, process_exists, roundtrip, sees_close};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage05-prefork");
+
+fn start(extra: &[&str]) -> Server {
+    let mut args = vec!["--addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Server::start(BIN, &args)
+}
+
+/// One worker's figures from the status line.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    pid: u32,
+    live: u32,
+    taken: u64,
+}
+
+/// Asks the master for its status line (SIGUSR1) and parses
+/// `workers PID:LIVE:TAKEN …`.
+fn status(server: &mut Server) -> Vec<Load> {
+    server.signal("USR1");
+    let line = server.read_stdout_line().expect("status line");
+    let rest = line
+        .trim()
+        .strip_prefix("workers ")
+        .unwrap_or_else(|| panic!("unexpected status line {line:?}"));
+    rest.split(' ')
+        .map(|w| {
+            let mut f = w.split(':');
+            let mut next = || f.next().and_then(|x| x.parse::<u64>().ok()).expect("field");
+            Load {
+                pid: next() as u32,
+                live: next() as u32,
+                taken: next(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pass_spreads_forty_connections_within_one_between_two_workers() {
+    let mut server = start(&["--workers", "2", "--dispatch", "pass"]);
+    let mut clients: Vec<TcpStream> = Vec::new();
+    for i in 0..40 {
+        let mut c = server.connect();
+        let msg = format!("client {i}");
+        assert_eq!(roundtrip(&mut c, msg.as_bytes()), msg.as_bytes());
+        clients.push(c);
+    }
+    let loads = status(&mut server);
+    assert_eq!(loads.len(), 2);
+    let (a, b) = (loads[0].live, loads[1].live);
+    assert_eq!(a + b, 40, "{loads:?}");
+    assert!(a.abs_diff(b) <= 1, "spread {a} / {b}");
+
+    // Cross-check from outside: count the sockets each worker holds.
+    let sockets = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let (sa, sb) = (sockets(loads[0].pid), sockets(loads[1].pid));
+    // Each worker also holds its channel to the master: one socket more.
+    assert_eq!(sa + sb, 40 + 2, "sockets {sa} + {sb}");
+    assert!(sa.abs_diff(sb) <= 1, "sockets {sa} / {sb}");
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_others_keep_serving() {
+    let mut server = start(&["--workers", "2", "--dispatch", "pass"]);
+    let mut clients: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        assert_eq!(roundtrip(c, b"before"), b"before");
+    }
+    let before = status(&mut server);
+    let victim = before[0].pid;
+    let survivor = before[1].pid;
+    let killed_at = Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+
+    // A new worker takes the dead one's place within a second.
+    let mut replaced = None;
+    while killed_at.elapsed() < Duration::from_secs(1) {
+        let now = status(&mut server);
+        if let Some(new) = now
+            .iter()
+            .find(|w| w.pid != survivor && w.pid != victim && w.pid != 0)
+        {
+            replaced = Some(new.pid);
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let replacement = replaced.expect("no replacement worker within a second");
+    assert!(!process_exists(victim), "the dead worker was not reaped");
+    assert!(process_exists(replacement));
+
+    // The survivor's connections still echo; the victim's are closed.
+    let mut echoed = 0;
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        if std::io::Write::write_all(c, b"after").is_ok() {
+            let mut back = [0u8; 5];
+            if std::io::Read::read_exact(c, &mut back).is_ok() {
+                assert_eq!(&back, b"after");
+                echoed += 1;
+            }
+        }
+    }
+    assert_eq!(echoed, 2, "the survivor's two connections must still echo");
+
+    // New connections are served, by both workers.
+    let mut fresh: Vec<TcpStream> = (0..6).map(|_| server.connect()).collect();
+    for c in &mut fresh {
+        assert_eq!(roundtrip(c, b"new"), b"new");
+    }
+    let after = status(&mut server);
+    assert!(after.iter().all(|w| w.live >= 2), "{after:?}");
+}
+
+#[test]
+fn sigterm_stops_every_process_with_status_zero_and_no_zombies() {
+    for mode in ["pass", "shared", "reuseport"] {
+        let mut server = start(&["--workers", "3", "--dispatch", mode]);
+        let mut clients: Vec<TcpStream> = (0..6).map(|_| server.connect()).collect();
+        for c in &mut clients {
+            assert_eq!(roundtrip(c, b"hi"), b"hi");
+        }
+        let workers: Vec<u32> = status(&mut server).iter().map(|w| w.pid).collect();
+        server.signal("TERM");
+        let exit = server
+            .wait_exit(Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("{mode}: the master still runs 2 s after SIGTERM"));
+        assert!(exit.success(), "{mode}: master exit {exit:?}");
+        // The master reaped them: no process, not even a zombie, is left.
+        for pid in workers {
+            assert!(!process_exists(pid), "{mode}: worker {pid} is left behind");
+        }
+        for c in &mut clients {
+            assert!(sees_close(c), "{mode}: a client did not see EOF");
+        }
+    }
+}
+
+#[test]
+fn workers_exit_when_the_master_dies() {
+    let mut server = start(&["--workers", "2"]);
+    let workers: Vec<u32> = status(&mut server).iter().map(|w| w.pid).collect();
+    server.signal("KILL");
+    assert!(server.wait_exit(PATIENCE).is_some());
+    // Orphans are reparented and reaped by init (or a subreaper).
+    assert!(
+        eventually(PATIENCE, || workers.iter().all(|&pid| !process_exists(pid))),
+        "workers outlived their master"
+    );
+}
+
+#[test]
+fn the_master_holds_no_descriptor_per_connection() {
+    let server = start(&["--workers", "2", "--dispatch", "pass"]);
+    let before = server.fd_count();
+    for _ in 0..10 {
+        let mut batch: Vec<TcpStream> = (0..100).map(|_| server.connect()).collect();
+        for c in &mut batch {
+            assert_eq!(roundtrip(c, b"x"), b"x");
+        }
+    }
+    // Give the workers a moment to close the last batch.
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.fd_count(), before, "the master leaked descriptors");
+}
+
+#[test]
+fn every_dispatch_mode_serves_every_worker_count() {
+    for mode in ["pass", "shared", "reuseport"] {
+        for workers in ["1", "3"] {
+            let mut server = start(&["--workers", workers, "--dispatch", mode]);
+            let mut clients: Vec<TcpStream> = (0..30).map(|_| server.connect()).collect();
+            for c in &mut clients {
+                assert_eq!(roundtrip(c, b"ok"), b"ok", "{mode} x{workers}");
+            }
+            let loads = status(&mut server);
+            assert_eq!(loads.len().to_string(), workers);
+            let taken: u64 = loads.iter().map(|w| w.taken).sum();
+            assert_eq!(taken, 30, "{mode} x{workers}: {loads:?}");
+        }
+    }
+}
+
+#[test]
+fn status_counts_are_per_worker_and_add_up() {
+    let mut server = start(&["--workers", "2", "--dispatch", "reuseport"]);
+    let mut clients: Vec<TcpStream> = (0..50).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        assert_eq!(roundtrip(c, b"ok"), b"ok");
+    }
+    let loads = status(&mut server);
+    let by_pid: HashMap<u32, u32> = loads.iter().map(|w| (w.pid, w.live)).collect();
+    assert_eq!(by_pid.len(), 2);
+    assert_eq!(by_pid.values().sum::<u32>(), 50);
+}
