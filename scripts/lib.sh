@@ -83,3 +83,20 @@ proc_field() {
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+# tree_pids PID — PID and its children (a prefork server's workers).
+tree_pids() {
+    echo "$1"
+    pgrep -P "$1" 2>/dev/null || true
+}
+
+# tree_switches PID — context switches of PID and its children so far.
+tree_switches() {
+    local total=0 p v n
+    for p in $(tree_pids "$1"); do
+        v=$(proc_field "$p" voluntary_ctxt_switches 2>/dev/null || echo 0)
+        n=$(proc_field "$p" nonvoluntary_ctxt_switches 2>/dev/null || echo 0)
+        total=$(( total + ${v:-0} + ${n:-0} ))
+    done
+    echo "$total"
+}

@@ -346,12 +346,16 @@ impl Master {
         }
     }
 
+    /// The ready worker with the fewest live connections. Ties go to the
+    /// one that has taken the fewest so far: with short connections every
+    /// worker is often at zero, and "lowest index wins" would send every
+    /// connection to worker 0 while the others sleep.
     fn least_loaded(&self) -> Option<usize> {
         self.workers
             .iter()
             .enumerate()
             .filter(|(_, w)| w.ready && w.channel.is_some())
-            .min_by_key(|(i, w)| (w.live, *i))
+            .min_by_key(|(i, w)| (w.live, w.taken, *i))
             .map(|(i, _)| i)
     }
     // ANCHOR_END: pass

@@ -215,3 +215,21 @@ fn status_counts_are_per_worker_and_add_up() {
     assert_eq!(by_pid.len(), 2);
     assert_eq!(by_pid.values().sum::<u32>(), 50);
 }
+
+/// Short connections one after another: every worker is at zero live
+/// connections each time, and the tie must not always go to the same one.
+#[test]
+fn pass_spreads_short_connections_too() {
+    let mut server = start(&["--workers", "2", "--dispatch", "pass"]);
+    for _ in 0..40 {
+        let mut c = server.connect();
+        assert_eq!(roundtrip(&mut c, b"short"), b"short");
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(sees_close(&mut c));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let loads = status(&mut server);
+    let (a, b) = (loads[0].taken, loads[1].taken);
+    assert_eq!(a + b, 40, "{loads:?}");
+    assert!(a.abs_diff(b) <= 2, "taken {a} / {b}");
+}

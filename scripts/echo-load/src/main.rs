@@ -7,6 +7,11 @@
 //! and holds them open for T seconds, so a script can measure what idle
 //! clients cost a server.
 //!
+//! With `--churn`, C clients each connect, do one round trip and close, over
+//! and over: the load that measures how a server accepts and hands out
+//! connections. It reports connections per second, and the latency of
+//! connect plus round trip.
+//!
 //! The client itself is a small epoll loop per thread (edge-triggered, each
 //! socket registered once for both directions), so it can drive thousands of
 //! connections from two threads and stays out of the way of the server it
@@ -54,6 +59,11 @@ struct Args {
     #[argh(switch)]
     idle: bool,
 
+    /// each of the C clients connects, echoes one message and closes, again
+    /// and again; reports connections/s (as `messages`) instead
+    #[argh(switch)]
+    churn: bool,
+
     /// output: text (default) or tsv (one header line and one data line,
     /// for scripts)
     #[argh(option, default = "String::from(\"text\")")]
@@ -84,6 +94,11 @@ fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration);
     if args.idle {
         return hold_idle(&args, duration);
+    }
+    if args.churn {
+        let mut tally = churn(&args, duration)?;
+        report(&args, &mut tally, duration.as_secs_f64());
+        return Ok(());
     }
 
     let message: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
@@ -310,4 +325,50 @@ fn hold_idle(args: &Args, duration: Duration) -> anyhow::Result<()> {
     io::stdout().flush()?;
     thread::sleep(duration);
     Ok(())
+}
+
+/// `--churn`: C blocking clients, each in its own thread, each repeating
+/// connect, one round trip, close, until the deadline.
+fn churn(args: &Args, duration: Duration) -> anyhow::Result<Tally> {
+    let deadline = Instant::now() + duration;
+    let message: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let handles: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (addr, message) = (args.addr, message.clone());
+            thread::spawn(move || {
+                let mut tally = Tally::default();
+                let mut back = vec![0u8; message.len()];
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let ok = TcpStream::connect(addr).and_then(|mut s| {
+                        s.set_nodelay(true)?;
+                        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                        s.write_all(&message)?;
+                        s.read_exact(&mut back)
+                    });
+                    match ok {
+                        Ok(()) if back == message => {
+                            let rtt = started.elapsed().as_micros().min(u32::MAX as u128);
+                            tally.latencies.push(rtt as u32);
+                            tally.messages += 1;
+                            tally.served = 1;
+                        }
+                        _ => tally.errors += 1,
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for h in handles {
+        let t = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+        total.messages += t.messages;
+        total.errors += t.errors;
+        total.served += t.served;
+        total.latencies.extend(t.latencies);
+    }
+    Ok(total)
 }
