@@ -32,6 +32,9 @@ configs=(
     "stage02 ET|02|--trigger et --listen-trigger et"
     "stage03 (list, tick)|03|"
     "stage04 (heap, timerfd)|04|"
+    "stage05 pass (2 workers)|05|--workers 2 --dispatch pass"
+    "stage05 shared (2 workers)|05|--workers 2 --dispatch shared"
+    "stage05 reuseport (2 workers)|05|--workers 2 --dispatch reuseport"
 )
 
 selected=()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What idle clients cost an echo server: its resident memory (RSS) and
-# thread count before and while N clients are connected and silent (each
-# has done one round trip). Prints a markdown table.
+# What idle clients cost an echo server: its resident memory and thread
+# count before and while N clients are connected and silent (each has done
+# one round trip). Prints a markdown table. Figures are summed over the
+# server and its child processes (stage05's workers): RSS counts a page
+# shared by several processes once in each, PSS divides it among them.
 #
 #   scripts/idle-cost.sh STAGE [SERVER FLAGS…]
 #   scripts/idle-cost.sh 01 --mode threads
@@ -23,8 +25,22 @@ tmp=$(mktemp -d)
 trap 'stop_server; rm -rf "$tmp"' EXIT
 start_server "$tmp/out" "$BIN/$stage" --addr 127.0.0.1:0 "$@"
 sleep 0.2
-rss0=$(proc_field "$SERVER_PID" VmRSS)
-thr0=$(proc_field "$SERVER_PID" Threads)
+sum_field() { # FIELD -> sum over the server's processes
+    local total=0 p
+    for p in $(tree_pids "$SERVER_PID"); do total=$(( total + $(proc_field "$p" "$1") )); done
+    echo "$total"
+}
+sum_pss() {
+    local total=0 p
+    for p in $(tree_pids "$SERVER_PID"); do
+        total=$(( total + $(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup") ))
+    done
+    echo "$total"
+}
+procs0=$(tree_pids "$SERVER_PID" | wc -l)
+rss0=$(sum_field VmRSS)
+pss0=$(sum_pss)
+thr0=$(sum_field Threads)
 
 "$BIN/echo-load" --addr "$SERVER_ADDR" -c "$N" --idle -d 30 >"$tmp/load" &
 load=$!
@@ -34,8 +50,9 @@ for _ in $(seq 1 600); do
     sleep 0.05
 done
 sleep 0.5
-rss1=$(proc_field "$SERVER_PID" VmRSS)
-thr1=$(proc_field "$SERVER_PID" Threads)
+rss1=$(sum_field VmRSS)
+pss1=$(sum_pss)
+thr1=$(sum_field Threads)
 kill "$load" 2>/dev/null || true
 wait "$load" 2>/dev/null || true
 
@@ -43,8 +60,9 @@ echo "### Idle clients: $stage $*"
 echo
 machine_line
 echo
-echo "| | RSS KiB | threads |"
-echo "|---|---:|---:|"
-echo "| no clients | $rss0 | $thr0 |"
-echo "| $N idle clients | $rss1 | $thr1 |"
-awk -v a="$rss0" -v b="$rss1" -v n="$N" 'BEGIN { printf "| per client | %.1f | |\n", (b - a) / n }'
+echo "| | processes | RSS KiB | PSS KiB | threads |"
+echo "|---|---:|---:|---:|---:|"
+echo "| no clients | $procs0 | $rss0 | $pss0 | $thr0 |"
+echo "| $N idle clients | $procs0 | $rss1 | $pss1 | $thr1 |"
+awk -v a="$rss0" -v b="$rss1" -v c="$pss0" -v d="$pss1" -v n="$N" \
+    'BEGIN { printf "| per client | | %.1f | %.1f | |\n", (b - a) / n, (d - c) / n }'

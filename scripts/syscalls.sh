@@ -9,6 +9,8 @@
 #
 # Environment: CONNS (default 10), MESSAGES per connection (default 2000),
 # SIZE in bytes (default 64), TRACER (perf, strace or auto; default auto).
+# CHURN=SECONDS: instead, CONNS clients connect, echo once and close for
+# that many seconds (`echo-load --churn`), and the table is per connection.
 #
 # perf (Debian: apt-get install linux-perf) counts kernel tracepoints and
 # barely slows the server. strace (apt-get install strace) stops the server
@@ -68,7 +70,15 @@ case $TRACER in
     *) echo "TRACER is perf, strace or auto" >&2; exit 1 ;;
 esac
 
-load=$("$BIN/echo-load" --addr "$SERVER_ADDR" -c "$CONNS" -m "$MESSAGES" -s "$SIZE" -d 120 --format tsv | tail -n1)
+if [ -n "${CHURN:-}" ]; then
+    load=$("$BIN/echo-load" --addr "$SERVER_ADDR" -c "$CONNS" -s "$SIZE" --churn -d "$CHURN" --format tsv | tail -n1)
+    unit=connection
+    loadcmd="echo-load --churn -c $CONNS -s $SIZE -d $CHURN"
+else
+    load=$("$BIN/echo-load" --addr "$SERVER_ADDR" -c "$CONNS" -m "$MESSAGES" -s "$SIZE" -d 120 --format tsv | tail -n1)
+    unit=message
+    loadcmd="echo-load -c $CONNS -m $MESSAGES -s $SIZE"
+fi
 messages=$(cut -f4 <<<"$load")
 errors=$(cut -f8 <<<"$load")
 # End the server itself (the tracer's child, not the tracer: it must live to
@@ -91,12 +101,12 @@ case $TRACER in
 esac
 total=$(awk '$2 == "total" { print $1 }' <<<"$rows")
 
-echo "### System calls per message: $stage $*"
+echo "### System calls per $unit: $stage $*"
 echo
 machine_line
-echo "Load: \`echo-load -c $CONNS -m $MESSAGES -s $SIZE\` ($messages messages, $errors errors); counted with $TRACER"
+echo "Load: \`$loadcmd\` ($messages ${unit}s, $errors errors); counted with $TRACER"
 echo
-echo "| system call | calls | per message |"
+echo "| system call | calls | per $unit |"
 echo "|---|---:|---:|"
 grep -v ' total$' <<<"$rows" | sort -k1,1nr | awk -v m="$messages" -v t="$total" '
     { listed += $1 }
