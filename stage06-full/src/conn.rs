@@ -1,0 +1,699 @@
+//! One HTTP connection: its buffers, the request it is reading, the
+//! response it is sending, and what to do when the Reactor says its socket
+//! is ready.
+//!
+//! A connection moves through four phases:
+//!
+//! ```text
+//!          head complete             body skipped
+//!  ┌──────┐ ─────────────▶ ┌──────┐ ─────────────▶ ┌──────┐
+//!  │ Head │                │ Body │                │ Send │
+//!  └──────┘ ◀───────────── └──────┘                └──┬───┘
+//!     ▲      (no body: straight to Send)              │ sent
+//!     └──────────────── keep-alive ───────────────────┤
+//!                                                     │ Connection: close
+//!                                                  ┌──▼─────┐
+//!                                                  │ Linger │ → closed
+//!                                                  └────────┘
+//! ```
+//!
+//! Requests that arrive pipelined wait in the read buffer and are parsed
+//! one at a time, after the previous response has been sent, so they are
+//! answered in order and at most one response is held in memory.
+
+use std::fs::File;
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http::body::{self, BodySkipper};
+use crate::http::parser::{Head, Parser, Version};
+use crate::http::range::{self, RangeAnswer};
+use crate::http::{date, mime, path, response};
+use crate::log::AccessLog;
+use crate::poller::{Interest, Readiness};
+use crate::pool::BufferPool;
+use crate::sys::{self, Root};
+
+/// A read buffer holds a whole head of the largest size accepted (an 8 KiB
+/// request line and 16 KiB of fields) with room to spare for pipelining.
+pub const READ_BUF: usize = 32 * 1024;
+/// Bodies up to this size are read into memory and leave with the head in
+/// one `writev`; larger ones go by `sendfile`.
+pub const SMALL_BODY: usize = 16 * 1024;
+/// The output buffer's size: a head plus a small body.
+pub const WRITE_BUF: usize = SMALL_BODY + 4096;
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the worker lends a connection while it handles an event.
+pub struct Context<'a> {
+    pub root: &'a Root,
+    /// Today's `Date` value, refreshed once a second.
+    pub date: &'a str,
+    pub inputs: &'a mut BufferPool,
+    pub outputs: &'a mut BufferPool,
+    pub log: Option<&'a AccessLog>,
+    pub now: Instant,
+    pub max_body: u64,
+    /// SIGTERM arrived: finish the response in hand, keep nothing alive.
+    pub stopping: bool,
+}
+
+/// The timeouts a connection is subject to.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Idle between requests.
+    pub keepalive: Duration,
+    /// From a request's first byte to the end of its head (and between
+    /// bytes of its body); a slow client gets 408.
+    pub header: Duration,
+}
+
+/// What a handler wants the Reactor to do with the connection next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Keep(Interest),
+    Close,
+}
+
+enum Phase {
+    Head,
+    Body(BodySkipper),
+    Send,
+    /// Our side is shut down after a `Connection: close` response. Input is
+    /// read and discarded until the client closes: closing a socket with
+    /// unread input makes the kernel send a reset, which can destroy the
+    /// response still in flight to the client.
+    Linger(Instant),
+}
+
+/// A response being sent.
+struct Response {
+    head: Vec<u8>,
+    head_sent: usize,
+    /// A small body, sent with the head in one `writev`.
+    body: Vec<u8>,
+    body_sent: usize,
+    /// A large body: the file, the next offset, and the end offset.
+    file: Option<(File, u64, u64)>,
+    close: bool,
+    status: u16,
+    length: u64,
+    /// `METHOD TARGET VERSION`, kept only when there is an access log.
+    request_line: Option<String>,
+}
+
+pub struct Connection {
+    pub stream: TcpStream,
+    /// Taken from the pool when bytes arrive, given back when idle.
+    /// `input[start..end]` is unconsumed.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    parser: Parser,
+    phase: Phase,
+    response: Option<Response>,
+    /// When the current request's first byte arrived.
+    request_started: Option<Instant>,
+    last_active: Instant,
+    requests: u64,
+    /// The client has shut down its sending side.
+    peer_closed: bool,
+    /// What the poller currently watches.
+    pub interest: Interest,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, now: Instant) -> Connection {
+        Connection {
+            stream,
+            input: Vec::new(),
+            start: 0,
+            end: 0,
+            parser: Parser::new(),
+            phase: Phase::Head,
+            response: None,
+            request_started: None,
+            last_active: now,
+            requests: 0,
+            peer_closed: false,
+            interest: Interest {
+                read: true,
+                write: false,
+            },
+        }
+    }
+
+    /// Gives the connection's buffers back to the pools as it closes.
+    pub fn release(mut self, inputs: &mut BufferPool, outputs: &mut BufferPool) {
+        if !self.input.is_empty() {
+            inputs.give(std::mem::take(&mut self.input));
+        }
+        if let Some(r) = self.response.take() {
+            outputs.give(r.head);
+            outputs.give(r.body);
+        }
+    }
+
+    /// Idle between requests: nothing read, nothing to send.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && !self.parser.started() && self.start == self.end
+    }
+
+    // ANCHOR: on_event
+    /// Handles one readiness event.
+    pub fn on_event(&mut self, ready: Readiness, ctx: &mut Context<'_>) -> Status {
+        if ready.error {
+            return Status::Close;
+        }
+        if (ready.readable || ready.read_closed) && self.read_some(ctx).is_err() {
+            return Status::Close;
+        }
+        // Writable or not, `advance` tries to send whatever is pending.
+        match self.advance(ctx) {
+            Ok(status) => status,
+            // A reset, a broken pipe, a file that shrank under us.
+            Err(_) => Status::Close,
+        }
+    }
+    // ANCHOR_END: on_event
+
+    /// Reads until the socket is drained (`WouldBlock`), the buffer is full,
+    /// or EOF. Draining is what edge-triggered notification requires; the
+    /// buffer bound is the back-pressure (a client that pipelines without
+    /// reading responses stops being read when the buffer fills).
+    fn read_some(&mut self, ctx: &mut Context<'_>) -> std::io::Result<()> {
+        if matches!(self.phase, Phase::Linger(_)) {
+            return self.discard_input();
+        }
+        if self.peer_closed {
+            return Ok(());
+        }
+        if self.input.is_empty() {
+            self.input = ctx.inputs.take();
+            self.input.resize(READ_BUF, 0);
+        }
+        loop {
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            } else if self.end == self.input.len() && self.start > 0 {
+                self.input.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            if self.end == self.input.len() {
+                return Ok(()); // full: the phase must consume first
+            }
+            match self.stream.read(&mut self.input[self.end..]) {
+                // EOF: the client will send nothing more.
+                Ok(0) => {
+                    self.peer_closed = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.last_active = ctx.now;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// In `Linger`, input is read into a scratch array and thrown away.
+    fn discard_input(&mut self) -> std::io::Result<()> {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    return Ok(());
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    // ANCHOR: advance
+    /// Moves the connection through its phases as far as the bytes in hand
+    /// and the socket allow.
+    fn advance(&mut self, ctx: &mut Context<'_>) -> std::io::Result<Status> {
+        loop {
+            match &mut self.phase {
+                Phase::Head => {
+                    if self.start == self.end {
+                        if self.peer_closed || (ctx.stopping && self.is_idle()) {
+                            return Ok(Status::Close);
+                        }
+                        break;
+                    }
+                    let was_started = self.parser.started();
+                    let fed = self.parser.feed(&self.input[self.start..self.end]);
+                    if !was_started && self.parser.started() {
+                        self.request_started = Some(ctx.now);
+                    }
+                    match fed {
+                        Err(e) => {
+                            // The rest of the input cannot be trusted.
+                            self.start = self.end;
+                            self.respond_error(e.status(), None, true, ctx);
+                            self.phase = Phase::Send;
+                        }
+                        Ok(progress) => {
+                            self.start += progress.consumed;
+                            if progress.done {
+                                let head = self.parser.take();
+                                self.on_head(head, ctx);
+                            }
+                        }
+                    }
+                }
+                Phase::Body(skipper) => {
+                    let skipped = skipper.skip(&self.input[self.start..self.end]);
+                    match skipped {
+                        Err(e) => {
+                            self.start = self.end;
+                            let line = self.response.as_mut().and_then(|r| r.request_line.take());
+                            self.respond_error(e.status(), line, true, ctx);
+                            self.phase = Phase::Send;
+                        }
+                        Ok(s) => {
+                            self.start += s.consumed;
+                            if s.done {
+                                self.phase = Phase::Send;
+                            } else if self.peer_closed {
+                                return Ok(Status::Close);
+                            } else {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Phase::Send => {
+                    if !self.flush(ctx)? {
+                        break; // the socket is full: wait for EPOLLOUT
+                    }
+                    let close = self.finish_response(ctx);
+                    if close {
+                        // No more requests: shut our side and linger.
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        self.start = self.end;
+                        self.phase = Phase::Linger(ctx.now);
+                    } else {
+                        self.phase = Phase::Head;
+                        self.request_started = None;
+                    }
+                }
+                Phase::Linger(_) => {
+                    self.start = self.end;
+                    if self.peer_closed {
+                        return Ok(Status::Close);
+                    }
+                    break;
+                }
+            }
+        }
+        if self.is_idle() && !self.input.is_empty() {
+            // Idle keep-alive connection: give the buffer back.
+            ctx.inputs.give(std::mem::take(&mut self.input));
+            (self.start, self.end) = (0, 0);
+        }
+        Ok(Status::Keep(self.wanted()))
+    }
+    // ANCHOR_END: advance
+
+    /// Read while there is room (or no buffer yet); write while a response
+    /// is pending.
+    fn wanted(&self) -> Interest {
+        let room = self.input.is_empty() || self.end < self.input.len() || self.start > 0;
+        Interest {
+            read: !self.peer_closed && room,
+            write: matches!(self.phase, Phase::Send),
+        }
+    }
+
+    /// When this connection's timer should fire, given its phase.
+    pub fn deadline(&self, t: &Timeouts) -> Instant {
+        match self.phase {
+            Phase::Head => match self.request_started {
+                Some(started) if self.parser.started() => started + t.header,
+                // A new connection must start a request within the header
+                // timeout; a kept-alive one may idle for the keep-alive one.
+                _ if self.requests == 0 => self.last_active + t.header,
+                _ => self.last_active + t.keepalive,
+            },
+            Phase::Body(_) => self.last_active + t.header,
+            Phase::Send => self.last_active + t.keepalive,
+            Phase::Linger(since) => since + LINGER,
+        }
+    }
+
+    /// The timer fired. A client in the middle of a request head gets a
+    /// 408 (one best-effort write: the connection closes either way).
+    pub fn on_timeout(&mut self, date: &str) {
+        if matches!(self.phase, Phase::Head) && self.parser.started() {
+            let body = response::error_page(408);
+            let mut out = Vec::with_capacity(256 + body.len());
+            response::begin(&mut out, 408, date);
+            response::field(&mut out, "Content-Type", "text/html; charset=utf-8");
+            response::field(&mut out, "Content-Length", body.len());
+            response::field(&mut out, "Connection", "close");
+            response::end(&mut out);
+            out.extend_from_slice(body.as_bytes());
+            let _ = (&self.stream).write(&out);
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    // ANCHOR: on_head
+    /// A complete head arrived: decide the response.
+    fn on_head(&mut self, head: Head, ctx: &mut Context<'_>) {
+        let line = ctx.log.map(|_| {
+            format!(
+                "{} {} {}",
+                head.method,
+                String::from_utf8_lossy(&head.target),
+                head.version
+            )
+        });
+        let keep_alive = !ctx.stopping
+            && !self.peer_closed
+            && match head.version {
+                Version::Http11 => !head.has_token("connection", "close"),
+                Version::Http10 => head.has_token("connection", "keep-alive"),
+            };
+        let hosts = head.headers_named("host").count();
+        if hosts > 1 || (head.version == Version::Http11 && hosts == 0) {
+            return self.refuse(400, line, ctx);
+        }
+        match head.method.as_str() {
+            "GET" | "HEAD" => {}
+            "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
+                return self.refuse(405, line, ctx);
+            }
+            _ => return self.refuse(501, line, ctx),
+        }
+        let skipper = match body::framing(&head)
+            .and_then(|f| BodySkipper::new(f, ctx.max_body).map_err(|e| e.status()))
+        {
+            Ok(skipper) => skipper,
+            Err(status) => return self.refuse(status, line, ctx),
+        };
+        let mut response = file_response(&head, keep_alive, ctx);
+        response.request_line = line;
+        self.response = Some(response);
+        self.phase = if skipper.is_done() {
+            Phase::Send
+        } else {
+            Phase::Body(skipper)
+        };
+    }
+    // ANCHOR_END: on_head
+
+    /// An error response after which the connection closes: what follows
+    /// the head (a body of unknown framing) cannot be trusted.
+    fn refuse(&mut self, status: u16, line: Option<String>, ctx: &mut Context<'_>) {
+        self.respond_error(status, line, true, ctx);
+        self.phase = Phase::Send;
+    }
+
+    fn respond_error(
+        &mut self,
+        status: u16,
+        line: Option<String>,
+        close: bool,
+        ctx: &mut Context<'_>,
+    ) {
+        let mut r = error_response(status, false, close, ctx);
+        r.request_line = line.or_else(|| ctx.log.map(|_| "-".to_string()));
+        if let Some(old) = self.response.replace(r) {
+            give_back(old, ctx);
+        }
+    }
+
+    /// Writes as much of the response as the socket takes. True when all
+    /// of it has gone.
+    fn flush(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
+        let Some(r) = self.response.as_mut() else {
+            return Ok(true);
+        };
+        loop {
+            let head = &r.head[r.head_sent..];
+            let body = &r.body[r.body_sent..];
+            if !head.is_empty() || !body.is_empty() {
+                // One system call for head and small body: no Nagle stall
+                // between two writes, and half the calls.
+                match (&self.stream).write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        let h = n.min(head.len());
+                        r.head_sent += h;
+                        r.body_sent += n - h;
+                        self.last_active = ctx.now;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if let Some((file, offset, end)) = r.file.as_mut()
+                && *offset < *end
+            {
+                let count = (*end - *offset).min(1 << 30) as usize;
+                match sys::send_file(&self.stream, file, offset, count) {
+                    // The file shrank under us: the promised length cannot
+                    // be kept, so the connection must end.
+                    Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => self.last_active = ctx.now,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            return Ok(true);
+        }
+    }
+
+    /// The response has gone: log it and give its buffers back. Returns
+    /// whether the connection closes now.
+    fn finish_response(&mut self, ctx: &mut Context<'_>) -> bool {
+        self.requests += 1;
+        let Some(r) = self.response.take() else {
+            return true;
+        };
+        let close = r.close || self.peer_closed || ctx.stopping;
+        if let (Some(log), Some(line)) = (ctx.log, r.request_line.as_ref()) {
+            let peer = self
+                .stream
+                .peer_addr()
+                .map_or_else(|_| "-".to_string(), |a| a.ip().to_string());
+            log.line(format!(
+                "{peer} - - [{}] \"{line}\" {} {}\n",
+                date::format_clf(SystemTime::now()),
+                r.status,
+                r.length
+            ));
+        }
+        give_back(r, ctx);
+        close
+    }
+}
+
+fn give_back(r: Response, ctx: &mut Context<'_>) {
+    ctx.outputs.give(r.head);
+    ctx.outputs.give(r.body);
+}
+
+fn error_response(status: u16, head_only: bool, close: bool, ctx: &mut Context<'_>) -> Response {
+    let page = response::error_page(status);
+    let mut head = ctx.outputs.take();
+    response::begin(&mut head, status, ctx.date);
+    response::field(&mut head, "Content-Type", "text/html; charset=utf-8");
+    response::field(&mut head, "Content-Length", page.len());
+    if status == 405 {
+        response::field(&mut head, "Allow", "GET, HEAD");
+    }
+    if close {
+        response::field(&mut head, "Connection", "close");
+    }
+    response::end(&mut head);
+    let mut body = ctx.outputs.take();
+    if !head_only {
+        body.extend_from_slice(page.as_bytes());
+    }
+    Response {
+        head,
+        head_sent: 0,
+        body,
+        body_sent: 0,
+        file: None,
+        close,
+        status,
+        length: if head_only { 0 } else { page.len() as u64 },
+        request_line: None,
+    }
+}
+
+/// Maps a failure to open a path to a status.
+fn open_error_status(e: &std::io::Error) -> u16 {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOENT | nix::libc::ENOTDIR | nix::libc::ENAMETOOLONG) => 404,
+        // EXDEV: the path (through a symbolic link) leads out of the root.
+        Some(nix::libc::EXDEV | nix::libc::ELOOP | nix::libc::EACCES | nix::libc::EPERM) => 403,
+        _ => 500,
+    }
+}
+
+// ANCHOR: file_response
+/// The response to a GET or HEAD for a file.
+fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Response {
+    let head_only = head.method == "HEAD";
+    let close = !keep_alive;
+    let resolved = match path::resolve(&head.target) {
+        Ok(r) => r,
+        Err(e) => return error_response(e.status(), head_only, close, ctx),
+    };
+    let mut file = match ctx.root.open_beneath(&resolved.relative) {
+        Ok(f) => f,
+        Err(e) => return error_response(open_error_status(&e), head_only, close, ctx),
+    };
+    let mut name = resolved.relative.clone();
+    let mut meta = match file.metadata() {
+        Ok(m) => m,
+        Err(_) => return error_response(500, head_only, close, ctx),
+    };
+    if meta.is_dir() {
+        if !resolved.trailing_slash {
+            // `/docs` → `/docs/`, so the page's relative links resolve
+            // inside the directory.
+            return redirect(&format!("{}/", resolved.raw_path), head_only, close, ctx);
+        }
+        name = if name.is_empty() {
+            "index.html".into()
+        } else {
+            format!("{name}/index.html")
+        };
+        file = match ctx.root.open_beneath(&name) {
+            Ok(f) => f,
+            Err(e) => return error_response(open_error_status(&e), head_only, close, ctx),
+        };
+        meta = match file.metadata() {
+            Ok(m) => m,
+            Err(_) => return error_response(500, head_only, close, ctx),
+        };
+    }
+    if !meta.is_file() {
+        // A device, a FIFO, a socket, a directory named index.html.
+        return error_response(403, head_only, close, ctx);
+    }
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    let modified_secs = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last_modified = date::format(modified);
+    if let Some(since) = head.header("if-modified-since").and_then(date::parse) {
+        let since_secs = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if modified_secs <= since_secs {
+            let mut out = ctx.outputs.take();
+            response::begin(&mut out, 304, ctx.date);
+            response::field(&mut out, "Last-Modified", &last_modified);
+            connection_field(&mut out, head.version, close);
+            response::end(&mut out);
+            return Response {
+                head: out,
+                head_sent: 0,
+                body: ctx.outputs.take(),
+                body_sent: 0,
+                file: None,
+                close,
+                status: 304,
+                length: 0,
+                request_line: None,
+            };
+        }
+    }
+    let len = meta.len();
+    let (status, start, end) = match head.header("range") {
+        Some(r) if head.header("if-range").is_none() => match range::answer(r, len) {
+            RangeAnswer::Full => (200, 0, len),
+            RangeAnswer::Partial { start, end } => (206, start, end + 1),
+            RangeAnswer::Unsatisfiable => {
+                let mut r = error_response(416, head_only, close, ctx);
+                // Insert Content-Range before the blank line.
+                r.head.truncate(r.head.len() - 2);
+                response::field(&mut r.head, "Content-Range", format!("bytes */{len}"));
+                response::end(&mut r.head);
+                return r;
+            }
+        },
+        _ => (200, 0, len),
+    };
+    let mut out = ctx.outputs.take();
+    response::begin(&mut out, status, ctx.date);
+    response::field(&mut out, "Content-Type", mime::content_type(&name));
+    response::field(&mut out, "Content-Length", end - start);
+    response::field(&mut out, "Last-Modified", &last_modified);
+    response::field(&mut out, "Accept-Ranges", "bytes");
+    if status == 206 {
+        response::field(
+            &mut out,
+            "Content-Range",
+            format!("bytes {start}-{}/{len}", end - 1),
+        );
+    }
+    connection_field(&mut out, head.version, close);
+    response::end(&mut out);
+    let mut body = ctx.outputs.take();
+    let mut large = None;
+    if !head_only {
+        if end - start <= SMALL_BODY as u64 {
+            body.resize((end - start) as usize, 0);
+            if file.read_exact_at(&mut body, start).is_err() {
+                give_back_buffers(out, body, ctx);
+                return error_response(500, head_only, true, ctx);
+            }
+        } else {
+            large = Some((file, start, end));
+        }
+    }
+    Response {
+        head: out,
+        head_sent: 0,
+        body,
+        body_sent: 0,
+        file: large,
+        close,
+        status,
+        length: if head_only { 0 } else { end - start },
+        request_line: None,
+    }
+}
+// ANCHOR_END: file_response
+
+fn give_back_buffers(a: Vec<u8>, b: Vec<u8>, ctx: &mut Context<'_>) {
+    ctx.outputs.give(a);
+    ctx.outputs.give(b);
+}
+
+fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
+    if close {
+        response::field(out, "Connection", "close");
+    } else if version == Version::Http10 {
+        response::field(out, "Connection", "keep-alive");
+    }
+}
+
+fn redirect(location: &str, head_only: bool, close: bool, ctx: &mut Context<'_>) -> Response {
+    let mut r = error_response(301, head_only, close, ctx);
+    r.head.truncate(r.head.len() - 2);
+    response::field(&mut r.head, "Location", location);
+    response::end(&mut r.head);
+    r
+}

@@ -1,0 +1,357 @@
+//! Request bodies: how long they are, and reading past them.
+//!
+//! GET and HEAD have no use for a body, but a request may carry one, and its
+//! bytes must be read and thrown away, or they would be parsed as the next
+//! request. Knowing where a body ends is also where request smuggling hides:
+//! a front proxy and this server must agree on it, so every ambiguous case
+//! is refused and the connection closed.
+
+use super::parser::Head;
+
+/// How the body of a request is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+// ANCHOR: framing
+/// Decides the framing of a request's body, or the status that refuses it.
+///
+/// - `Content-Length` and `Transfer-Encoding` together: 400 (RFC 9112
+///   §6.1 allows processing it, but the two readings disagree on where the
+///   body ends, which is how smuggling works).
+/// - Two `Content-Length` values that differ, or one that is not a number:
+///   400.
+/// - A transfer coding other than plain `chunked`: 501.
+pub fn framing(head: &Head) -> Result<Framing, u16> {
+    let te: Vec<&[u8]> = head.headers_named("transfer-encoding").collect();
+    let mut length: Option<u64> = None;
+    for value in head.headers_named("content-length") {
+        // A list ("5, 5") counts as several values.
+        for part in value.split(|&b| b == b',') {
+            let n = parse_length(part.trim_ascii()).ok_or(400u16)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(400);
+            }
+            length = Some(n);
+        }
+    }
+    match (te.is_empty(), length) {
+        (false, Some(_)) => Err(400),
+        (false, None) => {
+            let codings: Vec<&[u8]> = te
+                .iter()
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(|c| c.trim_ascii())
+                .collect();
+            if codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked") {
+                Ok(Framing::Chunked)
+            } else {
+                Err(501)
+            }
+        }
+        (true, Some(0)) | (true, None) => Ok(Framing::None),
+        (true, Some(n)) => Ok(Framing::Length(n)),
+    }
+}
+// ANCHOR_END: framing
+
+fn parse_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Why a body was refused while reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// 413: more than the limit.
+    TooLarge,
+    /// 400: not valid chunked coding.
+    Malformed,
+}
+
+impl BodyError {
+    pub fn status(self) -> u16 {
+        match self {
+            BodyError::TooLarge => 413,
+            BodyError::Malformed => 400,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting the first hex digit of a chunk size.
+    SizeStart,
+    Size,
+    /// After `;`: a chunk extension, ignored up to the end of the line.
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer fields, or the empty line that ends.
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    FinalLf,
+}
+
+/// Longest chunk-size line, extensions included, and longest trailer.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILER: usize = 16 * 1024;
+
+/// Reads past one request's body, whatever its framing, up to a limit.
+#[derive(Debug)]
+pub struct BodySkipper {
+    framing: Framing,
+    /// Bytes of body (decoded, for chunked) still expected in the current
+    /// length or chunk.
+    remaining: u64,
+    total: u64,
+    limit: u64,
+    chunk: Chunk,
+    line: usize,
+}
+
+/// What one call to [`BodySkipper::skip`] achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub consumed: usize,
+    pub done: bool,
+}
+
+impl BodySkipper {
+    /// Starts reading a body; a `Content-Length` over `limit` is refused
+    /// before a byte of it is read.
+    pub fn new(framing: Framing, limit: u64) -> Result<BodySkipper, BodyError> {
+        let remaining = match framing {
+            Framing::Length(n) if n > limit => return Err(BodyError::TooLarge),
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Ok(BodySkipper {
+            framing,
+            remaining,
+            total: 0,
+            limit,
+            chunk: Chunk::SizeStart,
+            line: 0,
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        match self.framing {
+            Framing::None => true,
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => false,
+        }
+    }
+
+    /// Consumes as much of `input` as belongs to the body.
+    pub fn skip(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
+        match self.framing {
+            Framing::None => Ok(Skipped {
+                consumed: 0,
+                done: true,
+            }),
+            Framing::Length(_) => {
+                let n = (input.len() as u64).min(self.remaining);
+                self.remaining -= n;
+                Ok(Skipped {
+                    consumed: n as usize,
+                    done: self.remaining == 0,
+                })
+            }
+            Framing::Chunked => self.skip_chunked(input),
+        }
+    }
+
+    fn skip_chunked(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
+        use Chunk::*;
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            if self.chunk == Data {
+                // Skip a run of data at once.
+                let n = ((input.len() - i) as u64).min(self.remaining);
+                self.remaining -= n;
+                i += n as usize;
+                if self.remaining == 0 {
+                    self.chunk = DataCr;
+                }
+                continue;
+            }
+            i += 1;
+            self.line += 1;
+            let limit = if matches!(self.chunk, TrailerStart | Trailer | TrailerLf) {
+                MAX_TRAILER
+            } else {
+                MAX_CHUNK_LINE
+            };
+            if self.line > limit {
+                return Err(BodyError::Malformed);
+            }
+            self.chunk = match (self.chunk, b) {
+                (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
+                    let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
+                    if self.remaining > (u64::MAX >> 4) {
+                        return Err(BodyError::TooLarge);
+                    }
+                    self.remaining = self.remaining * 16 + digit;
+                    Size
+                }
+                (Size, b';') | (Extension, b';') => Extension,
+                (Extension, b) if b != b'\r' && b != b'\n' => Extension,
+                (Size | Extension, b'\r') => SizeLf,
+                (Size | Extension, b'\n') | (SizeLf, b'\n') => {
+                    self.line = 0;
+                    self.total = self.total.saturating_add(self.remaining);
+                    if self.total > self.limit {
+                        return Err(BodyError::TooLarge);
+                    }
+                    if self.remaining == 0 {
+                        TrailerStart
+                    } else {
+                        Data
+                    }
+                }
+                (DataCr, b'\r') => DataLf,
+                (DataCr, b'\n') | (DataLf, b'\n') => {
+                    self.line = 0;
+                    SizeStart
+                }
+                (TrailerStart, b'\r') => FinalLf,
+                (TrailerStart, b'\n') | (FinalLf, b'\n') => {
+                    return Ok(Skipped {
+                        consumed: i,
+                        done: true,
+                    });
+                }
+                (Trailer, b'\r') => TrailerLf,
+                (Trailer, b'\n') | (TrailerLf, b'\n') => TrailerStart,
+                (TrailerStart | Trailer, _) => Trailer,
+                _ => return Err(BodyError::Malformed),
+            };
+        }
+        Ok(Skipped {
+            consumed: input.len(),
+            done: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parser::Parser;
+    use super::*;
+
+    fn head(fields: &str) -> Head {
+        let text = format!("POST / HTTP/1.1\r\nHost: h\r\n{fields}\r\n");
+        let mut p = Parser::new();
+        assert!(p.feed(text.as_bytes()).unwrap().done);
+        p.take()
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(framing(&head("")), Ok(Framing::None));
+        assert_eq!(
+            framing(&head("Content-Length: 5\r\n")),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing(&head("Content-Length: 5\r\nContent-Length: 5\r\n")),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(framing(&head("Content-Length: 5, 6\r\n")), Err(400));
+        assert_eq!(
+            framing(&head("Content-Length: 5\r\nContent-Length: 6\r\n")),
+            Err(400)
+        );
+        assert_eq!(framing(&head("Content-Length: -1\r\n")), Err(400));
+        assert_eq!(framing(&head("Content-Length: +5\r\n")), Err(400));
+        assert_eq!(
+            framing(&head("Transfer-Encoding: chunked\r\n")),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(&head("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")),
+            Err(400)
+        );
+        assert_eq!(
+            framing(&head("Transfer-Encoding: gzip, chunked\r\n")),
+            Err(501)
+        );
+        assert_eq!(framing(&head("Transfer-Encoding: identity\r\n")), Err(501));
+    }
+
+    fn skip_all(
+        framing: Framing,
+        limit: u64,
+        input: &[u8],
+        step: usize,
+    ) -> Result<usize, BodyError> {
+        let mut s = BodySkipper::new(framing, limit)?;
+        let mut at = 0;
+        while at < input.len() {
+            let end = (at + step).min(input.len());
+            let r = s.skip(&input[at..end])?;
+            at += r.consumed;
+            if r.done {
+                return Ok(at);
+            }
+            if r.consumed == 0 {
+                break;
+            }
+        }
+        if s.is_done() {
+            Ok(at)
+        } else {
+            Err(BodyError::Malformed)
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_skipped_exactly_in_any_chunking() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for step in 1..body.len() {
+            assert_eq!(
+                skip_all(Framing::Chunked, 100, body, step),
+                Ok(body.len() - 4)
+            );
+        }
+        assert_eq!(skip_all(Framing::Length(3), 100, b"abcNEXT", 2), Ok(3));
+    }
+
+    #[test]
+    fn limits_and_malformed_chunks() {
+        assert_eq!(
+            BodySkipper::new(Framing::Length(101), 100).err(),
+            Some(BodyError::TooLarge)
+        );
+        assert_eq!(
+            skip_all(Framing::Chunked, 10, b"b\r\nhello world\r\n0\r\n\r\n", 64),
+            Err(BodyError::TooLarge)
+        );
+        assert_eq!(
+            skip_all(Framing::Chunked, 100, b"5\r\nhelloX\r\n0\r\n\r\n", 64),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            skip_all(Framing::Chunked, 100, b"zz\r\n", 64),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(
+            skip_all(Framing::Chunked, u64::MAX, b"ffffffffffffffffff\r\n", 64),
+            Err(BodyError::TooLarge)
+        );
+    }
+}

@@ -1,0 +1,519 @@
+//! An incremental parser for the request line and header fields.
+//!
+//! It is a state machine fed whatever bytes have arrived: it consumes them,
+//! remembers where it stopped (the state, and what it has collected so far),
+//! and resumes with the next bytes, so a request sent one byte at a time
+//! parses exactly as one sent in a single write. It checks every byte where
+//! it stands and rejects the first one that cannot belong there, at once,
+//! rather than waiting for a line to end: a client sending garbage is
+//! answered after one bad byte, not after 8 KiB of it.
+//!
+//! ```text
+//!            tchar            VCHAR                "HTTP/1.1"
+//!  ┌────────┐ SP ┌────────┐ SP ┌─────────┐ CR? LF ┌─────────────┐
+//!  │ Method ├───▶│ Target ├───▶│ Version ├───────▶│ HeaderStart │◀──────────┐
+//!  └────────┘    └────────┘    └─────────┘        └──┬───────┬──┘           │
+//!                                            CR? LF  │       │ tchar        │
+//!                                           ┌────────▼┐   ┌──▼───┐ ':' ┌────┴──┐
+//!                                           │  Done   │   │ Name ├────▶│ Value │
+//!                                           └─────────┘   └──────┘     └───────┘
+//!                                                                   CR? LF ends a field
+//! ```
+
+use std::fmt;
+
+/// The longest request line accepted (method, target, version, CRLF).
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The most bytes of header fields accepted (all lines after the first).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The most header fields accepted.
+pub const MAX_HEADERS: usize = 100;
+
+/// The protocol version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        })
+    }
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// As sent: methods are case-sensitive.
+    pub method: String,
+    /// The request-target, raw (still percent-encoded).
+    pub target: Vec<u8>,
+    pub version: Version,
+    /// Field names in lower case; values without surrounding white space.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    /// The first value of the named field (`name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Every value of the named field, in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// True if a comma-separated field (such as `Connection`) lists `token`,
+    /// compared without regard to case.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers_named(name).any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+}
+
+/// Why a head was rejected; each maps to its status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// 400: a byte that cannot stand where it does.
+    BadRequest,
+    /// 414: the request line is longer than [`MAX_REQUEST_LINE`].
+    UriTooLong,
+    /// 431: header fields over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`].
+    HeadersTooLarge,
+    /// 505: a well-formed version other than HTTP/1.0 and HTTP/1.1.
+    VersionNotSupported,
+}
+
+impl ParseError {
+    pub fn status(self) -> u16 {
+        match self {
+            ParseError::BadRequest => 400,
+            ParseError::UriTooLong => 414,
+            ParseError::HeadersTooLarge => 431,
+            ParseError::VersionNotSupported => 505,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Before the method: empty lines are skipped (RFC 9112 §2.2).
+    Start,
+    Method,
+    Target,
+    /// Matching "HTTP/d.d"; the number is how many bytes matched.
+    Version(u8),
+    /// A CR ended the request line; LF must follow.
+    RequestLineLf,
+    /// At the start of a header line (or of the final empty line).
+    HeaderStart,
+    Name,
+    /// After the colon, skipping white space before the value.
+    ValueStart,
+    Value,
+    /// A CR ended a header line; LF must follow.
+    HeaderLf,
+    /// A CR started the final empty line; LF must follow.
+    FinalLf,
+    Done,
+}
+
+/// What one call to [`Parser::feed`] achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the input that belong to this head (all of them unless it
+    /// completed: the rest is the body or the next request).
+    pub consumed: usize,
+    /// The head is complete; take it with [`Parser::take`].
+    pub done: bool,
+}
+
+/// The parser's state between calls. Reused for every request of a
+/// connection ([`Parser::take`] resets it).
+#[derive(Debug)]
+pub struct Parser {
+    state: State,
+    method: String,
+    target: Vec<u8>,
+    version: [u8; 8],
+    headers: Vec<(String, Vec<u8>)>,
+    name: String,
+    value: Vec<u8>,
+    line_bytes: usize,
+    header_bytes: usize,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    // RFC 9110 §5.6.2: token characters.
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Characters of a request-target: visible ASCII (RFC 3986 is stricter; the
+/// path code decodes and checks what it uses).
+fn is_target_char(b: u8) -> bool {
+    (0x21..0x7f).contains(&b)
+}
+
+/// Characters of a field value: visible ASCII, obs-text, space and tab.
+fn is_value_char(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..0x7f).contains(&b) || b >= 0x80
+}
+
+impl Parser {
+    pub fn new() -> Parser {
+        Parser {
+            state: State::Start,
+            method: String::new(),
+            target: Vec::new(),
+            version: [0; 8],
+            headers: Vec::new(),
+            name: String::new(),
+            value: Vec::new(),
+            line_bytes: 0,
+            header_bytes: 0,
+        }
+    }
+
+    /// True once any byte of a request has arrived (empty lines before a
+    /// request do not count): the header timeout then applies.
+    pub fn started(&self) -> bool {
+        self.state != State::Start
+    }
+
+    // ANCHOR: feed
+    /// Consumes as much of `input` as belongs to the head.
+    pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ParseError> {
+        for (i, &b) in input.iter().enumerate() {
+            self.step(b)?;
+            if self.state == State::Done {
+                return Ok(Progress {
+                    consumed: i + 1,
+                    done: true,
+                });
+            }
+        }
+        Ok(Progress {
+            consumed: input.len(),
+            done: false,
+        })
+    }
+
+    fn step(&mut self, b: u8) -> Result<(), ParseError> {
+        use State::*;
+        // Count the byte against the limit of the part it belongs to.
+        match self.state {
+            Start | Method | Target | Version(_) | RequestLineLf => {
+                self.line_bytes += 1;
+                if self.line_bytes > MAX_REQUEST_LINE {
+                    return Err(ParseError::UriTooLong);
+                }
+            }
+            _ => {
+                self.header_bytes += 1;
+                if self.header_bytes > MAX_HEADER_BYTES {
+                    return Err(ParseError::HeadersTooLarge);
+                }
+            }
+        }
+        self.state = match (self.state, b) {
+            (Start, b'\r' | b'\n') => Start,
+            (Start | Method, b) if is_tchar(b) => {
+                self.method.push(b as char);
+                Method
+            }
+            (Method, b' ') => Target,
+            (Target, b' ') if !self.target.is_empty() => Version(0),
+            (Target, b) if is_target_char(b) => {
+                self.target.push(b);
+                Target
+            }
+            (Version(n), b) if n < 8 => {
+                let fits = match n {
+                    0..=4 => b == b"HTTP/"[n as usize],
+                    5 | 7 => b.is_ascii_digit(),
+                    _ => b == b'.',
+                };
+                if !fits {
+                    return Err(ParseError::BadRequest);
+                }
+                self.version[n as usize] = b;
+                Version(n + 1)
+            }
+            (Version(8), b'\r') => {
+                self.check_version()?;
+                RequestLineLf
+            }
+            // A bare LF ends a line too (RFC 9112 §2.2 allows accepting it).
+            (Version(8), b'\n') | (RequestLineLf, b'\n') => {
+                self.check_version()?;
+                HeaderStart
+            }
+            (HeaderStart, b'\r') => FinalLf,
+            (HeaderStart, b'\n') | (FinalLf, b'\n') => Done,
+            (HeaderStart, b) if is_tchar(b) => {
+                if self.headers.len() == MAX_HEADERS {
+                    return Err(ParseError::HeadersTooLarge);
+                }
+                self.name.push(b.to_ascii_lowercase() as char);
+                Name
+            }
+            (Name, b) if is_tchar(b) => {
+                self.name.push(b.to_ascii_lowercase() as char);
+                Name
+            }
+            (Name, b':') => ValueStart,
+            (ValueStart, b' ' | b'\t') => ValueStart,
+            (ValueStart | Value, b'\r') => {
+                self.end_field();
+                HeaderLf
+            }
+            (ValueStart | Value, b'\n') | (HeaderLf, b'\n') => {
+                if self.state != HeaderLf {
+                    self.end_field();
+                }
+                HeaderStart
+            }
+            (ValueStart | Value, b) if is_value_char(b) => {
+                self.value.push(b);
+                Value
+            }
+            // Anything else cannot stand here: a space in a name, a control
+            // character, a CR not followed by LF, a line folded with leading
+            // white space (obsolete, and a smuggling risk), bytes after Done.
+            _ => return Err(ParseError::BadRequest),
+        };
+        Ok(())
+    }
+    // ANCHOR_END: feed
+
+    fn check_version(&self) -> Result<(), ParseError> {
+        match &self.version {
+            b"HTTP/1.1" | b"HTTP/1.0" => Ok(()),
+            _ => Err(ParseError::VersionNotSupported),
+        }
+    }
+
+    fn end_field(&mut self) {
+        let mut value = std::mem::take(&mut self.value);
+        while value.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            value.pop();
+        }
+        let name = std::mem::take(&mut self.name);
+        self.headers.push((name, value));
+    }
+
+    /// Returns the completed head and resets the parser for the next
+    /// request. Call only after `feed` reported `done`.
+    pub fn take(&mut self) -> Head {
+        let head = Head {
+            method: std::mem::take(&mut self.method),
+            target: std::mem::take(&mut self.target),
+            version: if &self.version == b"HTTP/1.0" {
+                Version::Http10
+            } else {
+                Version::Http11
+            },
+            headers: std::mem::take(&mut self.headers),
+        };
+        self.reset();
+        head
+    }
+
+    /// Forgets everything, for the next request.
+    pub fn reset(&mut self) {
+        self.state = State::Start;
+        self.method.clear();
+        self.target.clear();
+        self.headers.clear();
+        self.name.clear();
+        self.value.clear();
+        self.version = [0; 8];
+        self.line_bytes = 0;
+        self.header_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_whole(input: &[u8]) -> Result<(Head, usize), ParseError> {
+        let mut p = Parser::new();
+        let progress = p.feed(input)?;
+        assert!(
+            progress.done,
+            "incomplete: {:?}",
+            String::from_utf8_lossy(input)
+        );
+        Ok((p.take(), progress.consumed))
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let (head, used) =
+            parse_whole(b"GET /index.html?x=1 HTTP/1.1\r\nHost: a\r\nX-Long:  b c \r\n\r\nrest")
+                .unwrap();
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, b"/index.html?x=1");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.header("host"), Some(&b"a"[..]));
+        assert_eq!(head.header("x-long"), Some(&b"b c"[..]));
+        assert_eq!(used, 56);
+    }
+
+    #[test]
+    fn accepts_bare_lf_and_leading_empty_lines() {
+        let (head, _) = parse_whole(b"\r\n\nHEAD / HTTP/1.0\nA:1\n\n").unwrap();
+        assert_eq!(head.method, "HEAD");
+        assert_eq!(head.version, Version::Http10);
+        assert_eq!(head.header("a"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn rejects_a_bad_byte_as_soon_as_it_arrives() {
+        let mut p = Parser::new();
+        assert!(p.feed(b"GET / HTTP/1.1\r\nBad").is_ok());
+        // A space inside a field name: rejected at that byte.
+        assert_eq!(p.feed(b" "), Err(ParseError::BadRequest));
+        for bad in [
+            &b"GE\x01T / HTTP/1.1\r\n\r\n"[..],
+            b"GET /a\x7f HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / HTTX/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\rX",
+            b"GET / HTTP/1.1\r\nA: b\x00\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA : b\r\n\r\n",
+        ] {
+            let mut p = Parser::new();
+            assert_eq!(p.feed(bad), Err(ParseError::BadRequest), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_have_their_own_errors() {
+        let mut long = b"GET /".to_vec();
+        long.resize(MAX_REQUEST_LINE + 10, b'a');
+        assert_eq!(Parser::new().feed(&long), Err(ParseError::UriTooLong));
+
+        let mut big = b"GET / HTTP/1.1\r\nA: ".to_vec();
+        big.resize(MAX_HEADER_BYTES + 100, b'b');
+        assert_eq!(Parser::new().feed(&big), Err(ParseError::HeadersTooLarge));
+
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+        }
+        assert_eq!(Parser::new().feed(&many), Err(ParseError::HeadersTooLarge));
+
+        assert_eq!(
+            Parser::new().feed(b"GET / HTTP/2.0\r\n"),
+            Err(ParseError::VersionNotSupported)
+        );
+    }
+
+    /// A tiny deterministic generator for the property tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    const SAMPLES: [&[u8]; 5] = [
+        b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
+        b"HEAD /a/b%20c?q=1 HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: x y\r\n\r\n",
+        b"GET /x HTTP/1.1\nHost: h\nAccept: */*\n\n",
+        b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    ];
+
+    /// Property: a head split at any points parses exactly as it does
+    /// whole, to the same head or the same error.
+    #[test]
+    fn any_chunking_parses_the_same_as_whole() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for sample in SAMPLES {
+            let whole = {
+                let mut p = Parser::new();
+                p.feed(sample).map(|pr| (pr, p.take()))
+            };
+            // Every single split point, then many random multi-splits.
+            let mut cuts: Vec<Vec<usize>> = (0..=sample.len()).map(|i| vec![i]).collect();
+            for _ in 0..300 {
+                let mut c: Vec<usize> = (0..4)
+                    .map(|_| (rng.next() % (sample.len() as u64 + 1)) as usize)
+                    .collect();
+                c.sort_unstable();
+                cuts.push(c);
+            }
+            for cut in cuts {
+                let mut p = Parser::new();
+                let mut start = 0;
+                let mut result = None;
+                for end in cut.iter().copied().chain([sample.len()]) {
+                    match p.feed(&sample[start..end]) {
+                        Err(e) => {
+                            result = Some(Err(e));
+                            break;
+                        }
+                        Ok(pr) if pr.done => {
+                            let consumed = start + pr.consumed;
+                            result = Some(Ok((consumed, p.take())));
+                            break;
+                        }
+                        Ok(_) => start = end,
+                    }
+                }
+                let expected = whole.clone().map(|(pr, h)| (pr.consumed, h));
+                assert_eq!(result, Some(expected), "cut {cut:?} of {sample:?}");
+            }
+        }
+    }
+
+    /// Property: no input makes the parser panic, and it never claims to
+    /// have consumed more than it was given.
+    #[test]
+    fn no_input_makes_it_panic() {
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let alphabet = b"GET HEAD/ HTTP/1.01\r\n:abc%\x00\x7f\xff \t";
+        for _ in 0..20_000 {
+            let len = (rng.next() % 64) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.next() % 4 == 0 {
+                        rng.next() as u8
+                    } else {
+                        alphabet[(rng.next() % alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            let mut p = Parser::new();
+            if let Ok(pr) = p.feed(&input) {
+                assert!(pr.consumed <= input.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! From a request-target to a path inside the document root.
+//!
+//! The first line of defence against path traversal: the target is
+//! percent-decoded segment by segment, then normalised (`.` dropped, `..`
+//! climbing one level), and a `..` that would climb above the root is
+//! refused. The second line is in `sys::open_beneath`: the kernel itself
+//! refuses to resolve a path (or a symbolic link) that leaves the root.
+
+/// Why a target does not name a file we may serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// 400: not an origin-form or absolute-form target, a NUL byte, bad
+    /// percent-encoding.
+    BadRequest,
+    /// 403: climbs out of the root.
+    Forbidden,
+    /// 404: cannot name a file (an encoded `/` inside a segment).
+    NotFound,
+}
+
+impl PathError {
+    pub fn status(self) -> u16 {
+        match self {
+            PathError::BadRequest => 400,
+            PathError::Forbidden => 403,
+            PathError::NotFound => 404,
+        }
+    }
+}
+
+/// A normalised path relative to the root: segments joined by `/`, no
+/// `.`, `..` or empty segments; empty for the root itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub relative: String,
+    /// The decoded path ended with `/` (a directory was asked for).
+    pub trailing_slash: bool,
+    /// The path as the client wrote it, before `?`, for redirects.
+    pub raw_path: String,
+}
+
+// ANCHOR: resolve
+/// Decodes and normalises a request-target.
+pub fn resolve(target: &[u8]) -> Result<Resolved, PathError> {
+    // Absolute form (`http://host/path`): servers must accept it (RFC 9112
+    // §3.2.2); the authority is ignored, as this server has one site.
+    let target = strip_authority(target);
+    if target.first() != Some(&b'/') {
+        return Err(PathError::BadRequest);
+    }
+    // The query is not part of the path; a fragment is never sent.
+    let path = match target.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(i) if target[i] == b'#' => return Err(PathError::BadRequest),
+        Some(i) => &target[..i],
+        None => target,
+    };
+    let mut segments: Vec<String> = Vec::new();
+    for raw in path.split(|&b| b == b'/') {
+        let segment = percent_decode(raw)?;
+        if segment.contains(&0) {
+            return Err(PathError::BadRequest);
+        }
+        if segment.contains(&b'/') {
+            // `%2F`: a slash inside a name. No file has such a name.
+            return Err(PathError::NotFound);
+        }
+        match segment.as_slice() {
+            b"" | b"." => {}
+            b".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::Forbidden);
+                }
+            }
+            _ => segments.push(String::from_utf8(segment).map_err(|_| PathError::NotFound)?),
+        }
+    }
+    Ok(Resolved {
+        relative: segments.join("/"),
+        trailing_slash: path.ends_with(b"/"),
+        raw_path: String::from_utf8_lossy(path).into_owned(),
+    })
+}
+// ANCHOR_END: resolve
+
+fn strip_authority(target: &[u8]) -> &[u8] {
+    for scheme in [&b"http://"[..], b"https://"] {
+        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let rest = &target[scheme.len()..];
+            return match rest.iter().position(|&b| b == b'/') {
+                Some(i) => &rest[i..],
+                None => b"/",
+            };
+        }
+    }
+    target
+}
+
+fn percent_decode(s: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or(PathError::BadRequest)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadRequest)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| PathError::BadRequest)?);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(t: &str) -> Result<String, PathError> {
+        resolve(t.as_bytes()).map(|r| r.relative)
+    }
+
+    #[test]
+    fn normalises() {
+        assert_eq!(rel("/"), Ok(String::new()));
+        assert_eq!(rel("/a/./b//c/../d?x=../.."), Ok("a/b/d".into()));
+        assert_eq!(rel("/a%20b.html"), Ok("a b.html".into()));
+        assert_eq!(rel("http://host:8080/x/y"), Ok("x/y".into()));
+        assert_eq!(rel("/a/.."), Ok(String::new()));
+        assert!(resolve(b"/docs/").unwrap().trailing_slash);
+    }
+
+    #[test]
+    fn refuses_every_traversal_form() {
+        for t in [
+            "/..",
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/%2e%2E/etc/passwd",
+            "/.%2e/etc/passwd",
+        ] {
+            assert_eq!(rel(t), Err(PathError::Forbidden), "{t}");
+        }
+        assert_eq!(rel("/..%2fetc%2fpasswd"), Err(PathError::NotFound));
+        assert_eq!(rel("/a%2F..%2F..%2Fetc"), Err(PathError::NotFound));
+        assert_eq!(rel("/etc/passwd%00.html"), Err(PathError::BadRequest));
+        assert_eq!(rel("/bad%zz"), Err(PathError::BadRequest));
+        assert_eq!(rel("/bad%2"), Err(PathError::BadRequest));
+        assert_eq!(rel("*"), Err(PathError::BadRequest));
+        assert_eq!(rel("etc/passwd"), Err(PathError::BadRequest));
+    }
+}

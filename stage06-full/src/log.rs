@@ -1,0 +1,121 @@
+//! The access log: Common Log Format lines, written by a thread of their
+//! own so that the event loop never waits for the disk.
+//!
+//! The loop hands each line to a bounded queue with `try_send`. When the
+//! queue is full (the disk is slow, or the log is on a network share that
+//! hangs), the line is counted as dropped and the loop carries on: losing a
+//! log line is better than stalling every connection of the worker. The
+//! writer thread notes the count in the log when it next gets a line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::{self, JoinHandle};
+
+/// Lines waiting for the writer, at most.
+const QUEUE: usize = 8192;
+
+/// The loop's end of the access log.
+pub struct AccessLog {
+    /// Dropped (by `Drop`) to tell the writer to finish.
+    sender: Option<SyncSender<String>>,
+    dropped: Arc<AtomicU64>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl AccessLog {
+    /// Opens `path` for appending (every worker appends to the same file;
+    /// `O_APPEND` keeps their writes from overwriting each other) and starts
+    /// the writer thread. Call in the worker, after the fork.
+    pub fn open(path: &Path) -> io::Result<AccessLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&dropped);
+        let writer = thread::Builder::new()
+            .name("access log".into())
+            .spawn(move || write_lines(&receiver, file, &counter))?;
+        Ok(AccessLog {
+            sender: Some(sender),
+            dropped,
+            writer: Some(writer),
+        })
+    }
+
+    /// Queues a line without ever blocking.
+    pub fn line(&self, line: String) {
+        if let Some(sender) = &self.sender {
+            match sender.try_send(line) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_lines(receiver: &Receiver<String>, file: File, dropped: &AtomicU64) {
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    let mut noted = 0;
+    // Block for the first line, then take whatever else is queued, then
+    // flush: one write(2) per batch, not per line.
+    while let Ok(line) = receiver.recv() {
+        let mut batch = Some(line);
+        while let Some(line) = batch.take().or_else(|| receiver.try_recv().ok()) {
+            if out.write_all(line.as_bytes()).is_err() {
+                eprintln!("access log: write failed; lines are lost");
+            }
+        }
+        let now = dropped.load(Ordering::Relaxed);
+        if now > noted {
+            let _ = writeln!(
+                out,
+                "# {} lines dropped: the log could not keep up",
+                now - noted
+            );
+            noted = now;
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_reach_the_file_in_order() {
+        let path = std::env::temp_dir().join(format!("access-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let log = AccessLog::open(&path).unwrap();
+            for i in 0..100 {
+                log.line(format!("line {i}\n"));
+            }
+            assert_eq!(log.dropped(), 0);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 100);
+        assert_eq!(lines[99], "line 99");
+        let _ = std::fs::remove_file(&path);
+    }
+}

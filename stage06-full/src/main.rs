@@ -1,0 +1,133 @@
+//! Command line for stage 6. All the server logic is in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use argh::FromArgs;
+use stage06_full::conn::Timeouts;
+use stage06_full::{Config, Dispatch, Master, MasterConfig, Trigger};
+
+/// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
+#[derive(FromArgs)]
+struct Args {
+    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    addr: SocketAddr,
+
+    /// the directory to serve (default: the demo site in stage06-full/www)
+    #[argh(option, default = "default_root()")]
+    root: PathBuf,
+
+    /// number of worker processes (default: the number of CPUs)
+    #[argh(option, default = "default_workers()")]
+    workers: usize,
+
+    /// how connections reach the workers: pass, shared or reuseport
+    /// (default pass; see stage05)
+    #[argh(option, default = "Dispatch::Pass")]
+    dispatch: Dispatch,
+
+    /// with --dispatch shared: register the listener with EPOLLEXCLUSIVE
+    #[argh(switch)]
+    exclusive: bool,
+
+    /// lt or et for connection sockets (default lt)
+    #[argh(option, default = "Trigger::Level")]
+    trigger: Trigger,
+
+    /// lt or et for the workers' listening sockets (default lt)
+    #[argh(option, default = "Trigger::Level")]
+    listen_trigger: Trigger,
+
+    /// connection slots per worker, allocated at start; past them a client
+    /// gets 503 (default 10000)
+    #[argh(option, default = "10_000")]
+    max_conns: usize,
+
+    /// seconds an idle keep-alive connection is kept (default 15)
+    #[argh(option, default = "15.0")]
+    keepalive_timeout: f64,
+
+    /// seconds a client has to send a complete request head; a slower one
+    /// gets 408 (default 10)
+    #[argh(option, default = "10.0")]
+    header_timeout: f64,
+
+    /// largest request body read (and discarded), in bytes; larger gets
+    /// 413 (default 1048576)
+    #[argh(option, default = "1 << 20")]
+    max_body: u64,
+
+    /// a file to append the access log to (Common Log Format), or off
+    /// (default off)
+    #[argh(option, default = "String::from(\"off\")")]
+    access_log: String,
+
+    /// seconds responses in flight get to finish after SIGTERM (default 3)
+    #[argh(option, default = "3.0")]
+    grace: f64,
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/www"))
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = argh::from_env();
+    if args.max_conns == 0 {
+        bail!("--max-conns must be at least 1");
+    }
+    if !args.root.is_dir() {
+        bail!("--root {}: not a directory", args.root.display());
+    }
+    let access_log = match args.access_log.as_str() {
+        "off" => None,
+        path => Some(PathBuf::from(path)),
+    };
+    let config = MasterConfig {
+        addr: args.addr,
+        workers: args.workers,
+        dispatch: args.dispatch,
+        exclusive: args.exclusive,
+        worker: Config {
+            trigger: args.trigger,
+            listen_trigger: args.listen_trigger,
+            max_conns: args.max_conns,
+            root: args.root.clone(),
+            timeouts: Timeouts {
+                keepalive: seconds("keepalive-timeout", args.keepalive_timeout)?,
+                header: seconds("header-timeout", args.header_timeout)?,
+            },
+            max_body: args.max_body,
+            access_log,
+            grace: seconds("grace", args.grace)?,
+        },
+    };
+    let mut master =
+        Master::start(config).with_context(|| format!("cannot start on {}", args.addr))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {}", master.local_addr())?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "serving {} at http://{}/ ({} workers, master pid {})",
+        args.root.display(),
+        master.local_addr(),
+        args.workers,
+        std::process::id()
+    );
+    master.run()?;
+    eprintln!("shut down cleanly");
+    Ok(())
+}

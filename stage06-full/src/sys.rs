@@ -1,0 +1,465 @@
+//! The few system calls std does not offer, in one place: the listener,
+//! `accept4`, signalfd and timerfd, `fork`, the master-worker channel with
+//! descriptor passing (`SCM_RIGHTS`), reaping children, `SO_REUSEPORT`
+//! listeners, and (new in this stage) opening files confined to the
+//! document root and `sendfile`.
+//!
+//! std's `TcpListener::bind` picks its own listen backlog and its `accept`
+//! returns a blocking socket that needs a second call (`fcntl`) to become
+//! non-blocking. Here the listener gets the backlog we choose and `accept4`
+//! hands back a socket that is already non-blocking and close-on-exec, in one
+//! call. Every `unsafe` block of the stage is in this file.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg, socketpair,
+};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, accept4, bind, listen, setsockopt,
+    socket, sockopt,
+};
+
+/// Opens a non-blocking listening socket on `addr` with room for `backlog`
+/// completed handshakes waiting to be accepted.
+///
+/// The backlog is what a burst of clients queues in while the loop is busy.
+/// A tiny one (the classic `listen(fd, 5)`) makes the kernel drop SYNs in a
+/// burst, and a dropped SYN is retried only after a second: latency spikes
+/// that no amount of server speed can fix.
+pub fn listen_nonblocking(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let fd = bound_socket(addr, false)?;
+    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
+    listen(&fd, backlog)?;
+    Ok(TcpListener::from(fd))
+}
+
+// ANCHOR: reuseport
+/// A socket bound to `addr` with `SO_REUSEPORT`, not yet listening.
+///
+/// With `SO_REUSEPORT` several sockets, one per worker, bind the same
+/// address and port, and the kernel spreads new connections across the
+/// *listening* ones by a hash of the connection's addresses. The master
+/// binds one first, without listening, to learn the port (port 0 picks one)
+/// and to hold it while the workers bind theirs; as it never listens, the
+/// kernel never hands it a connection.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<OwnedFd> {
+    bound_socket(addr, true)
+}
+// ANCHOR_END: reuseport
+
+/// A worker's own `SO_REUSEPORT` listener on the master's address.
+pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let fd = bound_socket(addr, true)?;
+    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
+    listen(&fd, backlog)?;
+    Ok(TcpListener::from(fd))
+}
+
+/// The local address a socket is bound to.
+pub fn bound_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Ok(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+    }
+    if let Some(v6) = addr.as_sockaddr_in6() {
+        return Ok(SocketAddr::from(std::net::SocketAddrV6::from(*v6)));
+    }
+    Err(io::Error::other("not an IP socket"))
+}
+
+fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd: OwnedFd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // Restarting the server must not fail because old connections of the
+    // previous run are still in TIME_WAIT on this port.
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(fd)
+}
+
+/// Accepts one connection as a non-blocking, close-on-exec socket.
+///
+/// `Err` with kind `WouldBlock` means the accept queue is empty: the expected
+/// way for a drain loop to end.
+pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
+    let raw = accept4(
+        listener.as_raw_fd(),
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: accept4 succeeded, so `raw` is a new descriptor that nothing
+    // else owns; OwnedFd takes sole ownership and closes it exactly once.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(TcpStream::from(fd))
+}
+
+/// True for the errors that mean "out of descriptors" (EMFILE for this
+/// process, ENFILE for the whole system).
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+    )
+}
+
+// ANCHOR: signalfd
+/// Blocks `signals` and returns a descriptor that reads them.
+///
+/// A blocked signal is not delivered; it stays pending, and a signalfd for
+/// it becomes readable. No handler runs, so there is nothing to be
+/// async-signal-safe about and no self-pipe to manage: the loop reads a
+/// `signalfd_siginfo` (with the sender's pid, which a self-pipe loses) like
+/// any other event. The mask must be set before any thread is started, or a
+/// thread with the signal unblocked would receive it instead.
+pub fn signal_fd(signals: &[Signal]) -> io::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for &signal in signals {
+        mask.add(signal);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    Ok(SignalFd::with_flags(
+        &mask,
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )?)
+}
+// ANCHOR_END: signalfd
+
+/// Reads every signal waiting on `fd`.
+pub fn drain_signal_fd(fd: &SignalFd, mut each: impl FnMut(Signal)) -> io::Result<()> {
+    loop {
+        match fd.read_signal() {
+            Ok(Some(info)) => {
+                if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                    each(signal);
+                }
+            }
+            // Nothing more pending.
+            Ok(None) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Ignores SIGPIPE, so that writing to a connection the peer has closed
+/// fails with EPIPE instead of killing the process. (Rust binaries already
+/// start with SIGPIPE ignored; a server should not depend on who started it.)
+pub fn ignore_sigpipe() -> io::Result<()> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no code of ours.
+    unsafe { sigaction(Signal::SIGPIPE, &ignore) }?;
+    Ok(())
+}
+
+// ANCHOR: timerfd
+/// A one-shot timer as a descriptor: readable once it expires.
+pub struct Alarm {
+    fd: TimerFd,
+}
+
+impl Alarm {
+    pub fn new() -> io::Result<Alarm> {
+        // CLOCK_MONOTONIC, like `Instant`: setting the wall clock must not
+        // fire (or delay) idle timeouts.
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        Ok(Alarm { fd })
+    }
+
+    /// Arms the timer to fire once, `after` from now (replacing any earlier
+    /// setting). A zero duration would disarm a timerfd, so it is rounded up
+    /// to a nanosecond: "due now" fires at once.
+    pub fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_nanos(1));
+        self.fd.set(
+            Expiration::OneShot(TimeSpec::from_duration(after)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    pub fn disarm(&self) -> io::Result<()> {
+        Ok(self.fd.unset()?)
+    }
+
+    /// Consumes the expiration, so a level-triggered registration stops
+    /// reporting the descriptor.
+    pub fn acknowledge(&self) {
+        let mut count = [0u8; 8];
+        // EAGAIN: already read, or re-armed before we got here. Either way
+        // there is nothing to consume.
+        let _ = nix::unistd::read(&self.fd, &mut count);
+    }
+}
+
+impl AsFd for Alarm {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+// ANCHOR_END: timerfd
+
+// ANCHOR: channel
+/// A connected pair of Unix sockets for one master-worker channel.
+///
+/// `SOCK_SEQPACKET` rather than `SOCK_STREAM`: it keeps message boundaries,
+/// so a worker's load report or a passed connection is always read whole,
+/// one message per `recvmsg`, with no framing code. Both ends are
+/// non-blocking and close-on-exec.
+pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends one message, with a descriptor attached if `fd` is given.
+///
+/// Passing a descriptor with `SCM_RIGHTS` makes the kernel install a new
+/// descriptor in the receiving process that refers to the same open socket,
+/// as `dup` does within one process. The sender's copy stays open until it
+/// closes it; the connection lives while either copy does.
+pub fn send_message(channel: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let iov = [IoSlice::new(bytes)];
+    let raw: [RawFd; 1] = [fd.map_or(-1, |f| f.as_raw_fd())];
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage] = if fd.is_some() { &rights } else { &[] };
+    // MSG_NOSIGNAL: a dead peer gives EPIPE, not SIGPIPE.
+    sendmsg::<()>(
+        channel.as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+// ANCHOR_END: channel
+
+/// One message read from a channel.
+pub struct Received {
+    /// Bytes of payload; 0 means the peer closed its end (EOF).
+    pub len: usize,
+    /// The descriptor passed with the message, if any.
+    pub fd: Option<OwnedFd>,
+}
+
+/// Reads one message. `Err` of kind `WouldBlock` means none is waiting.
+pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
+    let msg = recvmsg::<()>(
+        channel.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fd = None;
+    // A message whose descriptor could not be installed (the receiver is
+    // out of descriptors) arrives with MSG_CTRUNC and no descriptor: the
+    // kernel has closed it, and the client sees its connection close.
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for cmsg in cmsgs {
+            if let ControlMessageOwned::ScmRights(raws) = cmsg {
+                for raw in raws {
+                    // SAFETY: the kernel just installed `raw` in this process
+                    // for us; nothing else owns it. A second one (never sent
+                    // by our master) is wrapped too, so it is closed.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if fd.is_none() {
+                        fd = Some(owned);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Received { len: msg.bytes, fd })
+}
+
+// ANCHOR: fork
+/// Forks the process. Call only while the process has a single thread: the
+/// child gets a copy of the whole address space but only the calling
+/// thread, so a lock held by another thread would stay locked forever in the
+/// child. The master never starts a thread.
+pub fn fork() -> io::Result<ForkResult> {
+    // SAFETY: the master is single-threaded whenever it forks (see above),
+    // and the child only closes descriptors and runs the worker's loop.
+    Ok(unsafe { nix::unistd::fork() }?)
+}
+// ANCHOR_END: fork
+
+/// Closes, in a freshly forked child, descriptors that belong to the master.
+///
+/// The child inherited a copy of every descriptor the master had: its epoll
+/// instance, its signalfd, the listener, the other workers' channels.
+/// Closing the child's copies leaves the master's untouched. The child never
+/// returns into the master's code (it ends in `process::exit`), so the
+/// `OwnedFd`s in its copy of the master's memory are never dropped and
+/// nothing is closed twice.
+pub fn close_in_child(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: see above: each `fd` is a master-owned descriptor that this
+        // child will never use or close again.
+        unsafe {
+            nix::libc::close(fd);
+        }
+    }
+}
+
+/// Reaps one child that has exited, if any: `Ok(None)` when none has.
+pub fn reap_one() -> io::Result<Option<(Pid, String)>> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, format!("exit {code}")))),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                return Ok(Some((pid, format!("killed by {signal}"))));
+            }
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            // Stopped or continued: not an exit; look for another child.
+            Ok(_) => continue,
+            Err(nix::errno::Errno::ECHILD) => return Ok(None),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`; a process already gone is not an error.
+pub fn send_signal(pid: Pid, signal: Signal) {
+    let _ = nix::sys::signal::kill(pid, signal);
+}
+
+// ANCHOR: open_beneath
+/// The document root, opened once per worker.
+pub struct Root {
+    dir: OwnedFd,
+    /// The canonical path, for the fallback below.
+    path: std::path::PathBuf,
+    /// openat2(2) is missing (Linux before 5.6) or forbidden here.
+    no_openat2: std::sync::atomic::AtomicBool,
+}
+
+impl Root {
+    pub fn open(path: &std::path::Path) -> io::Result<Root> {
+        let path = std::fs::canonicalize(path)?;
+        let dir = std::fs::File::open(&path)?;
+        if !dir.metadata()?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                path.display()
+            )));
+        }
+        Ok(Root {
+            dir: OwnedFd::from(dir),
+            path,
+            no_openat2: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Opens `relative` (already normalised, no `..`) for reading, and
+    /// refuses with `EXDEV` any path that leaves the root, symbolic links
+    /// included.
+    ///
+    /// `openat2` with `RESOLVE_BENEATH` makes the kernel enforce it during
+    /// path resolution, in the same system call as the open: there is no
+    /// window between a check and the open for a link to be swapped in, and
+    /// no extra system call per path component as with `realpath`.
+    /// `O_NONBLOCK`: opening a FIFO someone left in the root must not block
+    /// the worker (only regular files are served anyway).
+    pub fn open_beneath(&self, relative: &str) -> io::Result<std::fs::File> {
+        use std::sync::atomic::Ordering;
+        let path = if relative.is_empty() { "." } else { relative };
+        let c_path = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let flags = nix::libc::O_RDONLY
+            | nix::libc::O_CLOEXEC
+            | nix::libc::O_NONBLOCK
+            | nix::libc::O_NOCTTY;
+        if !self.no_openat2.load(Ordering::Relaxed) {
+            // SAFETY: open_how is a plain C struct; all-zero is valid and
+            // means "no flags" for the fields we do not set.
+            let mut how: nix::libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = nix::libc::RESOLVE_BENEATH | nix::libc::RESOLVE_NO_MAGICLINKS;
+            // SAFETY: the pointers are to a live NUL-terminated string and a
+            // live open_how of the size passed.
+            let fd = unsafe {
+                nix::libc::syscall(
+                    nix::libc::SYS_openat2,
+                    self.dir.as_raw_fd(),
+                    c_path.as_ptr(),
+                    &how as *const nix::libc::open_how,
+                    std::mem::size_of::<nix::libc::open_how>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a new descriptor that nothing else owns.
+                return Ok(std::fs::File::from(unsafe {
+                    OwnedFd::from_raw_fd(fd as RawFd)
+                }));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(nix::libc::ENOSYS) | Some(nix::libc::EPERM) => {
+                    self.no_openat2.store(true, Ordering::Relaxed);
+                }
+                _ => return Err(err),
+            }
+        }
+        // Fallback: resolve every link, then check the result is inside.
+        let full = std::fs::canonicalize(self.path.join(path))?;
+        if !full.starts_with(&self.path) {
+            return Err(io::Error::from_raw_os_error(nix::libc::EXDEV));
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(full)
+    }
+}
+// ANCHOR_END: open_beneath
+
+// ANCHOR: sendfile
+/// Sends up to `count` bytes of `file` from `*offset` straight to the
+/// socket: the kernel copies page cache to socket buffer, with no trip
+/// through this process's memory. Advances `*offset`. `WouldBlock` means
+/// the socket's send buffer is full.
+pub fn send_file(
+    socket: &TcpStream,
+    file: &std::fs::File,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut off = *offset as nix::libc::off64_t;
+    let n = nix::sys::sendfile::sendfile64(socket, file, Some(&mut off), count)?;
+    *offset = off as u64;
+    Ok(n)
+}
+// ANCHOR_END: sendfile
