@@ -315,3 +315,73 @@ pub fn raise_fd_limit(min: u64) -> u64 {
     setrlimit(Resource::RLIMIT_NOFILE, min.min(hard), hard).expect("setrlimit");
     min.min(hard)
 }
+
+/// A minimal HTTP/1.1 response reader for black-box tests of stage06.
+pub mod http {
+    use std::io::{self, BufRead, BufReader, Read};
+    use std::net::TcpStream;
+
+    /// One response as read off the wire.
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: u16,
+        /// Field names in lower case, in order.
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Reads one response. `head_only`: the request was HEAD (or the
+    /// status is one without a body), so no body follows whatever
+    /// Content-Length says.
+    pub fn read_response(
+        reader: &mut BufReader<TcpStream>,
+        head_only: bool,
+    ) -> io::Result<Response> {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut field = String::new();
+            reader.read_line(&mut field)?;
+            let field = field.trim_end();
+            if field.is_empty() {
+                break;
+            }
+            let (name, value) = field
+                .split_once(':')
+                .ok_or_else(|| io::Error::other(format!("bad field {field:?}")))?;
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let no_body = head_only || status == 304 || status == 204 || status < 200;
+        if !no_body {
+            let len: usize = response
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| io::Error::other("no Content-Length"))?;
+            response.body = vec![0; len];
+            reader.read_exact(&mut response.body)?;
+        }
+        Ok(response)
+    }
+}

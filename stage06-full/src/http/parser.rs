@@ -503,7 +503,7 @@ mod tests {
             let len = (rng.next() % 64) as usize;
             let input: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         rng.next() as u8
                     } else {
                         alphabet[(rng.next() % alphabet.len() as u64) as usize]
