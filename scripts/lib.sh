@@ -36,7 +36,7 @@ machine_line() {
     cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
     printf 'Machine: %s, %s cores, %s; %s; commit %s\n' \
         "${cpu:-unknown cpu}" "$(nproc)" "$(uname -sr)" "$(date -u +%Y-%m-%d)" \
-        "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)"
+        "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)"
 }
 
 # start_server OUTFILE CMD...  — starts CMD (which must take --addr) on a
@@ -99,4 +99,88 @@ tree_switches() {
         total=$(( total + ${v:-0} + ${n:-0} ))
     done
     echo "$total"
+}
+
+# free_port — a TCP port on 127.0.0.1 that nobody listens on right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+need_tool() { # NAME INSTALL-HINT
+    command -v "$1" >/dev/null || { echo "$1 is missing: $2" >&2; exit 1; }
+}
+
+# start_nginx ROOT WORKERS DIR — writes an nginx configuration into DIR for
+# the same document root and number of workers as stage06, starts nginx in
+# the foreground on a free port, and sets NGINX_PID and NGINX_ADDR.
+start_nginx() {
+    local root=$1 workers=$2 dir=$3 port i
+    need_tool nginx "apt-get install nginx-light"
+    port=$(free_port)
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+# Written by scripts/lib.sh for a comparison with stage06: the same root,
+# the same number of workers, no access log, sendfile, open-file cache.
+daemon off;
+user root;
+worker_processes $workers;
+worker_rlimit_nofile 65536;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 20000; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout 15s;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=30s;
+    open_file_cache_valid 60s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port backlog=1024;
+        root $root;
+    }
+}
+CONF
+    nginx -c "$dir/nginx.conf" -p "$dir" 2>>"$dir/error.log" &
+    NGINX_PID=$!
+    NGINX_ADDR="127.0.0.1:$port"
+    for i in $(seq 1 100); do
+        if curl -s -o /dev/null "http://$NGINX_ADDR/"; then return 0; fi
+        sleep 0.05
+    done
+    echo "nginx did not start; see $dir/error.log" >&2
+    cat "$dir/error.log" >&2
+    return 1
+}
+
+stop_nginx() {
+    [ -n "${NGINX_PID:-}" ] || return 0
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=
+}
+
+# wrk_run URL CONNS SECONDS [EXTRA WRK ARGS…] — prints "rps p50_us p99_us".
+wrk_run() {
+    local url=$1 conns=$2 secs=$3
+    shift 3
+    wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url" 2>/dev/null | awk '
+        function us(v) {
+            if (v ~ /us$/) { sub(/us$/, "", v); return v + 0 }
+            if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
+            if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
+            return v + 0
+        }
+        /Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = us($2) }
+        $1 == "99%" { p99 = us($2) }
+        END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
 }

@@ -59,6 +59,8 @@ pub struct Context<'a> {
     pub max_body: u64,
     /// SIGTERM arrived: finish the response in hand, keep nothing alive.
     pub stopping: bool,
+    /// Give the read buffer back when idle (see `reactor::Buffers`).
+    pub pooled: bool,
 }
 
 /// The timeouts a connection is subject to.
@@ -192,8 +194,8 @@ impl Connection {
             return Ok(());
         }
         if self.input.is_empty() {
+            // READ_BUF bytes long, from the pool.
             self.input = ctx.inputs.take();
-            self.input.resize(READ_BUF, 0);
         }
         loop {
             if self.start == self.end {
@@ -318,7 +320,7 @@ impl Connection {
                 }
             }
         }
-        if self.is_idle() && !self.input.is_empty() {
+        if ctx.pooled && self.is_idle() && !self.input.is_empty() {
             // Idle keep-alive connection: give the buffer back.
             ctx.inputs.give(std::mem::take(&mut self.input));
             (self.start, self.end) = (0, 0);

@@ -57,4 +57,4 @@ pub mod timer_heap;
 
 pub use master::{Dispatch, Master, MasterConfig};
 pub use poller::{Interest, Poller, Token, Trigger};
-pub use reactor::{Config, Intake, Reactor};
+pub use reactor::{Buffers, Config, Intake, Reactor};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::conn::Timeouts;
-use stage06_full::{Config, Dispatch, Master, MasterConfig, Trigger};
+use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Trigger};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
@@ -69,6 +69,12 @@ struct Args {
     /// seconds responses in flight get to finish after SIGTERM (default 3)
     #[argh(option, default = "3.0")]
     grace: f64,
+
+    /// pooled (buffers lent to busy connections, the default) or
+    /// per-connection (each connection keeps its read buffer for life and
+    /// allocates its response buffers per response: for comparison)
+    #[argh(option, default = "Buffers::Pooled")]
+    buffers: Buffers,
 }
 
 fn default_root() -> PathBuf {
@@ -112,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             max_body: args.max_body,
             access_log,
             grace: seconds("grace", args.grace)?,
+            buffers: args.buffers,
         },
     };
     let mut master =

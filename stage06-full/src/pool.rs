@@ -12,6 +12,11 @@
 pub struct BufferPool {
     free: Vec<Vec<u8>>,
     size: usize,
+    /// Read buffers are handed out full-length (zeroed once, when first
+    /// allocated) so `read` can fill them; zeroing 32 KiB on every request
+    /// would cost more than the allocation the pool saves. Output buffers
+    /// are handed out empty, to be appended to.
+    filled: bool,
     /// At most this many idle buffers are kept; more are freed.
     keep: usize,
     /// Buffers handed out that came from the free list, and that had to be
@@ -21,17 +26,21 @@ pub struct BufferPool {
 }
 
 impl BufferPool {
-    pub fn new(size: usize, keep: usize) -> BufferPool {
+    /// A pool of read buffers (`filled`: `size` bytes long) or of output
+    /// buffers (empty, with room for `size`).
+    pub fn new(size: usize, keep: usize, filled: bool) -> BufferPool {
         BufferPool {
             free: Vec::new(),
             size,
+            filled,
             keep,
             reused: 0,
             allocated: 0,
         }
     }
 
-    /// An empty buffer with room for `size` bytes.
+    /// A buffer: `size` bytes long if the pool is `filled`, else empty with
+    /// room for `size` bytes.
     pub fn take(&mut self) -> Vec<u8> {
         match self.free.pop() {
             Some(buf) => {
@@ -40,7 +49,11 @@ impl BufferPool {
             }
             None => {
                 self.allocated += 1;
-                Vec::with_capacity(self.size)
+                if self.filled {
+                    vec![0; self.size]
+                } else {
+                    Vec::with_capacity(self.size)
+                }
             }
         }
     }
@@ -49,7 +62,11 @@ impl BufferPool {
     /// kept, so a single huge response cannot pin memory forever.
     pub fn give(&mut self, mut buf: Vec<u8>) {
         if self.free.len() < self.keep && buf.capacity() <= self.size * 2 {
-            buf.clear();
+            if self.filled {
+                buf.resize(self.size, 0);
+            } else {
+                buf.clear();
+            }
             self.free.push(buf);
         }
     }
@@ -65,7 +82,7 @@ mod tests {
 
     #[test]
     fn reuses_what_it_is_given_and_keeps_a_bounded_number() {
-        let mut pool = BufferPool::new(1024, 2);
+        let mut pool = BufferPool::new(1024, 2, false);
         let a = pool.take();
         let b = pool.take();
         let c = pool.take();
@@ -81,5 +98,16 @@ mod tests {
         huge.push(1);
         pool.give(huge);
         assert_eq!(pool.idle(), 1, "an overgrown buffer is freed");
+    }
+
+    #[test]
+    fn a_filled_pool_hands_out_full_length_buffers() {
+        let mut pool = BufferPool::new(64, 4, true);
+        let mut a = pool.take();
+        assert_eq!(a.len(), 64);
+        a[0] = 9;
+        pool.give(a);
+        let b = pool.take();
+        assert_eq!(b.len(), 64, "no zeroing or resizing on reuse");
     }
 }

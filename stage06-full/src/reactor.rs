@@ -68,6 +68,33 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// After SIGTERM, how long in-flight responses may take to finish.
     pub grace: Duration,
+    /// Pooled buffers (the design), or buffers each connection owns for its
+    /// whole life (the naive one, kept for the measurement in chapter 6).
+    pub buffers: Buffers,
+}
+
+/// Who owns a connection's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// Borrowed from the worker's pools while busy, given back when idle.
+    Pooled,
+    /// The naive design: the read buffer is allocated by each connection,
+    /// kept while it lives and freed with it; response buffers are
+    /// allocated for each response and freed after it.
+    PerConnection,
+}
+
+impl std::str::FromStr for Buffers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pooled" => Ok(Buffers::Pooled),
+            "per-connection" => Ok(Buffers::PerConnection),
+            other => Err(format!(
+                "unknown buffers {other:?}: use pooled or per-connection"
+            )),
+        }
+    }
 }
 
 // ANCHOR: intake
@@ -239,7 +266,12 @@ impl Reactor {
             })
             .collect();
         let free = (0..config.max_conns).rev().collect();
-        let pool_keep = config.max_conns.min(1024);
+        // Without pooling nothing is kept: every buffer is allocated when
+        // needed and freed when done.
+        let pool_keep = match config.buffers {
+            Buffers::Pooled => config.max_conns.min(1024),
+            Buffers::PerConnection => 0,
+        };
         sys::send_message(&channel, &[message::READY], None)?;
         Ok(Reactor {
             config,
@@ -253,8 +285,8 @@ impl Reactor {
             live: 0,
             reserve: Some(open_reserve()?),
             root,
-            inputs: BufferPool::new(READ_BUF, pool_keep),
-            outputs: BufferPool::new(WRITE_BUF, pool_keep * 2),
+            inputs: BufferPool::new(READ_BUF, pool_keep, true),
+            outputs: BufferPool::new(WRITE_BUF, pool_keep * 2, false),
             log,
             date: date::format(SystemTime::now()),
             date_secs: 0,
@@ -485,6 +517,12 @@ impl Reactor {
     /// The end: close whatever is left (after the grace period, a response
     /// still in flight is cut off), and let `run` return.
     fn shutdown(&mut self) {
+        eprintln!(
+            "worker {}: buffers allocated {}, reused {}",
+            std::process::id(),
+            self.inputs.allocated + self.outputs.allocated,
+            self.inputs.reused + self.outputs.reused
+        );
         if let Some(log) = &self.log
             && log.dropped() > 0
         {
@@ -612,6 +650,7 @@ impl Reactor {
             now: self.now,
             max_body: self.config.max_body,
             stopping: self.stopping,
+            pooled: self.config.buffers == Buffers::Pooled,
         };
         let status = conn.on_event(readiness, &mut ctx);
         // ANCHOR: touch

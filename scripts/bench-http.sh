@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# stage06 against nginx, measured in the same run on the same machine: wrk
+# against each in alternation (A B A B…), medians of ROUNDS rounds, for the
+# rows below. Prints requests/s, p50 and p99 latency, and stage06/nginx.
+#
+#   scripts/bench-http.sh
+#   ROUNDS=5 SECONDS_PER_RUN=10 scripts/bench-http.sh
+#
+# Rows: 1 KiB keep-alive at 50 connections; the same with
+# `Connection: close`; 64 KiB and 1 MiB keep-alive; 1 KiB at 1,000
+# connections. Both servers get the same document root (files made in a
+# temporary folder), the same number of workers (WORKERS, default: the
+# number of CPUs), no access log, sendfile, and (nginx) an open-file cache.
+#
+# Needs wrk and nginx: apt-get install wrk nginx-light
+. "$(dirname "$0")/lib.sh"
+
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
+need_tool wrk "apt-get install wrk"
+need_tool nginx "apt-get install nginx-light"
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+WORKERS=${WORKERS:-$(nproc)}
+build_release stage06-full
+ulimit -n 65536 2>/dev/null || true
+
+tmp=$(mktemp -d)
+trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/root"
+head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
+head -c 65536 /dev/urandom >"$tmp/root/64k.bin"
+head -c 1048576 /dev/urandom >"$tmp/root/1m.bin"
+
+start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"
+start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
+
+rows=(
+    "1 KiB, keep-alive, 50 conns|/1k.bin|50|"
+    "1 KiB, Connection: close, 50 conns|/1k.bin|50|-H Connection:close"
+    "64 KiB, keep-alive, 50 conns|/64k.bin|50|"
+    "1 MiB, keep-alive, 50 conns|/1m.bin|50|"
+    "1 KiB, keep-alive, 1000 conns|/1k.bin|1000|"
+)
+declare -A rps p50 p99
+for round in $(seq 1 "$ROUNDS"); do
+    for i in "${!rows[@]}"; do
+        IFS='|' read -r label path conns extra <<<"${rows[$i]}"
+        for who in stage06 nginx; do
+            addr=$SERVER_ADDR
+            [ "$who" = nginx ] && addr=$NGINX_ADDR
+            # shellcheck disable=SC2086
+            read -r r a b < <(wrk_run "http://$addr$path" "$conns" "$SECONDS_PER_RUN" $extra)
+            rps[$who.$i]="${rps[$who.$i]:-} $r"
+            p50[$who.$i]="${p50[$who.$i]:-} $a"
+            p99[$who.$i]="${p99[$who.$i]:-} $b"
+        done
+    done
+done
+
+echo "### stage06 against nginx ($WORKERS workers each)"
+echo
+machine_line
+echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
+echo
+echo "| load | stage06 req/s | nginx req/s | stage06 / nginx | stage06 p50 / p99 µs | nginx p50 / p99 µs |"
+echo "|---|---:|---:|---:|---:|---:|"
+for i in "${!rows[@]}"; do
+    IFS='|' read -r label _ <<<"${rows[$i]}"
+    # shellcheck disable=SC2086
+    s=$(median ${rps[stage06.$i]}); n=$(median ${rps[nginx.$i]})
+    # shellcheck disable=SC2086
+    printf '| %s | %.0f | %.0f | %.2f× | %.0f / %.0f | %.0f / %.0f |\n' "$label" "$s" "$n" \
+        "$(awk -v a="$s" -v b="$n" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+        "$(median ${p50[stage06.$i]})" "$(median ${p99[stage06.$i]})" \
+        "$(median ${p50[nginx.$i]})" "$(median ${p99[nginx.$i]})"
+done

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Memory per idle keep-alive connection: the resident memory (RSS, and PSS,
+# which shares pages fairly between processes) of all of a server's
+# processes before and after N connections that each made one request and
+# then stay idle. For stage06 and, when installed, nginx (same root, same
+# number of workers).
+#
+#   scripts/idle-memory.sh
+#   N=10000 scripts/idle-memory.sh
+#   SERVERS="stage06 stage06-per-connection" scripts/idle-memory.sh
+#
+# Environment: N (default 10000), WORKERS (default: the number of CPUs),
+# SERVERS (default "stage06 nginx"; stage06-per-connection runs stage06
+# with --buffers per-connection). Needs nginx for its row:
+# apt-get install nginx-light
+. "$(dirname "$0")/lib.sh"
+
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
+N=${N:-10000}
+WORKERS=${WORKERS:-$(nproc)}
+SERVERS=${SERVERS:-stage06 nginx}
+build_release stage06-full http-idle
+# The client and each server process hold N descriptors apiece.
+hard=$(ulimit -Hn)
+want=$(( N + 1024 ))
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+    echo "N=$N needs a descriptor limit of $want; the hard limit is $hard" >&2
+    exit 1
+fi
+ulimit -n "$want"
+
+tmp=$(mktemp -d)
+trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/root"
+head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
+
+sum_kib() { # PID FIELD(VmRSS|Pss)
+    local total=0 p v
+    for p in $(tree_pids "$1"); do
+        if [ "$2" = Pss ]; then
+            v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup")
+        else
+            v=$(proc_field "$p" "$2")
+        fi
+        total=$(( total + ${v:-0} ))
+    done
+    echo "$total"
+}
+
+measure() { # LABEL PID ADDR
+    local label=$1 pid=$2 addr=$3 r0 p0 r1 p1 load
+    sleep 0.5
+    r0=$(sum_kib "$pid" VmRSS); p0=$(sum_kib "$pid" Pss)
+    "$BIN/http-idle" --addr "$addr" -c "$N" --path /1k.bin -d 60 >"$tmp/idle" &
+    load=$!
+    for _ in $(seq 1 1200); do
+        grep -q '^connected' "$tmp/idle" && break
+        kill -0 "$load" 2>/dev/null || { echo "http-idle failed against $label" >&2; return 1; }
+        sleep 0.05
+    done
+    sleep 1
+    r1=$(sum_kib "$pid" VmRSS); p1=$(sum_kib "$pid" Pss)
+    kill "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    printf '| %s | %d | %d | %d | %d | %.2f | %.2f |\n' "$label" "$r0" "$r1" "$p0" "$p1" \
+        "$(awk -v a="$r0" -v b="$r1" -v n="$N" 'BEGIN { print (b - a) / n }')" \
+        "$(awk -v a="$p0" -v b="$p1" -v n="$N" 'BEGIN { print (b - a) / n }')"
+}
+
+rows=()
+for who in $SERVERS; do
+    case $who in
+        stage06 | stage06-per-connection)
+            buffers=pooled
+            [ "$who" = stage06-per-connection ] && buffers=per-connection
+            start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" \
+                --workers "$WORKERS" --max-conns $(( N + 100 )) --keepalive-timeout 120 --buffers "$buffers"
+            rows+=("$(measure "$who" "$SERVER_PID" "$SERVER_ADDR")")
+            stop_server
+            ;;
+        nginx)
+            start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
+            # nginx's keepalive_timeout is 15 s in lib.sh: enough for the
+            # measurement, which takes a few seconds after the last connect.
+            rows+=("$(measure nginx "$NGINX_PID" "$NGINX_ADDR")")
+            stop_nginx
+            ;;
+        *) echo "unknown server $who" >&2; exit 1 ;;
+    esac
+done
+
+echo "### Idle keep-alive connections: $N, $WORKERS workers"
+echo
+machine_line
+echo
+echo "| server | RSS KiB before | after | PSS KiB before | after | RSS KiB per connection | PSS KiB per connection |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
