@@ -571,6 +571,38 @@ fn client_resets_mid_download_harm_nobody() {
 }
 
 #[test]
+fn a_killed_worker_is_replaced_and_the_server_keeps_serving() {
+    let site = Site::new();
+    let mut server = site.start(&[]);
+    let workers = testkit::children_of(server.pid());
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let victim = workers[0];
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let replaced = testkit::eventually(Duration::from_secs(3), || {
+        let now = testkit::children_of(server.pid());
+        now.len() == 2 && !now.contains(&victim)
+    });
+    assert!(replaced, "no replacement for worker {victim}");
+    // Every new connection is answered, whichever worker it lands on.
+    for _ in 0..8 {
+        assert_eq!(get(&server, "/small.txt").status, 200);
+    }
+    let workers = testkit::children_of(server.pid());
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
+    assert!(status.success(), "{status:?}");
+    let left: Vec<u32> = workers
+        .into_iter()
+        .filter(|&w| testkit::process_exists(w))
+        .collect();
+    assert!(left.is_empty(), "workers outlived the master: {left:?}");
+}
+
+#[test]
 fn sigterm_lets_a_response_in_flight_finish_then_exits_zero() {
     let site = Site::new();
     let data = testkit::payload(20 << 20);
