@@ -5,18 +5,20 @@
 #
 #   scripts/bench-http.sh
 #   ROUNDS=5 SECONDS_PER_RUN=10 scripts/bench-http.sh
+#   ROWS="2 3" STAGE06_FLAGS="--dispatch reuseport" scripts/bench-http.sh
 #
 # Rows: 1 KiB keep-alive at 50 connections; the same with
 # `Connection: close`; 64 KiB and 1 MiB keep-alive; 1 KiB at 1,000
 # connections. Both servers get the same document root (files made in a
 # temporary folder), the same number of workers (WORKERS, default: the
-# number of CPUs), no access log, sendfile, and (nginx) an open-file cache.
+# number of CPUs), no access log, sendfile, and an open-file cache.
+# ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags.
 #
 # Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 need_tool wrk "apt-get install wrk"
@@ -34,12 +36,14 @@ head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 head -c 65536 /dev/urandom >"$tmp/root/64k.bin"
 head -c 1048576 /dev/urandom >"$tmp/root/1m.bin"
 
-start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"
+# shellcheck disable=SC2086
+start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS" \
+    ${STAGE06_FLAGS:-}
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
 
 rows=(
     "1 KiB, keep-alive, 50 conns|/1k.bin|50|"
-    "1 KiB, Connection: close, 50 conns|/1k.bin|50|-H Connection:close"
+    "1 KiB, Connection: close, 50 conns|/1k.bin|50|close"
     "64 KiB, keep-alive, 50 conns|/64k.bin|50|"
     "1 MiB, keep-alive, 50 conns|/1m.bin|50|"
     "1 KiB, keep-alive, 1000 conns|/1k.bin|1000|"
@@ -47,12 +51,15 @@ rows=(
 declare -A rps p50 p99
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!rows[@]}"; do
+        [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
         IFS='|' read -r label path conns extra <<<"${rows[$i]}"
         for who in stage06 nginx; do
             addr=$SERVER_ADDR
             [ "$who" = nginx ] && addr=$NGINX_ADDR
-            # shellcheck disable=SC2086
-            read -r r a b < <(wrk_run "http://$addr$path" "$conns" "$SECONDS_PER_RUN" $extra)
+            # wrk wants a space after the colon, or it sends no such header.
+            headers=()
+            [ "$extra" = close ] && headers=(-H "Connection: close")
+            read -r r a b < <(wrk_run "http://$addr$path" "$conns" "$SECONDS_PER_RUN" "${headers[@]}")
             rps[$who.$i]="${rps[$who.$i]:-} $r"
             p50[$who.$i]="${p50[$who.$i]:-} $a"
             p99[$who.$i]="${p99[$who.$i]:-} $b"
@@ -63,11 +70,12 @@ done
 echo "### stage06 against nginx ($WORKERS workers each)"
 echo
 machine_line
-echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
+echo "stage06 flags: \`--workers $WORKERS ${STAGE06_FLAGS:-}\`; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
 echo
 echo "| load | stage06 req/s | nginx req/s | stage06 / nginx | stage06 p50 / p99 µs | nginx p50 / p99 µs |"
 echo "|---|---:|---:|---:|---:|---:|"
 for i in "${!rows[@]}"; do
+    [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
     IFS='|' read -r label _ <<<"${rows[$i]}"
     # shellcheck disable=SC2086
     s=$(median ${rps[stage06.$i]}); n=$(median ${rps[nginx.$i]})

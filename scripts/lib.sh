@@ -110,11 +110,13 @@ need_tool() { # NAME INSTALL-HINT
     command -v "$1" >/dev/null || { echo "$1 is missing: $2" >&2; exit 1; }
 }
 
-# start_nginx ROOT WORKERS DIR — writes an nginx configuration into DIR for
-# the same document root and number of workers as stage06, starts nginx in
-# the foreground on a free port, and sets NGINX_PID and NGINX_ADDR.
+# start_nginx ROOT WORKERS DIR [WRAPPER…] — writes an nginx configuration
+# into DIR for the same document root and number of workers as stage06,
+# starts nginx in the foreground on a free port (under WRAPPER, such as
+# `perf stat …  --`, when given), and sets NGINX_PID and NGINX_ADDR.
 start_nginx() {
     local root=$1 workers=$2 dir=$3 port i
+    shift 3
     need_tool nginx "apt-get install nginx-light"
     port=$(free_port)
     mkdir -p "$dir/tmp"
@@ -149,8 +151,9 @@ http {
     }
 }
 CONF
-    nginx -c "$dir/nginx.conf" -p "$dir" 2>>"$dir/error.log" &
+    "$@" nginx -c "$dir/nginx.conf" -p "$dir" 2>>"$dir/error.log" &
     NGINX_PID=$!
+    NGINX_DIR=$dir
     NGINX_ADDR="127.0.0.1:$port"
     for i in $(seq 1 100); do
         if curl -s -o /dev/null "http://$NGINX_ADDR/"; then return 0; fi
@@ -163,7 +166,8 @@ CONF
 
 stop_nginx() {
     [ -n "${NGINX_PID:-}" ] || return 0
-    kill -QUIT "$NGINX_PID" 2>/dev/null || true
+    # The master's own pid: NGINX_PID may be a wrapper's.
+    kill -QUIT "$(cat "$NGINX_DIR/nginx.pid" 2>/dev/null || echo "$NGINX_PID")" 2>/dev/null || true
     wait "$NGINX_PID" 2>/dev/null || true
     NGINX_PID=
 }

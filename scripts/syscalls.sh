@@ -6,6 +6,7 @@
 #   scripts/syscalls.sh STAGE [SERVER FLAGS…]
 #   scripts/syscalls.sh 02 --trigger et --listen-trigger et
 #   CONNS=1 scripts/syscalls.sh 01 --mode threads
+#   scripts/syscalls.sh http            # stage06 and nginx, per request
 #
 # Environment: CONNS (default 10), MESSAGES per connection (default 2000),
 # SIZE in bytes (default 64), TRACER (perf, strace or auto; default auto).
@@ -17,14 +18,22 @@
 # at every call, which slows it so much that a client's next message is
 # often already waiting: it changes the very batching being measured. The
 # script uses perf when it works and says which one it used.
+#
+# `http` mode: stage06-full and nginx (same root, same number of workers,
+# see lib.sh) under the same wrk load, per request. Environment: SIZE of
+# the file (default 1024), CONNS (default 50), SECONDS_PER_RUN (default 3),
+# CLOSE=1 for `Connection: close` (then per connection), WORKERS (default:
+# the number of CPUs). Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
 if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit $(( $# < 1 ))
 fi
 
-stage=$(stage_dir "$1"); shift
+mode=$1; shift
+given_size=${SIZE:-}
+given_conns=${CONNS:-}
 CONNS=${CONNS:-10}
 MESSAGES=${MESSAGES:-2000}
 SIZE=${SIZE:-64}
@@ -40,35 +49,131 @@ if [ "$TRACER" = auto ]; then
         exit 1
     fi
 fi
+# The calls worth a row of their own; the rest are summed as "other".
+calls=(read write recvfrom sendto readv writev recvmsg sendmsg sendfile64 epoll_wait
+    epoll_pwait epoll_ctl accept accept4 close shutdown futex timerfd_settime
+    rt_sigreturn rt_sigprocmask alarm setitimer mmap munmap brk clone3 wait4
+    openat openat2 statx newfstatat fstat pread64 setsockopt io_uring_enter)
+# tracer_args OUTFILE — the command that runs a server under the tracer.
+tracer_args() {
+    local events c dir
+    case $TRACER in
+        perf)
+            events=raw_syscalls:sys_enter
+            for c in "${calls[@]}"; do
+                for dir in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+                    if [ -d "$dir/events/syscalls/sys_enter_$c" ]; then
+                        events+=",syscalls:sys_enter_$c"
+                        break
+                    fi
+                done
+            done
+            # perf follows every thread and child process of the server.
+            echo perf stat -x, -o "$1" -e "$events" --
+            ;;
+        strace) echo strace -f -c -o "$1" ;;
+        *) echo "TRACER is perf, strace or auto" >&2; exit 1 ;;
+    esac
+}
+
+# count_rows OUTFILE — both tracers' output as "calls name" lines, "total"
+# among them.
+count_rows() {
+    case $TRACER in
+        perf)
+            awk -F, '!/^#/ && NF > 2 {
+                name = $3; sub(/^raw_syscalls:sys_enter$/, "total", name); sub(/^syscalls:sys_enter_/, "", name)
+                if ($1 ~ /^[0-9]+$/) print $1, name }' "$1"
+            ;;
+        strace)
+            # strace -c columns: % time, seconds, usecs/call, calls, [errors], name.
+            awk '/^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ { print $4, $NF }' "$1"
+            ;;
+    esac
+}
+
+if [ "$mode" = http ]; then
+    need_tool wrk "apt-get install wrk"
+    need_tool nginx "apt-get install nginx-light"
+    SIZE=${given_size:-1024}
+    CONNS=${given_conns:-50}
+    SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
+    WORKERS=${WORKERS:-$(nproc)}
+    build_release stage06-full
+    tmp=$(mktemp -d)
+    trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+    mkdir -p "$tmp/root"
+    head -c "$SIZE" /dev/urandom >"$tmp/root/file.bin"
+    headers=()
+    unit=request
+    if [ "${CLOSE:-}" = 1 ]; then
+        headers=(-H "Connection: close")
+        unit=connection
+    fi
+    declare -A per total_of requests_of
+    for who in stage06 nginx; do
+        # shellcheck disable=SC2046
+        if [ "$who" = stage06 ]; then
+            start_server "$tmp/out" $(tracer_args "$tmp/$who.counts") \
+                "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"
+            addr=$SERVER_ADDR
+        else
+            start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx" $(tracer_args "$tmp/$who.counts")
+            addr=$NGINX_ADDR
+        fi
+        requests=$(wrk -t2 -c"$CONNS" -d"${SECONDS_PER_RUN}s" "${headers[@]}" "http://$addr/file.bin" |
+            awk '/requests in/ { print $1 }')
+        if [ "$who" = stage06 ]; then
+            pkill -TERM -P "$SERVER_PID" 2>/dev/null || true
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=
+        else
+            stop_nginx
+        fi
+        requests_of[$who]=$requests
+        while read -r n name; do
+            if [ "$name" = total ]; then
+                total_of[$who]=$n
+            else
+                per[$name.$who]=$n
+            fi
+        done < <(count_rows "$tmp/$who.counts")
+    done
+    echo "### System calls per $unit: stage06 and nginx, a $SIZE-byte file"
+    echo
+    machine_line
+    shown=""
+    [ "${CLOSE:-}" = 1 ] && shown=" -H 'Connection: close'"
+    echo "Load: \`wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s$shown\` against each, $WORKERS workers each" \
+        "(${requests_of[stage06]} and ${requests_of[nginx]} ${unit}s); counted with $TRACER"
+    echo
+    echo "| system call | stage06 | nginx |"
+    echo "|---|---:|---:|"
+    for name in "${calls[@]}"; do
+        a=${per[$name.stage06]:-0}; b=${per[$name.nginx]:-0}
+        awk -v n="$name" -v a="$a" -v b="$b" -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" '
+            BEGIN { if (a / ra >= 0.005 || b / rb >= 0.005) printf "| %s | %.2f | %.2f |\n", n, a / ra, b / rb }'
+    done
+    listed_a=0; listed_b=0
+    for name in "${calls[@]}"; do
+        listed_a=$(( listed_a + ${per[$name.stage06]:-0} )); listed_b=$(( listed_b + ${per[$name.nginx]:-0} ))
+    done
+    awk -v a="$(( total_of[stage06] - listed_a ))" -v b="$(( total_of[nginx] - listed_b ))" \
+        -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" \
+        'BEGIN { if (a / ra >= 0.005 || b / rb >= 0.005) printf "| (other) | %.2f | %.2f |\n", a / ra, b / rb }'
+    awk -v a="${total_of[stage06]}" -v b="${total_of[nginx]}" -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" \
+        'BEGIN { printf "| **total** | **%.2f** | **%.2f** |\n", a / ra, b / rb }'
+    exit 0
+fi
+
+stage=$(stage_dir "$mode")
 build_release "$stage" echo-load
 
 tmp=$(mktemp -d)
 trap 'stop_server; rm -rf "$tmp"' EXIT
 
-# The calls worth a row of their own; the rest are summed as "other".
-calls=(read write recvfrom sendto readv writev recvmsg sendmsg sendfile64 epoll_wait
-    epoll_pwait epoll_ctl accept accept4 close shutdown futex timerfd_settime
-    rt_sigreturn rt_sigprocmask alarm setitimer mmap munmap brk clone3 wait4)
-case $TRACER in
-    perf)
-        events=raw_syscalls:sys_enter
-        for c in "${calls[@]}"; do
-            for dir in /sys/kernel/tracing /sys/kernel/debug/tracing; do
-                if [ -d "$dir/events/syscalls/sys_enter_$c" ]; then
-                    events+=",syscalls:sys_enter_$c"
-                    break
-                fi
-            done
-        done
-        # perf follows every thread and child process of the server.
-        start_server "$tmp/out" perf stat -x, -o "$tmp/counts" -e "$events" -- \
-            "$BIN/$stage" --addr 127.0.0.1:0 "$@"
-        ;;
-    strace)
-        start_server "$tmp/out" strace -f -c -o "$tmp/counts" "$BIN/$stage" --addr 127.0.0.1:0 "$@"
-        ;;
-    *) echo "TRACER is perf, strace or auto" >&2; exit 1 ;;
-esac
+# shellcheck disable=SC2046
+start_server "$tmp/out" $(tracer_args "$tmp/counts") "$BIN/$stage" --addr 127.0.0.1:0 "$@"
 
 if [ -n "${CHURN:-}" ]; then
     load=$("$BIN/echo-load" --addr "$SERVER_ADDR" -c "$CONNS" -s "$SIZE" --churn -d "$CHURN" --format tsv | tail -n1)
@@ -87,18 +192,7 @@ pkill -TERM -P "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
 
-# Normalise both tracers' output to "calls name" lines, "total" among them.
-case $TRACER in
-    perf)
-        rows=$(awk -F, '!/^#/ && NF > 2 {
-            name = $3; sub(/^raw_syscalls:sys_enter$/, "total", name); sub(/^syscalls:sys_enter_/, "", name)
-            if ($1 ~ /^[0-9]+$/) print $1, name }' "$tmp/counts")
-        ;;
-    strace)
-        # strace -c columns: % time, seconds, usecs/call, calls, [errors], name.
-        rows=$(awk '/^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ { print $4, $NF }' "$tmp/counts")
-        ;;
-esac
+rows=$(count_rows "$tmp/counts")
 total=$(awk '$2 == "total" { print $1 }' <<<"$rows")
 
 echo "### System calls per $unit: $stage $*"

@@ -12,7 +12,8 @@
 //!     ▲      (no body: straight to Send)              │ sent
 //!     └──────────────── keep-alive ───────────────────┤
 //!                                                     │ Connection: close
-//!                                                  ┌──▼─────┐
+//!                                nothing unread ◀─────┤
+//!                                  → closed        ┌──▼─────┐
 //!                                                  │ Linger │ → closed
 //!                                                  └────────┘
 //! ```
@@ -21,16 +22,16 @@
 //! one at a time, after the previous response has been sent, so they are
 //! answered in order and at most one response is held in memory.
 
-use std::fs::File;
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::file_cache::{FileCache, OpenFile, Opened};
 use crate::http::body::{self, BodySkipper};
 use crate::http::parser::{Head, Parser, Version};
 use crate::http::range::{self, RangeAnswer};
-use crate::http::{date, mime, path, response};
+use crate::http::{date, path, response};
 use crate::log::AccessLog;
 use crate::poller::{Interest, Readiness};
 use crate::pool::BufferPool;
@@ -50,6 +51,8 @@ const LINGER: Duration = Duration::from_secs(2);
 /// What the worker lends a connection while it handles an event.
 pub struct Context<'a> {
     pub root: &'a Root,
+    /// Recently opened files (see `file_cache`).
+    pub files: &'a mut FileCache,
     /// Today's `Date` value, refreshed once a second.
     pub date: &'a str,
     pub inputs: &'a mut BufferPool,
@@ -99,7 +102,7 @@ struct Response {
     body: Vec<u8>,
     body_sent: usize,
     /// A large body: the file, the next offset, and the end offset.
-    file: Option<(File, u64, u64)>,
+    file: Option<(Rc<OpenFile>, u64, u64)>,
     close: bool,
     status: u16,
     length: u64,
@@ -123,6 +126,15 @@ pub struct Connection {
     requests: u64,
     /// The client has shut down its sending side.
     peer_closed: bool,
+    /// Reading stopped because the buffer was full, not because the socket
+    /// was drained: edge-triggered, no new event will say so, so `advance`
+    /// reads again once it has consumed what it has.
+    unread: bool,
+    /// An error response threw away the rest of the input: the client may
+    /// still be sending, so closing must linger (see `Phase::Linger`).
+    cut_short: bool,
+    /// TCP_NODELAY is set (on the first keep-alive response).
+    nodelay: bool,
     /// What the poller currently watches.
     pub interest: Interest,
 }
@@ -141,6 +153,9 @@ impl Connection {
             last_active: now,
             requests: 0,
             peer_closed: false,
+            unread: false,
+            cut_short: false,
+            nodelay: false,
             interest: Interest {
                 read: true,
                 write: false,
@@ -170,7 +185,8 @@ impl Connection {
         if ready.error {
             return Status::Close;
         }
-        if (ready.readable || ready.read_closed) && self.read_some(ctx).is_err() {
+        if (ready.readable || ready.read_closed) && self.read_some(ready.read_closed, ctx).is_err()
+        {
             return Status::Close;
         }
         // Writable or not, `advance` tries to send whatever is pending.
@@ -182,11 +198,12 @@ impl Connection {
     }
     // ANCHOR_END: on_event
 
-    /// Reads until the socket is drained (`WouldBlock`), the buffer is full,
-    /// or EOF. Draining is what edge-triggered notification requires; the
-    /// buffer bound is the back-pressure (a client that pipelines without
-    /// reading responses stops being read when the buffer fills).
-    fn read_some(&mut self, ctx: &mut Context<'_>) -> std::io::Result<()> {
+    /// Reads until the socket is drained, the buffer is full, or EOF.
+    /// Draining is what edge-triggered notification requires; the buffer
+    /// bound is the back-pressure (a client that pipelines without reading
+    /// responses stops being read when the buffer fills). `fin`: the event
+    /// said the peer has shut down its side (EPOLLRDHUP).
+    fn read_some(&mut self, fin: bool, ctx: &mut Context<'_>) -> std::io::Result<()> {
         if matches!(self.phase, Phase::Linger(_)) {
             return self.discard_input();
         }
@@ -197,6 +214,7 @@ impl Connection {
             // READ_BUF bytes long, from the pool.
             self.input = ctx.inputs.take();
         }
+        self.unread = false;
         loop {
             if self.start == self.end {
                 (self.start, self.end) = (0, 0);
@@ -205,7 +223,9 @@ impl Connection {
                 (self.start, self.end) = (0, self.end - self.start);
             }
             if self.end == self.input.len() {
-                return Ok(()); // full: the phase must consume first
+                // Full: the phase must consume first (see `unread`).
+                self.unread = true;
+                return Ok(());
             }
             match self.stream.read(&mut self.input[self.end..]) {
                 // EOF: the client will send nothing more.
@@ -214,14 +234,34 @@ impl Connection {
                     return Ok(());
                 }
                 Ok(n) => {
+                    let room = self.input.len() - self.end;
                     self.end += n;
                     self.last_active = ctx.now;
+                    // A short read means the receive queue was empty: it
+                    // is drained, and bytes that arrive later raise a new
+                    // event, edge-triggered or not. Reading on to see
+                    // EAGAIN would cost a system call per request for
+                    // nothing. Not so when a FIN came with the data: EOF
+                    // raises no new edge, so read on until it is seen.
+                    if n < room && !fin {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Reads what an earlier `read_some` left in the socket for lack of room.
+    /// Returns whether there is anything new to look at.
+    fn refill(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
+        if !self.unread {
+            return Ok(false);
+        }
+        self.read_some(false, ctx)?;
+        Ok(self.start != self.end || self.peer_closed)
     }
 
     /// In `Linger`, input is read into a scratch array and thrown away.
@@ -252,6 +292,9 @@ impl Connection {
                         if self.peer_closed || (ctx.stopping && self.is_idle()) {
                             return Ok(Status::Close);
                         }
+                        if self.refill(ctx)? {
+                            continue;
+                        }
                         break;
                     }
                     let was_started = self.parser.started();
@@ -263,6 +306,7 @@ impl Connection {
                         Err(e) => {
                             // The rest of the input cannot be trusted.
                             self.start = self.end;
+                            self.cut_short = true;
                             self.respond_error(e.status(), None, true, ctx);
                             self.phase = Phase::Send;
                         }
@@ -280,6 +324,7 @@ impl Connection {
                     match skipped {
                         Err(e) => {
                             self.start = self.end;
+                            self.cut_short = true;
                             let line = self.response.as_mut().and_then(|r| r.request_line.take());
                             self.respond_error(e.status(), line, true, ctx);
                             self.phase = Phase::Send;
@@ -290,6 +335,8 @@ impl Connection {
                                 self.phase = Phase::Send;
                             } else if self.peer_closed {
                                 return Ok(Status::Close);
+                            } else if self.refill(ctx)? {
+                                continue;
                             } else {
                                 break;
                             }
@@ -302,7 +349,18 @@ impl Connection {
                     }
                     let close = self.finish_response(ctx);
                     if close {
-                        // No more requests: shut our side and linger.
+                        // Closing with unread bytes in the socket makes the
+                        // kernel send RST, and an RST can destroy the
+                        // response before the client has read it. So when
+                        // bytes may still come, shut our side and linger
+                        // until the client closes; when none can (all
+                        // consumed, the client's FIN seen or its request
+                        // complete), close at once, as nginx does, saving
+                        // a shutdown, a read and a wait per connection.
+                        let pending = self.start != self.end || self.unread || self.cut_short;
+                        if self.peer_closed || !pending {
+                            return Ok(Status::Close);
+                        }
                         let _ = self.stream.shutdown(Shutdown::Write);
                         self.start = self.end;
                         self.phase = Phase::Linger(ctx.now);
@@ -444,6 +502,16 @@ impl Connection {
         let Some(r) = self.response.as_mut() else {
             return Ok(true);
         };
+        if !r.close && !self.nodelay {
+            // The connection stays open, so a later response may be written
+            // while this one is unacknowledged: Nagle's algorithm would hold
+            // it until the client's delayed ACK, 40 ms later. A connection
+            // that closes after this response needs no option: closing
+            // pushes out whatever Nagle holds. (nginx sets it at the same
+            // moment.)
+            let _ = self.stream.set_nodelay(true);
+            self.nodelay = true;
+        }
         loop {
             let head = &r.head[r.head_sent..];
             let body = &r.body[r.body_sent..];
@@ -468,7 +536,7 @@ impl Connection {
                 && *offset < *end
             {
                 let count = (*end - *offset).min(1 << 30) as usize;
-                match sys::send_file(&self.stream, file, offset, count) {
+                match sys::send_file(&self.stream, &file.file, offset, count) {
                     // The file shrank under us: the promised length cannot
                     // be kept, so the connection must end.
                     Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
@@ -543,16 +611,6 @@ fn error_response(status: u16, head_only: bool, close: bool, ctx: &mut Context<'
     }
 }
 
-/// Maps a failure to open a path to a status.
-fn open_error_status(e: &std::io::Error) -> u16 {
-    match e.raw_os_error() {
-        Some(nix::libc::ENOENT | nix::libc::ENOTDIR | nix::libc::ENAMETOOLONG) => 404,
-        // EXDEV: the path (through a symbolic link) leads out of the root.
-        Some(nix::libc::EXDEV | nix::libc::ELOOP | nix::libc::EACCES | nix::libc::EPERM) => 403,
-        _ => 500,
-    }
-}
-
 // ANCHOR: file_response
 /// The response to a GET or HEAD for a file.
 fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Response {
@@ -562,50 +620,24 @@ fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Respon
         Ok(r) => r,
         Err(e) => return error_response(e.status(), head_only, close, ctx),
     };
-    let mut file = match ctx.root.open_beneath(&resolved.relative) {
-        Ok(f) => f,
-        Err(e) => return error_response(open_error_status(&e), head_only, close, ctx),
-    };
-    let mut name = resolved.relative.clone();
-    let mut meta = match file.metadata() {
-        Ok(m) => m,
-        Err(_) => return error_response(500, head_only, close, ctx),
-    };
-    if meta.is_dir() {
-        if !resolved.trailing_slash {
-            // `/docs` → `/docs/`, so the page's relative links resolve
-            // inside the directory.
+    let file = match ctx.files.open(
+        ctx.root,
+        &resolved.relative,
+        resolved.trailing_slash,
+        ctx.now,
+    ) {
+        Opened::File(f) => f,
+        Opened::Redirect => {
             return redirect(&format!("{}/", resolved.raw_path), head_only, close, ctx);
         }
-        name = if name.is_empty() {
-            "index.html".into()
-        } else {
-            format!("{name}/index.html")
-        };
-        file = match ctx.root.open_beneath(&name) {
-            Ok(f) => f,
-            Err(e) => return error_response(open_error_status(&e), head_only, close, ctx),
-        };
-        meta = match file.metadata() {
-            Ok(m) => m,
-            Err(_) => return error_response(500, head_only, close, ctx),
-        };
-    }
-    if !meta.is_file() {
-        // A device, a FIFO, a socket, a directory named index.html.
-        return error_response(403, head_only, close, ctx);
-    }
-    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-    let modified_secs = modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last_modified = date::format(modified);
+        Opened::Status(status) => return error_response(status, head_only, close, ctx),
+    };
     if let Some(since) = head.header("if-modified-since").and_then(date::parse) {
         let since_secs = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if modified_secs <= since_secs {
+        if file.modified_secs <= since_secs {
             let mut out = ctx.outputs.take();
             response::begin(&mut out, 304, ctx.date);
-            response::field(&mut out, "Last-Modified", &last_modified);
+            response::field(&mut out, "Last-Modified", &file.last_modified);
             connection_field(&mut out, head.version, close);
             response::end(&mut out);
             return Response {
@@ -621,7 +653,7 @@ fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Respon
             };
         }
     }
-    let len = meta.len();
+    let len = file.len;
     let (status, start, end) = match head.header("range") {
         Some(r) if head.header("if-range").is_none() => match range::answer(r, len) {
             RangeAnswer::Full => (200, 0, len),
@@ -639,9 +671,9 @@ fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Respon
     };
     let mut out = ctx.outputs.take();
     response::begin(&mut out, status, ctx.date);
-    response::field(&mut out, "Content-Type", mime::content_type(&name));
+    response::field(&mut out, "Content-Type", file.content_type);
     response::field(&mut out, "Content-Length", end - start);
-    response::field(&mut out, "Last-Modified", &last_modified);
+    response::field(&mut out, "Last-Modified", &file.last_modified);
     response::field(&mut out, "Accept-Ranges", "bytes");
     if status == 206 {
         response::field(
@@ -655,12 +687,10 @@ fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Respon
     let mut body = ctx.outputs.take();
     let mut large = None;
     if !head_only {
-        if end - start <= SMALL_BODY as u64 {
-            body.resize((end - start) as usize, 0);
-            if file.read_exact_at(&mut body, start).is_err() {
-                give_back_buffers(out, body, ctx);
-                return error_response(500, head_only, true, ctx);
-            }
+        if let Some(contents) = &file.contents {
+            // A small file: its bytes are in the cache entry, so the body
+            // is a copy, not a read.
+            body.extend_from_slice(&contents[start as usize..end as usize]);
         } else {
             large = Some((file, start, end));
         }
@@ -678,11 +708,6 @@ fn file_response(head: &Head, keep_alive: bool, ctx: &mut Context<'_>) -> Respon
     }
 }
 // ANCHOR_END: file_response
-
-fn give_back_buffers(a: Vec<u8>, b: Vec<u8>, ctx: &mut Context<'_>) {
-    ctx.outputs.give(a);
-    ctx.outputs.give(b);
-}
 
 fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
     if close {

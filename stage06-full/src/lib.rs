@@ -20,6 +20,8 @@
 //!   small body, `sendfile` for large files;
 //! - [`pool`]: per-worker buffer pools, and preallocated connection slots
 //!   (503 when they are all taken);
+//! - [`file_cache`]: the open-file cache: a file served in the last second
+//!   is served again without opening, stat-ing or reading it;
 //! - [`log`]: the access log, written by its own thread through a bounded
 //!   queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
@@ -36,7 +38,8 @@
 //! - [`http`]: the protocol, free of I/O: parser, body, dates, paths,
 //!   ranges, content types, responses.
 //! - [`conn`]: one HTTP connection.
-//! - [`pool`], [`log`]: buffer pools and the access log.
+//! - [`pool`], [`file_cache`], [`log`]: buffer pools, the open-file cache
+//!   and the access log.
 //! - [`reactor`]: a worker's loop; [`master`]: the master and the pool.
 //!
 //! ## Run it
@@ -46,6 +49,7 @@
 //! ```
 
 pub mod conn;
+pub mod file_cache;
 pub mod http;
 pub mod log;
 pub mod master;

@@ -75,6 +75,12 @@ struct Args {
     /// allocates its response buffers per response: for comparison)
     #[argh(option, default = "Buffers::Pooled")]
     buffers: Buffers,
+
+    /// seconds a worker keeps a served file open and its metadata (and a
+    /// small file's bytes) in memory before looking again; 0 turns the
+    /// open-file cache off (default 1)
+    #[argh(option, default = "1.0")]
+    open_file_cache: f64,
 }
 
 fn default_root() -> PathBuf {
@@ -119,6 +125,7 @@ fn main() -> anyhow::Result<()> {
             access_log,
             grace: seconds("grace", args.grace)?,
             buffers: args.buffers,
+            open_file_cache: seconds("open-file-cache", args.open_file_cache)?,
         },
     };
     let mut master =

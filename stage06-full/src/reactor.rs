@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::conn::{Connection, Context, READ_BUF, Status, Timeouts, WRITE_BUF};
+use crate::conn::{Connection, Context, READ_BUF, SMALL_BODY, Status, Timeouts, WRITE_BUF};
+use crate::file_cache::FileCache;
 use crate::http::{date, response};
 use crate::log::AccessLog;
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
@@ -45,6 +46,10 @@ const CHANNEL: Token = Token(u64::MAX - 3);
 /// Room for events per `epoll_wait`. More ready sockets than this are simply
 /// reported by the next call.
 const EVENTS_PER_WAIT: usize = 1024;
+/// At most this many files stay open in a worker's open-file cache: each is
+/// a descriptor (counted against the same limit as connections) and up to
+/// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
+const OPEN_FILES: usize = 512;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 1024;
@@ -71,6 +76,9 @@ pub struct Config {
     /// Pooled buffers (the design), or buffers each connection owns for its
     /// whole life (the naive one, kept for the measurement in chapter 6).
     pub buffers: Buffers,
+    /// How long an opened file is served from the open-file cache; zero
+    /// turns the cache off.
+    pub open_file_cache: Duration,
 }
 
 /// Who owns a connection's buffers.
@@ -190,6 +198,7 @@ pub struct Reactor {
     /// Read buffers and output buffers, lent to connections while busy.
     inputs: BufferPool,
     outputs: BufferPool,
+    files: FileCache,
     log: Option<AccessLog>,
     /// The `Date` value, and the second it was made for.
     date: String,
@@ -253,6 +262,7 @@ impl Reactor {
         let alarm = Alarm::new()?;
         poller.add(&alarm, ALARM, read_only, Trigger::Level)?;
         let root = Root::open(&config.root)?;
+        let files = FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY);
         let log = match &config.access_log {
             Some(path) => Some(AccessLog::open(path)?),
             None => None,
@@ -287,6 +297,7 @@ impl Reactor {
             root,
             inputs: BufferPool::new(READ_BUF, pool_keep, true),
             outputs: BufferPool::new(WRITE_BUF, pool_keep * 2, false),
+            files,
             log,
             date: date::format(SystemTime::now()),
             date_secs: 0,
@@ -518,10 +529,12 @@ impl Reactor {
     /// still in flight is cut off), and let `run` return.
     fn shutdown(&mut self) {
         eprintln!(
-            "worker {}: buffers allocated {}, reused {}",
+            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}",
             std::process::id(),
             self.inputs.allocated + self.outputs.allocated,
-            self.inputs.reused + self.outputs.reused
+            self.inputs.reused + self.outputs.reused,
+            self.files.hits,
+            self.files.misses
         );
         if let Some(log) = &self.log
             && log.dropped() > 0
@@ -600,9 +613,8 @@ impl Reactor {
             let _ = (&stream).write(&response::service_unavailable(&self.date));
             return;
         };
-        // Responses leave in one write each; Nagle's algorithm would only
-        // delay the next one (see the chapter on the 40 ms stall).
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY is set later, by the connection, once it knows it
+        // will be kept alive (`Connection::flush`).
         let slot = &mut self.slots[index];
         slot.generation = slot.generation.wrapping_add(1);
         let conn = Connection::new(stream, self.now);
@@ -643,6 +655,7 @@ impl Reactor {
         };
         let mut ctx = Context {
             root: &self.root,
+            files: &mut self.files,
             date: &self.date,
             inputs: &mut self.inputs,
             outputs: &mut self.outputs,
@@ -683,8 +696,11 @@ impl Reactor {
             self.timers.remove(timer);
         }
         if let Some(conn) = self.slots[index].conn.take() {
-            // Deregister before the drop closes the socket.
-            let _ = self.poller.delete(&conn.stream);
+            // No EPOLL_CTL_DEL: closing the last descriptor of a socket
+            // removes it from every epoll set, and ours is the last (the
+            // master closed its copy after passing it; no fork happens while
+            // a worker holds connections). Were a copy left somewhere, its
+            // events would carry this slot's old generation and be ignored.
             conn.release(&mut self.inputs, &mut self.outputs);
             self.free.push(index);
             self.live -= 1;

@@ -401,6 +401,38 @@ fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
 }
 
 #[test]
+fn both_triggers_see_a_fin_sent_with_the_request_and_a_pipeline_longer_than_the_buffer() {
+    let site = Site::new();
+    for trigger in ["level", "edge"] {
+        let server = site.start(&["--trigger", trigger]);
+        // The request and the FIN arrive together: a short read must not
+        // end reading before EOF is seen, or the connection would wait out
+        // its keep-alive timeout instead of closing after the response.
+        let mut c = Client::new(&server);
+        c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(c.response().body, b"hello world\n", "{trigger}");
+        assert!(c.closed(), "{trigger}: not closed after the FIN");
+        // 2,000 pipelined requests (about 70 KiB, more than a read buffer).
+        let one = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+        let mut c = Client::new(&server);
+        let writer = c.writer.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            let mut writer = writer;
+            writer.write_all(one.repeat(2000).as_bytes()).unwrap();
+        });
+        for i in 0..2000 {
+            assert_eq!(
+                c.response().body,
+                b"hello world\n",
+                "{trigger}: response {i}"
+            );
+        }
+        sender.join().unwrap();
+    }
+}
+
+#[test]
 fn a_request_sent_one_byte_at_a_time_is_understood() {
     let site = Site::new();
     let server = site.start(&[]);

@@ -1,0 +1,272 @@
+//! The open-file cache: a worker keeps the files it served recently open,
+//! with their metadata and (for small files) their contents, for a short
+//! validity period.
+//!
+//! Without it every request costs `openat2`, `statx`, a `pread` for a small
+//! body and a `close`: four system calls around the one `writev` that does
+//! the work. With it a repeated request for a small file costs the `writev`
+//! alone. nginx's `open_file_cache` makes the same trade.
+//!
+//! The price is staleness: for up to `valid` after a file was opened, a
+//! changed file is served as it was (its old length, `Last-Modified` and,
+//! for a small file, its old bytes), and a deleted file is still served.
+//! Rejected alternatives: `fstat` on every hit to notice in-place changes
+//! (one system call back per request, and it still misses a file replaced
+//! by `rename`); inotify (exact, but a watch per directory, a queue that can
+//! overflow, and a descriptor in every worker's loop). A validity of a
+//! second is invisible to people editing a site and saves nearly every
+//! open under load; `--open-file-cache 0` turns the cache off.
+//!
+//! Only successful opens of regular files are cached; a miss (404, 403) is
+//! looked up again each time, so a file that appears is served at once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::rc::Rc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use crate::http::{date, mime};
+use crate::sys::Root;
+
+/// A file opened beneath the root, with what a response needs from it.
+pub struct OpenFile {
+    pub file: File,
+    pub len: u64,
+    /// Seconds since the epoch, for `If-Modified-Since`.
+    pub modified_secs: u64,
+    /// The `Last-Modified` value, formatted once.
+    pub last_modified: String,
+    pub content_type: &'static str,
+    /// The whole file when it is at most `small` bytes: it goes out in the
+    /// same `writev` as the head, with no read per request.
+    pub contents: Option<Vec<u8>>,
+}
+
+/// What opening a request's path gave.
+pub enum Opened {
+    File(Rc<OpenFile>),
+    /// A directory asked for without its trailing slash: redirect to it.
+    Redirect,
+    /// Not servable: 403, 404 or 500.
+    Status(u16),
+}
+
+/// A worker's open-file cache.
+pub struct FileCache {
+    entries: HashMap<String, (Rc<OpenFile>, Instant)>,
+    /// Zero: no caching.
+    valid: Duration,
+    capacity: usize,
+    /// Files up to this size are kept in memory.
+    small: usize,
+    /// The lookup key, reused so a hit allocates nothing.
+    key: String,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl FileCache {
+    pub fn new(valid: Duration, capacity: usize, small: usize) -> FileCache {
+        FileCache {
+            entries: HashMap::new(),
+            valid,
+            capacity,
+            small,
+            key: String::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Opens `relative` beneath `root`: from the cache when an entry younger
+    /// than the validity period is there, else from the file system.
+    pub fn open(
+        &mut self,
+        root: &Root,
+        relative: &str,
+        trailing_slash: bool,
+        now: Instant,
+    ) -> Opened {
+        // `docs` and `docs/` differ: one redirects, one serves the index.
+        self.key.clear();
+        self.key.push_str(relative);
+        if trailing_slash {
+            self.key.push('/');
+        }
+        if let Some((file, opened_at)) = self.entries.get(&self.key) {
+            if now.saturating_duration_since(*opened_at) < self.valid {
+                self.hits += 1;
+                return Opened::File(Rc::clone(file));
+            }
+        }
+        self.misses += 1;
+        let opened = open_uncached(root, relative, trailing_slash, self.small);
+        if let Opened::File(file) = &opened
+            && !self.valid.is_zero()
+        {
+            if self.entries.len() >= self.capacity {
+                let valid = self.valid;
+                self.entries
+                    .retain(|_, (_, at)| now.saturating_duration_since(*at) < valid);
+                if self.entries.len() >= self.capacity {
+                    // Everything is fresh: start over rather than keep an
+                    // LRU list per hit for a cache that refills in a second.
+                    self.entries.clear();
+                }
+            }
+            self.entries
+                .insert(self.key.clone(), (Rc::clone(file), now));
+        }
+        opened
+    }
+
+    /// Descriptors held open by the cache.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Maps a failure to open a path to a status.
+fn open_error_status(e: &std::io::Error) -> u16 {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOENT | nix::libc::ENOTDIR | nix::libc::ENAMETOOLONG) => 404,
+        // EXDEV: the path (through a symbolic link) leads out of the root.
+        Some(nix::libc::EXDEV | nix::libc::ELOOP | nix::libc::EACCES | nix::libc::EPERM) => 403,
+        _ => 500,
+    }
+}
+
+fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize) -> Opened {
+    let mut name = relative.to_string();
+    let mut file = match root.open_beneath(&name) {
+        Ok(f) => f,
+        Err(e) => return Opened::Status(open_error_status(&e)),
+    };
+    let Ok(mut meta) = file.metadata() else {
+        return Opened::Status(500);
+    };
+    if meta.is_dir() {
+        if !trailing_slash {
+            // `/docs` → `/docs/`, so the page's relative links resolve
+            // inside the directory.
+            return Opened::Redirect;
+        }
+        name = if name.is_empty() {
+            "index.html".into()
+        } else {
+            format!("{name}/index.html")
+        };
+        file = match root.open_beneath(&name) {
+            Ok(f) => f,
+            Err(e) => return Opened::Status(open_error_status(&e)),
+        };
+        meta = match file.metadata() {
+            Ok(m) => m,
+            Err(_) => return Opened::Status(500),
+        };
+    }
+    if !meta.is_file() {
+        // A device, a FIFO, a socket, a directory named index.html.
+        return Opened::Status(403);
+    }
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    let len = meta.len();
+    let contents = if len <= small as u64 {
+        let mut bytes = vec![0; len as usize];
+        if file.read_exact_at(&mut bytes, 0).is_err() {
+            return Opened::Status(500);
+        }
+        Some(bytes)
+    } else {
+        None
+    };
+    Opened::File(Rc::new(OpenFile {
+        file,
+        len,
+        modified_secs: modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        last_modified: date::format(modified),
+        content_type: mime::content_type(&name),
+        contents,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(tag: &str) -> (std::path::PathBuf, Root) {
+        let dir = std::env::temp_dir().join(format!("stage06-cache-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        std::fs::write(dir.join("a.txt"), "first").unwrap();
+        std::fs::write(dir.join("docs/index.html"), "<p>docs</p>").unwrap();
+        let root = Root::open(&dir).unwrap();
+        (dir, root)
+    }
+
+    fn body(opened: Opened) -> Vec<u8> {
+        match opened {
+            Opened::File(f) => f.contents.clone().unwrap(),
+            Opened::Redirect => b"redirect".to_vec(),
+            Opened::Status(s) => s.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_entry_is_served_from_memory_and_an_old_one_is_reopened() {
+        let (dir, root) = site("fresh");
+        let mut cache = FileCache::new(Duration::from_secs(1), 8, 1024);
+        let t0 = Instant::now();
+        assert_eq!(body(cache.open(&root, "a.txt", false, t0)), b"first");
+        std::fs::write(dir.join("a.txt"), "second").unwrap();
+        // Within the validity period: the snapshot (the documented price).
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(body(cache.open(&root, "a.txt", false, t1)), b"first");
+        assert_eq!((cache.hits, cache.misses), (1, 1));
+        // After it: the file as it is now.
+        let t2 = t0 + Duration::from_secs(1);
+        assert_eq!(body(cache.open(&root, "a.txt", false, t2)), b"second");
+        std::fs::remove_file(dir.join("a.txt")).unwrap();
+        let t3 = t2 + Duration::from_secs(2);
+        assert_eq!(body(cache.open(&root, "a.txt", false, t3)), b"404");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_with_and_without_its_slash_are_different_entries() {
+        let (dir, root) = site("dir");
+        let mut cache = FileCache::new(Duration::from_secs(60), 8, 1024);
+        let now = Instant::now();
+        assert_eq!(body(cache.open(&root, "docs", true, now)), b"<p>docs</p>");
+        assert_eq!(body(cache.open(&root, "docs", false, now)), b"redirect");
+        assert_eq!(body(cache.open(&root, "missing", false, now)), b"404");
+        assert_eq!(cache.len(), 1, "only files are cached");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_can_be_turned_off() {
+        let (dir, root) = site("bounded");
+        for i in 0..10 {
+            std::fs::write(dir.join(format!("{i}.txt")), "x").unwrap();
+        }
+        let now = Instant::now();
+        let mut cache = FileCache::new(Duration::from_secs(60), 4, 1024);
+        for i in 0..10 {
+            cache.open(&root, &format!("{i}.txt"), false, now);
+            assert!(cache.len() <= 4);
+        }
+        let mut off = FileCache::new(Duration::ZERO, 4, 1024);
+        off.open(&root, "a.txt", false, now);
+        off.open(&root, "a.txt", false, now);
+        assert_eq!((off.hits, off.misses, off.len()), (0, 2, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
