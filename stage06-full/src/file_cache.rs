@@ -94,11 +94,11 @@ impl FileCache {
         if trailing_slash {
             self.key.push('/');
         }
-        if let Some((file, opened_at)) = self.entries.get(&self.key) {
-            if now.saturating_duration_since(*opened_at) < self.valid {
-                self.hits += 1;
-                return Opened::File(Rc::clone(file));
-            }
+        if let Some((file, opened_at)) = self.entries.get(&self.key)
+            && now.saturating_duration_since(*opened_at) < self.valid
+        {
+            self.hits += 1;
+            return Opened::File(Rc::clone(file));
         }
         self.misses += 1;
         let opened = open_uncached(root, relative, trailing_slash, self.small);
