@@ -198,6 +198,7 @@ impl Connection {
     }
     // ANCHOR_END: on_event
 
+    // ANCHOR: read_some
     /// Reads until the socket is drained, the buffer is full, or EOF.
     /// Draining is what edge-triggered notification requires; the buffer
     /// bound is the back-pressure (a client that pipelines without reading
@@ -253,6 +254,7 @@ impl Connection {
             }
         }
     }
+    // ANCHOR_END: read_some
 
     /// Reads what an earlier `read_some` left in the socket for lack of room.
     /// Returns whether there is anything new to look at.
@@ -343,6 +345,7 @@ impl Connection {
                         }
                     }
                 }
+                // ANCHOR: send_phase
                 Phase::Send => {
                     if !self.flush(ctx)? {
                         break; // the socket is full: wait for EPOLLOUT
@@ -369,6 +372,7 @@ impl Connection {
                         self.request_started = None;
                     }
                 }
+                // ANCHOR_END: send_phase
                 Phase::Linger(_) => {
                     self.start = self.end;
                     if self.peer_closed {
@@ -502,6 +506,7 @@ impl Connection {
         let Some(r) = self.response.as_mut() else {
             return Ok(true);
         };
+        // ANCHOR: nodelay
         if !r.close && !self.nodelay {
             // The connection stays open, so a later response may be written
             // while this one is unacknowledged: Nagle's algorithm would hold
@@ -512,13 +517,24 @@ impl Connection {
             let _ = self.stream.set_nodelay(true);
             self.nodelay = true;
         }
+        // ANCHOR_END: nodelay
         loop {
             let head = &r.head[r.head_sent..];
             let body = &r.body[r.body_sent..];
+            let file_follows = r.file.as_ref().is_some_and(|(_, offset, end)| offset < end);
             if !head.is_empty() || !body.is_empty() {
                 // One system call for head and small body: no Nagle stall
-                // between two writes, and half the calls.
-                match (&self.stream).write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+                // between two writes, and half the calls. When a file
+                // follows, MSG_MORE holds the head back to share its packet
+                // with the file's first bytes (TCP_CORK without the two
+                // extra setsockopt calls; `sendfile` sets it itself for all
+                // but its last page).
+                let sent = if file_follows {
+                    sys::send_more(&self.stream, head)
+                } else {
+                    (&self.stream).write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                };
+                match sent {
                     Ok(0) => return Err(ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         let h = n.min(head.len());

@@ -79,6 +79,7 @@ impl FileCache {
         }
     }
 
+    // ANCHOR: cache_open
     /// Opens `relative` beneath `root`: from the cache when an entry younger
     /// than the validity period is there, else from the file system.
     pub fn open(
@@ -120,6 +121,7 @@ impl FileCache {
         }
         opened
     }
+    // ANCHOR_END: cache_open
 
     /// Descriptors held open by the cache.
     pub fn len(&self) -> usize {

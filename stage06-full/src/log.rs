@@ -45,6 +45,7 @@ impl AccessLog {
         })
     }
 
+    // ANCHOR: log_line
     /// Queues a line without ever blocking.
     pub fn line(&self, line: String) {
         if let Some(sender) = &self.sender {
@@ -56,6 +57,7 @@ impl AccessLog {
             }
         }
     }
+    // ANCHOR_END: log_line
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -463,3 +463,23 @@ pub fn send_file(
     Ok(n)
 }
 // ANCHOR_END: sendfile
+
+/// `send` with `MSG_MORE`: the kernel may hold these bytes back until more
+/// follow (at most 200 ms), to fill a packet with them.
+pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // nix has no MSG_MORE. SAFETY: the pointer and length describe `buf`,
+    // which outlives the call; the descriptor is open while `socket` is.
+    let n = unsafe {
+        nix::libc::send(
+            socket.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
