@@ -18,7 +18,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit 0
 fi
 need_tool wrk "apt-get install wrk"

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit 0
 fi
 

@@ -16,7 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit 0
 fi
 N=${N:-10000}

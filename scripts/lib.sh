@@ -5,6 +5,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# usage SCRIPT — prints the script's opening comment (its help), up to the
+# first line that is not a comment.
+usage() {
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
+}
 BIN="$ROOT/target/release"
 
 # stage_dir 3 | 03 | stage03 | stage03-timer-list  ->  stage03-timer-list

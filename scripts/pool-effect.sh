@@ -8,16 +8,18 @@
 # `SERVERS="stage06 stage06-per-connection" scripts/idle-memory.sh`.
 #
 #   scripts/pool-effect.sh
+#   ROUNDS=5 SECONDS_PER_RUN=5 scripts/pool-effect.sh
 #
 # Needs wrk: apt-get install wrk
 . "$(dirname "$0")/lib.sh"
 
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit 0
 fi
 need_tool wrk "apt-get install wrk"
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
+ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 build_release stage06-full
 
@@ -26,26 +28,42 @@ trap 'stop_server; rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 
+declare -A rps requests allocated reused
+for round in $(seq 1 "$ROUNDS"); do
+    for load in keep-alive close; do
+        # Alternate the two designs within a round: the machine's noise
+        # then falls on both alike.
+        for buffers in pooled per-connection; do
+            extra=()
+            [ "$load" = close ] && extra=(-H "Connection: close")
+            start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" \
+                --workers "$WORKERS" --buffers "$buffers"
+            wrk -t2 -c50 -d"${SECONDS_PER_RUN}s" "${extra[@]}" "http://$SERVER_ADDR/1k.bin" >"$tmp/wrk" 2>&1
+            stop_server
+            k=$buffers.$load
+            requests[$k]=$(( ${requests[$k]:-0} + $(awk '/requests in/ { print $1 }' "$tmp/wrk") ))
+            rps[$k]="${rps[$k]:-} $(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$tmp/wrk")"
+            read -r a r < <(awk '/buffers allocated/ {
+                gsub(",", ""); a += $5; r += $7 } END { print a + 0, r + 0 }' "$tmp/out.err")
+            allocated[$k]=$(( ${allocated[$k]:-0} + a ))
+            reused[$k]=$(( ${reused[$k]:-0} + r ))
+        done
+    done
+done
+
 echo "### Buffer pools: allocations per 1,000 requests ($WORKERS workers)"
 echo
 machine_line
-echo "Load: \`wrk -t2 -c50 -d${SECONDS_PER_RUN}s\` on a 1 KiB file; allocations counted by the workers' pools."
+echo "Load: \`wrk -t2 -c50 -d${SECONDS_PER_RUN}s\` on a 1 KiB file, $ROUNDS rounds in alternation (requests/s: median; counts: summed); allocations counted by the workers' pools."
 echo
 echo "| buffers | load | requests | requests/s | buffers allocated | reused | allocated per 1,000 requests |"
 echo "|---|---|---:|---:|---:|---:|---:|"
 for buffers in pooled per-connection; do
     for load in keep-alive close; do
-        extra=()
-        [ "$load" = close ] && extra=(-H "Connection: close")
-        start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" \
-            --workers "$WORKERS" --buffers "$buffers"
-        wrk -t2 -c50 -d"${SECONDS_PER_RUN}s" "${extra[@]}" "http://$SERVER_ADDR/1k.bin" >"$tmp/wrk" 2>&1
-        stop_server
-        requests=$(awk '/requests in/ { print $1 }' "$tmp/wrk")
-        rps=$(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$tmp/wrk")
-        read -r allocated reused < <(awk '/buffers allocated/ {
-            gsub(",", ""); a += $5; r += $7 } END { print a + 0, r + 0 }' "$tmp/out.err")
-        printf '| %s | %s | %s | %s | %s | %s | %.1f |\n' "$buffers" "$load" "$requests" "$rps" \
-            "$allocated" "$reused" "$(awk -v a="$allocated" -v n="$requests" 'BEGIN { print (n > 0 ? a * 1000 / n : 0) }')"
+        k=$buffers.$load
+        # shellcheck disable=SC2086
+        printf '| %s | %s | %s | %s | %s | %s | %.1f |\n' "$buffers" "$load" "${requests[$k]}" \
+            "$(median ${rps[$k]})" "${allocated[$k]}" "${reused[$k]}" \
+            "$(awk -v a="${allocated[$k]}" -v n="${requests[$k]}" 'BEGIN { print (n > 0 ? a * 1000 / n : 0) }')"
     done
 done

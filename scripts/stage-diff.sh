@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if [ $# -lt 2 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit $(( $# < 2 ))
 fi
 a=$(stage_dir "$1")

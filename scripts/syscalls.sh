@@ -27,7 +27,7 @@
 . "$(dirname "$0")/lib.sh"
 
 if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    usage "$0"
     exit $(( $# < 1 ))
 fi
 

@@ -45,7 +45,10 @@
 //! ```
 //!
 //! ## Next
-//! stage06 keeps this process structure and serves HTTP/1.1 static files.
+//! stage06 keeps this process structure, master, workers and dispatch
+//! unchanged, and turns the echo connection into an HTTP/1.1 static-file
+//! connection: an incremental parser, keep-alive and pipelining, `sendfile`,
+//! buffer pools, an open-file cache and an access log.
 
 pub mod conn;
 pub mod master;

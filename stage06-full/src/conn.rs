@@ -24,7 +24,7 @@
 
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::file_cache::{FileCache, OpenFile, Opened};
@@ -64,6 +64,7 @@ pub struct Context<'a> {
     pub stopping: bool,
     /// Give the read buffer back when idle (see `reactor::Buffers`).
     pub pooled: bool,
+    pub role: Role,
 }
 
 /// The timeouts a connection is subject to.
@@ -81,6 +82,20 @@ pub struct Timeouts {
 pub enum Status {
     Keep(Interest),
     Close,
+    /// `Role::Io`: there are bytes to process; hand the connection to the
+    /// pool (`offload`).
+    Offload,
+}
+
+/// Who drives a connection (see `--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The Reactor: the event loop reads, processes and writes.
+    Whole,
+    /// The simulated Proactor's event thread: reads and writes only.
+    Io,
+    /// A pool thread of the simulated Proactor: processes only, no I/O.
+    Process,
 }
 
 enum Phase {
@@ -102,7 +117,7 @@ struct Response {
     body: Vec<u8>,
     body_sent: usize,
     /// A large body: the file, the next offset, and the end offset.
-    file: Option<(Rc<OpenFile>, u64, u64)>,
+    file: Option<(Arc<OpenFile>, u64, u64)>,
     close: bool,
     status: u16,
     length: u64,
@@ -198,6 +213,19 @@ impl Connection {
     }
     // ANCHOR_END: on_event
 
+    /// A pool thread's work (`--model proactor-sim`): parse what has been
+    /// read and build the response, with no I/O on the socket.
+    pub fn process(&mut self, ctx: &mut Context<'_>) -> Status {
+        debug_assert_eq!(ctx.role, Role::Process);
+        self.advance(ctx).unwrap_or(Status::Close)
+    }
+
+    /// The event thread takes a connection back from the pool and sends
+    /// what it prepared.
+    pub fn resume(&mut self, ctx: &mut Context<'_>) -> Status {
+        self.advance(ctx).unwrap_or(Status::Close)
+    }
+
     // ANCHOR: read_some
     /// Reads until the socket is drained, the buffer is full, or EOF.
     /// Draining is what edge-triggered notification requires; the buffer
@@ -259,7 +287,7 @@ impl Connection {
     /// Reads what an earlier `read_some` left in the socket for lack of room.
     /// Returns whether there is anything new to look at.
     fn refill(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
-        if !self.unread {
+        if !self.unread || ctx.role == Role::Process {
             return Ok(false);
         }
         self.read_some(false, ctx)?;
@@ -299,6 +327,9 @@ impl Connection {
                         }
                         break;
                     }
+                    if ctx.role == Role::Io {
+                        return Ok(Status::Offload);
+                    }
                     let was_started = self.parser.started();
                     let fed = self.parser.feed(&self.input[self.start..self.end]);
                     if !was_started && self.parser.started() {
@@ -320,6 +351,9 @@ impl Connection {
                             }
                         }
                     }
+                }
+                Phase::Body(_) if ctx.role == Role::Io && self.start != self.end => {
+                    return Ok(Status::Offload);
                 }
                 Phase::Body(skipper) => {
                     let skipped = skipper.skip(&self.input[self.start..self.end]);
@@ -346,6 +380,7 @@ impl Connection {
                     }
                 }
                 // ANCHOR: send_phase
+                Phase::Send if ctx.role == Role::Process => break, // the event thread sends
                 Phase::Send => {
                     if !self.flush(ctx)? {
                         break; // the socket is full: wait for EPOLLOUT

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::http::{date, mime};
@@ -45,7 +45,7 @@ pub struct OpenFile {
 
 /// What opening a request's path gave.
 pub enum Opened {
-    File(Rc<OpenFile>),
+    File(Arc<OpenFile>),
     /// A directory asked for without its trailing slash: redirect to it.
     Redirect,
     /// Not servable: 403, 404 or 500.
@@ -54,7 +54,7 @@ pub enum Opened {
 
 /// A worker's open-file cache.
 pub struct FileCache {
-    entries: HashMap<String, (Rc<OpenFile>, Instant)>,
+    entries: HashMap<String, (Arc<OpenFile>, Instant)>,
     /// Zero: no caching.
     valid: Duration,
     capacity: usize,
@@ -99,7 +99,7 @@ impl FileCache {
             && now.saturating_duration_since(*opened_at) < self.valid
         {
             self.hits += 1;
-            return Opened::File(Rc::clone(file));
+            return Opened::File(Arc::clone(file));
         }
         self.misses += 1;
         let opened = open_uncached(root, relative, trailing_slash, self.small);
@@ -117,7 +117,7 @@ impl FileCache {
                 }
             }
             self.entries
-                .insert(self.key.clone(), (Rc::clone(file), now));
+                .insert(self.key.clone(), (Arc::clone(file), now));
         }
         opened
     }
@@ -187,7 +187,7 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
     } else {
         None
     };
-    Opened::File(Rc::new(OpenFile {
+    Opened::File(Arc::new(OpenFile {
         file,
         len,
         modified_secs: modified

@@ -33,7 +33,8 @@
 //!
 //! ## Modules
 //! - [`sys`]: every `unsafe` of the stage: the listener, `accept4`,
-//!   signalfd, timerfd, `fork`, descriptor passing, `openat2`, `sendfile`.
+//!   signalfd, timerfd, `fork`, descriptor passing, `openat2`, `sendfile`,
+//!   `send` with `MSG_MORE`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`http`]: the protocol, free of I/O: parser, body, dates, paths,
 //!   ranges, content types, responses.
@@ -47,12 +48,18 @@
 //! cargo run --release -p stage06-full          # the demo site on :8080
 //! curl -i http://127.0.0.1:8080/
 //! ```
+//!
+//! ## Next
+//! This is the last stage. Chapter 6 of the notes measures it against nginx
+//! (`scripts/bench-http.sh`); the exercises extend it (ETag, directory
+//! listings, gzip, a small POST).
 
 pub mod conn;
 pub mod file_cache;
 pub mod http;
 pub mod log;
 pub mod master;
+pub mod offload;
 pub mod poller;
 pub mod pool;
 pub mod reactor;
@@ -61,4 +68,4 @@ pub mod timer_heap;
 
 pub use master::{Dispatch, Master, MasterConfig};
 pub use poller::{Interest, Poller, Token, Trigger};
-pub use reactor::{Buffers, Config, Intake, Reactor};
+pub use reactor::{Buffers, Config, Intake, Model, Reactor};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::conn::Timeouts;
-use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Trigger};
+use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Trigger};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
@@ -81,6 +81,16 @@ struct Args {
     /// open-file cache off (default 1)
     #[argh(option, default = "1.0")]
     open_file_cache: f64,
+
+    /// reactor (the event loop does everything, the default) or
+    /// proactor-sim (the event loop does the I/O, a thread pool per worker
+    /// processes requests)
+    #[argh(option, default = "Model::Reactor")]
+    model: Model,
+
+    /// threads in each worker's pool, for --model proactor-sim (default 4)
+    #[argh(option, default = "4")]
+    threads: usize,
 }
 
 fn default_root() -> PathBuf {
@@ -99,6 +109,9 @@ fn main() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     if args.max_conns == 0 {
         bail!("--max-conns must be at least 1");
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
     }
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
@@ -126,6 +139,8 @@ fn main() -> anyhow::Result<()> {
             grace: seconds("grace", args.grace)?,
             buffers: args.buffers,
             open_file_cache: seconds("open-file-cache", args.open_file_cache)?,
+            model: args.model,
+            threads: args.threads,
         },
     };
     let mut master =

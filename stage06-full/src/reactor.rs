@@ -19,15 +19,17 @@ use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::conn::{Connection, Context, READ_BUF, SMALL_BODY, Status, Timeouts, WRITE_BUF};
+use crate::conn::{Connection, Context, READ_BUF, Role, SMALL_BODY, Status, Timeouts, WRITE_BUF};
 use crate::file_cache::FileCache;
 use crate::http::{date, response};
 use crate::log::AccessLog;
+use crate::offload::{Job, Offload, Shared};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::pool::BufferPool;
 use crate::sys::{self, Alarm, Root};
@@ -42,6 +44,11 @@ const SIGNALS: Token = Token(u64::MAX - 1);
 const ALARM: Token = Token(u64::MAX - 2);
 /// The channel to the master: passed connections arrive on it.
 const CHANNEL: Token = Token(u64::MAX - 3);
+/// The eventfd the simulated Proactor's pool writes when jobs come back.
+const OFFLOAD: Token = Token(u64::MAX - 4);
+/// A timer that fires while its connection is in the pool is put off by
+/// this much.
+const AWAY_GRACE: Duration = Duration::from_millis(10);
 
 /// Room for events per `epoll_wait`. More ready sockets than this are simply
 /// reported by the next call.
@@ -79,6 +86,33 @@ pub struct Config {
     /// How long an opened file is served from the open-file cache; zero
     /// turns the cache off.
     pub open_file_cache: Duration,
+    /// Who does the I/O and who processes requests (chapter "Reactor vs
+    /// Proactor").
+    pub model: Model,
+    /// `Model::ProactorSim`: the pool's threads.
+    pub threads: usize,
+}
+
+/// `--model`: where requests are processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The event loop is told a socket is ready and does all the work.
+    Reactor,
+    /// The event loop does the I/O; a thread pool processes requests.
+    ProactorSim,
+}
+
+impl std::str::FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reactor" => Ok(Model::Reactor),
+            "proactor-sim" => Ok(Model::ProactorSim),
+            other => Err(format!(
+                "unknown model {other:?}: use reactor or proactor-sim"
+            )),
+        }
+    }
 }
 
 /// Who owns a connection's buffers.
@@ -164,6 +198,9 @@ struct Slot {
     conn: Option<Connection>,
     /// The connection's idle timer; set and cleared with `conn`.
     timer: Option<TimerId>,
+    /// `proactor-sim`: the connection is in the pool (`conn` is `None`
+    /// until it comes back).
+    away: bool,
 }
 
 fn token_of(index: usize, generation: u32) -> Token {
@@ -194,12 +231,14 @@ pub struct Reactor {
     /// An open descriptor kept in reserve for the moment the process runs out
     /// (EMFILE): see [`Reactor::shed_one`]. `None` only while it is in use.
     reserve: Option<File>,
-    root: Root,
+    root: Arc<Root>,
     /// Read buffers and output buffers, lent to connections while busy.
     inputs: BufferPool,
     outputs: BufferPool,
     files: FileCache,
-    log: Option<AccessLog>,
+    log: Option<Arc<AccessLog>>,
+    /// `--model proactor-sim`: the pool that processes requests.
+    offload: Option<Offload>,
     /// The `Date` value, and the second it was made for.
     date: String,
     date_secs: u64,
@@ -261,11 +300,27 @@ impl Reactor {
         poller.add(&signals, SIGNALS, read_only, Trigger::Level)?;
         let alarm = Alarm::new()?;
         poller.add(&alarm, ALARM, read_only, Trigger::Level)?;
-        let root = Root::open(&config.root)?;
+        let root = Arc::new(Root::open(&config.root)?);
         let files = FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY);
         let log = match &config.access_log {
-            Some(path) => Some(AccessLog::open(path)?),
+            Some(path) => Some(Arc::new(AccessLog::open(path)?)),
             None => None,
+        };
+        let offload = match config.model {
+            Model::Reactor => None,
+            Model::ProactorSim => {
+                let offload = Offload::start(
+                    config.threads,
+                    Shared {
+                        root: Arc::clone(&root),
+                        log: log.clone(),
+                        max_body: config.max_body,
+                        open_file_cache: config.open_file_cache,
+                    },
+                )?;
+                poller.add(offload.wake_fd(), OFFLOAD, read_only, Trigger::Level)?;
+                Some(offload)
+            }
         };
         // The connection pool: every slot exists before the first client.
         let slots = (0..config.max_conns)
@@ -273,6 +328,7 @@ impl Reactor {
                 generation: 0,
                 conn: None,
                 timer: None,
+                away: false,
             })
             .collect();
         let free = (0..config.max_conns).rev().collect();
@@ -299,6 +355,7 @@ impl Reactor {
             outputs: BufferPool::new(WRITE_BUF, pool_keep * 2, false),
             files,
             log,
+            offload,
             date: date::format(SystemTime::now()),
             date_secs: 0,
             drain_until: None,
@@ -345,6 +402,7 @@ impl Reactor {
             SIGNALS => self.on_signals(),
             ALARM => self.on_alarm(),
             CHANNEL => self.on_channel(),
+            OFFLOAD => self.on_offload_done(),
             token => self.on_connection_event(token, event.readiness),
         }
     }
@@ -515,6 +573,12 @@ impl Reactor {
             {
                 // The timer has already left the heap.
                 slot.timer = None;
+                if slot.away {
+                    // In the pool, back within microseconds: look again
+                    // then (its deadline is recomputed when it returns).
+                    slot.timer = Some(self.timers.insert(self.now + AWAY_GRACE, token));
+                    continue;
+                }
                 if let Some(conn) = slot.conn.as_mut() {
                     conn.on_timeout(&self.date);
                 }
@@ -651,7 +715,7 @@ impl Reactor {
             return; // stale: the slot now holds a newer connection
         }
         let Some(conn) = slot.conn.as_mut() else {
-            return; // stale: closed earlier in this batch
+            return; // stale: closed earlier in this batch (or in the pool)
         };
         let mut ctx = Context {
             root: &self.root,
@@ -659,13 +723,27 @@ impl Reactor {
             date: &self.date,
             inputs: &mut self.inputs,
             outputs: &mut self.outputs,
-            log: self.log.as_ref(),
+            log: self.log.as_deref(),
             now: self.now,
             max_body: self.config.max_body,
             stopping: self.stopping,
             pooled: self.config.buffers == Buffers::Pooled,
+            role: if self.offload.is_some() {
+                Role::Io
+            } else {
+                Role::Whole
+            },
         };
         let status = conn.on_event(readiness, &mut ctx);
+        self.apply(index, token, status);
+    }
+
+    /// Carries out what a connection asked for after an event.
+    fn apply(&mut self, index: usize, token: Token, status: Status) {
+        let slot = &mut self.slots[index];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
         // ANCHOR: touch
         // The connection's deadline depends on its phase (header timeout,
         // keep-alive timeout, linger): move its timer there, one O(log n)
@@ -688,8 +766,87 @@ impl Reactor {
                 }
             }
             Status::Close => self.close(index),
+            Status::Offload => self.offload(index, token),
         }
     }
+
+    // ANCHOR: offload
+    /// `proactor-sim`: stop watching the socket (level-triggered, unread
+    /// bytes would report it on every wait) and send the connection to the
+    /// pool.
+    fn offload(&mut self, index: usize, token: Token) {
+        let slot = &mut self.slots[index];
+        let (Some(offload), Some(mut conn)) = (self.offload.as_mut(), slot.conn.take()) else {
+            return;
+        };
+        let none = Interest {
+            read: false,
+            write: false,
+        };
+        if conn.interest != none {
+            conn.interest = none;
+            let _ = self
+                .poller
+                .modify(conn.stream.as_fd(), token, none, self.config.trigger);
+        }
+        slot.away = true;
+        let job = Job {
+            index,
+            generation: slot.generation,
+            conn,
+            now: self.now,
+            stopping: self.stopping,
+            status: None,
+        };
+        if let Err(job) = offload.send(job) {
+            // The pool is gone (only while stopping): drop the connection.
+            slot.away = false;
+            drop(job);
+            self.release_slot(index);
+        }
+    }
+
+    /// The pool's eventfd: connections come back with their responses.
+    fn on_offload_done(&mut self) {
+        let Some(offload) = self.offload.as_mut() else {
+            return;
+        };
+        for job in offload.take_done() {
+            let Job {
+                index,
+                generation,
+                mut conn,
+                status,
+                ..
+            } = job;
+            let slot = &mut self.slots[index];
+            slot.away = false;
+            let token = token_of(index, generation);
+            if status == Some(Status::Close) {
+                slot.conn = Some(conn);
+                self.close(index);
+                continue;
+            }
+            let mut ctx = Context {
+                root: &self.root,
+                files: &mut self.files,
+                date: &self.date,
+                inputs: &mut self.inputs,
+                outputs: &mut self.outputs,
+                log: self.log.as_deref(),
+                now: self.now,
+                max_body: self.config.max_body,
+                stopping: self.stopping,
+                pooled: self.config.buffers == Buffers::Pooled,
+                role: Role::Io,
+            };
+            // Send what the pool prepared; read on if the socket says so.
+            let status = conn.resume(&mut ctx);
+            slot.conn = Some(conn);
+            self.apply(index, token, status);
+        }
+    }
+    // ANCHOR_END: offload
 
     fn close(&mut self, index: usize) {
         if let Some(timer) = self.slots[index].timer.take() {
@@ -702,9 +859,17 @@ impl Reactor {
             // a worker holds connections). Were a copy left somewhere, its
             // events would carry this slot's old generation and be ignored.
             conn.release(&mut self.inputs, &mut self.outputs);
-            self.free.push(index);
-            self.live -= 1;
+            self.release_slot(index);
         }
+    }
+
+    /// The slot is empty again.
+    fn release_slot(&mut self, index: usize) {
+        if let Some(timer) = self.slots[index].timer.take() {
+            self.timers.remove(timer);
+        }
+        self.free.push(index);
+        self.live -= 1;
     }
 }
 

@@ -53,6 +53,13 @@ impl Site {
         self.top.join("root")
     }
 
+    /// Starts the server with `--model MODEL` and `extra`.
+    fn start_model(&self, model: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--model", model];
+        args.extend_from_slice(extra);
+        self.start(&args)
+    }
+
     fn start(&self, extra: &[&str]) -> Server {
         let root = self.root();
         let mut args = vec!["--addr", "127.0.0.1:0", "--root", root.to_str().unwrap()];
@@ -115,657 +122,681 @@ fn get(server: &Server, path: &str) -> Response {
     fetch(server, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
-#[test]
-fn serves_a_file_with_every_header() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let r = get(&server, "/small.txt");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"hello world\n");
-    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert_eq!(r.header("content-length"), Some("12"));
-    assert_eq!(r.header("server"), Some("stage06"));
-    assert_eq!(r.header("accept-ranges"), Some("bytes"));
-    let date = r.header("date").unwrap();
-    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
-    assert!(r.header("last-modified").unwrap().ends_with(" GMT"));
-    assert_eq!(
-        get(&server, "/style.css").header("content-type"),
-        Some("text/css; charset=utf-8")
-    );
-    assert_eq!(get(&server, "/big.bin").body, testkit::payload(1 << 20));
-}
+// The whole suite runs once per model (`--model`), so that every model
+// answers every request the same way: `cargo test -p stage06-full --test
+// http reactor::` runs one model's share.
+macro_rules! suite {
+    ($model:literal) => {
+        use super::*;
 
-#[test]
-fn head_sends_the_headers_and_no_body() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let mut c = Client::new(&server);
-    // A HEAD, then a GET on the same connection: if HEAD sent a body, the
-    // second response would start inside it.
-    c.send("HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
-    let head = c.head_response();
-    assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some("12"));
-    let next = c.response();
-    assert_eq!(next.body, b"body { color: red }\n");
-}
+        fn start(site: &Site, extra: &[&str]) -> Server {
+            site.start_model($model, extra)
+        }
 
-#[test]
-fn directories_serve_their_index_and_redirect_without_a_slash() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    assert_eq!(get(&server, "/").body, b"<h1>home</h1>\n");
-    let r = get(&server, "/docs");
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/docs/"));
-    assert_eq!(get(&server, "/docs/").body, b"<h1>docs</h1>\n");
-    assert_eq!(get(&server, "/empty/").status, 404);
-}
-
-#[test]
-fn a_missing_file_gets_404_with_a_small_html_body() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let r = get(&server, "/nope.html");
-    assert_eq!(r.status, 404);
-    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(String::from_utf8_lossy(&r.body).contains("404 Not Found"));
-}
-
-#[test]
-fn no_traversal_form_reaches_outside_the_root() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    for (path, expected) in [
-        ("/../secret.txt", 403),
-        ("/../../../../etc/passwd", 403),
-        ("/docs/../../secret.txt", 403),
-        ("/%2e%2e/secret.txt", 403),
-        ("/%2E%2E/%2e%2e/etc/passwd", 403),
-        ("/..%2fsecret.txt", 404),
-        ("/docs%2f..%2f..%2fsecret.txt", 404),
-        ("/small.txt%00.html", 400),
-        ("/link-out", 403),
-        ("/abs-link", 403),
-        ("http://evil/../secret.txt", 403),
-    ] {
-        let r = get(&server, path);
-        assert_eq!(r.status, expected, "{path}");
-        let body = String::from_utf8_lossy(&r.body);
-        assert!(
-            !body.contains("TOP SECRET") && !body.contains("root:"),
-            "{path} leaked"
-        );
-    }
-    // A link that stays inside is fine.
-    assert_eq!(get(&server, "/link-in").body, b"hello world\n");
-}
-
-#[test]
-fn only_regular_files_are_served_and_a_fifo_blocks_nobody() {
-    let site = Site::new();
-    let server = site.start(&["--workers", "1"]);
-    assert_eq!(get(&server, "/fifo").status, 403);
-    // The single worker is not stuck opening the FIFO.
-    assert_eq!(get(&server, "/small.txt").status, 200);
-}
-
-#[test]
-fn methods_other_than_get_and_head() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let r = fetch(
-        &server,
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
-    );
-    assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
-    assert_eq!(
-        fetch(&server, "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n").status,
-        501
-    );
-    assert_eq!(
-        fetch(&server, "DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n").status,
-        405
-    );
-}
-
-#[test]
-fn versions_and_host() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    assert_eq!(
-        fetch(&server, "GET / HTTP/2.0\r\nHost: t\r\n\r\n").status,
-        505
-    );
-    assert_eq!(
-        fetch(&server, "GET / HTTP/1.2\r\nHost: t\r\n\r\n").status,
-        505
-    );
-    assert_eq!(fetch(&server, "GET / HTTP/1.1\r\n\r\n").status, 400);
-    assert_eq!(
-        fetch(&server, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status,
-        400
-    );
-    assert_eq!(fetch(&server, "GET / HTTP/1.0\r\n\r\n").status, 200);
-}
-
-#[test]
-fn bad_bytes_get_400_and_a_closed_connection() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    for raw in [
-        "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
-        "GET /\x01 HTTP/1.1\r\n\r\n",
-        "\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03",
-        "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
-    ] {
-        let mut c = Client::new(&server);
-        c.send(raw);
-        let r = c.response();
-        assert_eq!(r.status, 400, "{raw:?}");
-        assert_eq!(r.header("connection"), Some("close"));
-        assert!(c.closed());
-    }
-}
-
-#[test]
-fn limits_have_their_statuses() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
-    assert_eq!(fetch(&server, &long).status, 414);
-    let big = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "b".repeat(17 * 1024)
-    );
-    assert_eq!(fetch(&server, &big).status, 431);
-    let mut many = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
-    for i in 0..100 {
-        many.push_str(&format!("X-{i}: v\r\n"));
-    }
-    many.push_str("\r\n");
-    assert_eq!(fetch(&server, &many).status, 431);
-}
-
-#[test]
-fn request_bodies_are_skipped_and_bounded() {
-    let site = Site::new();
-    let server = site.start(&["--max-body", "1000"]);
-    // A body by length, then a pipelined request: both answered.
-    let mut c = Client::new(&server);
-    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nxxxxxGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response().body, b"hello world\n");
-    assert_eq!(c.response().body, b"body { color: red }\n");
-    // A chunked body, with an extension and a trailer.
-    let mut c = Client::new(&server);
-    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n0\r\nT: v\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response().status, 200);
-    assert_eq!(c.response().body, b"body { color: red }\n");
-    // Too large, either way: 413 and close.
-    let mut c = Client::new(&server);
-    c.send("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n");
-    assert_eq!(c.response().status, 413);
-    assert!(c.closed());
-    let mut c = Client::new(&server);
-    c.send("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n");
-    c.send(&"z".repeat(2000));
-    let r = c.response();
-    assert_eq!(r.status, 413);
-    assert!(c.closed());
-}
-
-#[test]
-fn smuggling_shapes_are_refused_and_the_connection_closed() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    for (raw, status) in [
-        (
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            400,
-        ),
-        (
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-            400,
-        ),
-        (
-            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
-            501,
-        ),
-        (
-            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            400,
-        ),
-    ] {
-        let mut c = Client::new(&server);
-        c.send(raw);
-        let r = c.response();
-        assert_eq!(r.status, status, "{raw:?}");
-        assert!(c.closed(), "{raw:?}: still open");
-    }
-}
-
-#[test]
-fn keep_alive_rules_of_both_versions() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    // HTTP/1.1 keeps the connection open by default.
-    let mut c = Client::new(&server);
-    for _ in 0..3 {
-        c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.response().status, 200);
-    }
-    // ... unless the client says close.
-    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_eq!(c.response().header("connection"), Some("close"));
-    assert!(c.closed());
-    // HTTP/1.0 closes by default ...
-    let mut c = Client::new(&server);
-    c.send("GET /small.txt HTTP/1.0\r\n\r\n");
-    assert_eq!(c.response().header("connection"), Some("close"));
-    assert!(c.closed());
-    // ... and keeps the connection only when asked.
-    let mut c = Client::new(&server);
-    c.send("GET /small.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(c.response().header("connection"), Some("keep-alive"));
-    c.send("GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(c.response().status, 200);
-}
-
-#[test]
-fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let files = ["/small.txt", "/style.css", "/", "/docs/", "/nope"];
-    let mut batch = String::new();
-    for i in 0..10 {
-        batch.push_str(&format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", files[i % 5]));
-    }
-    let mut c = Client::new(&server);
-    c.send(&batch);
-    for i in 0..10 {
-        let r = c.response();
-        let expected: &[u8] = match files[i % 5] {
-            "/small.txt" => b"hello world\n",
-            "/style.css" => b"body { color: red }\n",
-            "/" => b"<h1>home</h1>\n",
-            "/docs/" => b"<h1>docs</h1>\n",
-            _ => {
-                assert_eq!(r.status, 404);
-                continue;
-            }
-        };
-        assert_eq!(r.body, expected, "response {i}");
-    }
-}
-
-#[test]
-fn both_triggers_see_a_fin_sent_with_the_request_and_a_pipeline_longer_than_the_buffer() {
-    let site = Site::new();
-    for trigger in ["level", "edge"] {
-        let server = site.start(&["--trigger", trigger]);
-        // The request and the FIN arrive together: a short read must not
-        // end reading before EOF is seen, or the connection would wait out
-        // its keep-alive timeout instead of closing after the response.
-        let mut c = Client::new(&server);
-        c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-        c.writer.shutdown(std::net::Shutdown::Write).unwrap();
-        assert_eq!(c.response().body, b"hello world\n", "{trigger}");
-        assert!(c.closed(), "{trigger}: not closed after the FIN");
-        // 2,000 pipelined requests (about 70 KiB, more than a read buffer).
-        let one = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
-        let mut c = Client::new(&server);
-        let writer = c.writer.try_clone().unwrap();
-        let sender = thread::spawn(move || {
-            let mut writer = writer;
-            writer.write_all(one.repeat(2000).as_bytes()).unwrap();
-        });
-        for i in 0..2000 {
+        #[test]
+        fn serves_a_file_with_every_header() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let r = get(&server, "/small.txt");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, b"hello world\n");
+            assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+            assert_eq!(r.header("content-length"), Some("12"));
+            assert_eq!(r.header("server"), Some("stage06"));
+            assert_eq!(r.header("accept-ranges"), Some("bytes"));
+            let date = r.header("date").unwrap();
+            assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+            assert!(r.header("last-modified").unwrap().ends_with(" GMT"));
             assert_eq!(
-                c.response().body,
-                b"hello world\n",
-                "{trigger}: response {i}"
+                get(&server, "/style.css").header("content-type"),
+                Some("text/css; charset=utf-8")
+            );
+            assert_eq!(get(&server, "/big.bin").body, testkit::payload(1 << 20));
+        }
+
+        #[test]
+        fn head_sends_the_headers_and_no_body() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let mut c = Client::new(&server);
+            // A HEAD, then a GET on the same connection: if HEAD sent a body, the
+            // second response would start inside it.
+            c.send("HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+            let head = c.head_response();
+            assert_eq!(head.status, 200);
+            assert_eq!(head.header("content-length"), Some("12"));
+            let next = c.response();
+            assert_eq!(next.body, b"body { color: red }\n");
+        }
+
+        #[test]
+        fn directories_serve_their_index_and_redirect_without_a_slash() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            assert_eq!(get(&server, "/").body, b"<h1>home</h1>\n");
+            let r = get(&server, "/docs");
+            assert_eq!(r.status, 301);
+            assert_eq!(r.header("location"), Some("/docs/"));
+            assert_eq!(get(&server, "/docs/").body, b"<h1>docs</h1>\n");
+            assert_eq!(get(&server, "/empty/").status, 404);
+        }
+
+        #[test]
+        fn a_missing_file_gets_404_with_a_small_html_body() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let r = get(&server, "/nope.html");
+            assert_eq!(r.status, 404);
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+            assert!(String::from_utf8_lossy(&r.body).contains("404 Not Found"));
+        }
+
+        #[test]
+        fn no_traversal_form_reaches_outside_the_root() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            for (path, expected) in [
+                ("/../secret.txt", 403),
+                ("/../../../../etc/passwd", 403),
+                ("/docs/../../secret.txt", 403),
+                ("/%2e%2e/secret.txt", 403),
+                ("/%2E%2E/%2e%2e/etc/passwd", 403),
+                ("/..%2fsecret.txt", 404),
+                ("/docs%2f..%2f..%2fsecret.txt", 404),
+                ("/small.txt%00.html", 400),
+                ("/link-out", 403),
+                ("/abs-link", 403),
+                ("http://evil/../secret.txt", 403),
+            ] {
+                let r = get(&server, path);
+                assert_eq!(r.status, expected, "{path}");
+                let body = String::from_utf8_lossy(&r.body);
+                assert!(
+                    !body.contains("TOP SECRET") && !body.contains("root:"),
+                    "{path} leaked"
+                );
+            }
+            // A link that stays inside is fine.
+            assert_eq!(get(&server, "/link-in").body, b"hello world\n");
+        }
+
+        #[test]
+        fn only_regular_files_are_served_and_a_fifo_blocks_nobody() {
+            let site = Site::new();
+            let server = start(&site, &["--workers", "1"]);
+            assert_eq!(get(&server, "/fifo").status, 403);
+            // The single worker is not stuck opening the FIFO.
+            assert_eq!(get(&server, "/small.txt").status, 200);
+        }
+
+        #[test]
+        fn methods_other_than_get_and_head() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let r = fetch(
+                &server,
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+            );
+            assert_eq!(r.status, 405);
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+            assert_eq!(
+                fetch(&server, "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n").status,
+                501
+            );
+            assert_eq!(
+                fetch(&server, "DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n").status,
+                405
             );
         }
-        sender.join().unwrap();
-    }
-}
 
-#[test]
-fn a_request_sent_one_byte_at_a_time_is_understood() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let mut c = Client::new(&server);
-    for b in "GET /small.txt HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n".bytes() {
-        c.writer.write_all(&[b]).unwrap();
-        thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(c.response().body, b"hello world\n");
-}
-
-#[test]
-fn if_modified_since_gets_304() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let first = get(&server, "/small.txt");
-    let stamp = first.header("last-modified").unwrap().to_string();
-    let mut c = Client::new(&server);
-    c.send(&format!(
-        "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {stamp}\r\n\r\n"
-    ));
-    let r = c.response();
-    assert_eq!(r.status, 304);
-    assert!(r.body.is_empty());
-    // Older than the file: the full response.
-    let r = fetch(
-        &server,
-        "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
-    );
-    assert_eq!(r.status, 200);
-}
-
-#[test]
-fn single_ranges_get_206_and_impossible_ones_416() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let range = |spec: &str, path: &str| {
-        fetch(
-            &server,
-            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nRange: {spec}\r\n\r\n"),
-        )
-    };
-    let r = range("bytes=0-4", "/small.txt");
-    assert_eq!(r.status, 206);
-    assert_eq!(r.body, b"hello");
-    assert_eq!(r.header("content-range"), Some("bytes 0-4/12"));
-    assert_eq!(range("bytes=-6", "/small.txt").body, b"world\n");
-    let r = range("bytes=20-", "/small.txt");
-    assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some("bytes */12"));
-    // A large range goes by sendfile from an offset.
-    let all = testkit::payload(1 << 20);
-    let r = range("bytes=100000-899999", "/big.bin");
-    assert_eq!(r.status, 206);
-    assert!(r.body == all[100_000..900_000]);
-    // Several ranges: the whole file, which is allowed.
-    assert_eq!(range("bytes=0-1,5-6", "/small.txt").status, 200);
-}
-
-#[test]
-fn a_fifty_mib_file_arrives_byte_exact() {
-    let site = Site::new();
-    let data = testkit::payload(50 << 20);
-    std::fs::write(site.root().join("fifty.bin"), &data).unwrap();
-    let server = site.start(&[]);
-    let r = get(&server, "/fifty.bin");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), data.len());
-    assert!(r.body == data, "the 50 MiB body differs");
-}
-
-#[test]
-fn a_slowloris_client_gets_408_and_is_cut_off() {
-    let site = Site::new();
-    let server = site.start(&["--header-timeout", "0.5"]);
-    let mut c = Client::new(&server);
-    let start = Instant::now();
-    c.send("GET / HTTP/1.1\r\nHost: t\r\n");
-    // Trickle a byte every 100 ms: activity must not extend the deadline.
-    for _ in 0..40 {
-        thread::sleep(Duration::from_millis(100));
-        if c.writer.write_all(b"X").is_err() {
-            break;
+        #[test]
+        fn versions_and_host() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            assert_eq!(
+                fetch(&server, "GET / HTTP/2.0\r\nHost: t\r\n\r\n").status,
+                505
+            );
+            assert_eq!(
+                fetch(&server, "GET / HTTP/1.2\r\nHost: t\r\n\r\n").status,
+                505
+            );
+            assert_eq!(fetch(&server, "GET / HTTP/1.1\r\n\r\n").status, 400);
+            assert_eq!(
+                fetch(&server, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status,
+                400
+            );
+            assert_eq!(fetch(&server, "GET / HTTP/1.0\r\n\r\n").status, 200);
         }
-        if start.elapsed() > Duration::from_secs(3) {
-            break;
+
+        #[test]
+        fn bad_bytes_get_400_and_a_closed_connection() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            for raw in [
+                "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+                "GET /\x01 HTTP/1.1\r\n\r\n",
+                "\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03",
+                "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+            ] {
+                let mut c = Client::new(&server);
+                c.send(raw);
+                let r = c.response();
+                assert_eq!(r.status, 400, "{raw:?}");
+                assert_eq!(r.header("connection"), Some("close"));
+                assert!(c.closed());
+            }
         }
-    }
-    let r = c.response();
-    assert_eq!(r.status, 408);
-    assert!(c.closed());
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
-}
 
-#[test]
-fn idle_keep_alive_connections_are_closed_quietly() {
-    let site = Site::new();
-    let server = site.start(&["--keepalive-timeout", "0.5"]);
-    let mut c = Client::new(&server);
-    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response().status, 200);
-    let start = Instant::now();
-    // EOF with no response: an idle connection owes the client nothing.
-    let mut rest = Vec::new();
-    c.reader.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty());
-    let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(450), "{waited:?}");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
-}
+        #[test]
+        fn limits_have_their_statuses() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+            assert_eq!(fetch(&server, &long).status, 414);
+            let big = format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(17 * 1024)
+            );
+            assert_eq!(fetch(&server, &big).status, 431);
+            let mut many = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
+            for i in 0..100 {
+                many.push_str(&format!("X-{i}: v\r\n"));
+            }
+            many.push_str("\r\n");
+            assert_eq!(fetch(&server, &many).status, 431);
+        }
 
-#[test]
-fn a_thousand_concurrent_keep_alive_connections() {
-    assert!(raise_fd_limit(4096) >= 2100);
-    let site = Site::new();
-    let server = site.start(&[]);
-    let mut clients: Vec<Client> = (0..1000).map(|_| Client::new(&server)).collect();
-    for round in 0..2 {
-        for c in &mut clients {
+        #[test]
+        fn request_bodies_are_skipped_and_bounded() {
+            let site = Site::new();
+            let server = start(&site, &["--max-body", "1000"]);
+            // A body by length, then a pipelined request: both answered.
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nxxxxxGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().body, b"hello world\n");
+            assert_eq!(c.response().body, b"body { color: red }\n");
+            // A chunked body, with an extension and a trailer.
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n0\r\nT: v\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().status, 200);
+            assert_eq!(c.response().body, b"body { color: red }\n");
+            // Too large, either way: 413 and close.
+            let mut c = Client::new(&server);
+            c.send("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n");
+            assert_eq!(c.response().status, 413);
+            assert!(c.closed());
+            let mut c = Client::new(&server);
+            c.send("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n");
+            c.send(&"z".repeat(2000));
+            let r = c.response();
+            assert_eq!(r.status, 413);
+            assert!(c.closed());
+        }
+
+        #[test]
+        fn smuggling_shapes_are_refused_and_the_connection_closed() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            for (raw, status) in [
+                (
+                    "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    400,
+                ),
+                (
+                    "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                    400,
+                ),
+                (
+                    "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+                    501,
+                ),
+                (
+                    "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                    400,
+                ),
+            ] {
+                let mut c = Client::new(&server);
+                c.send(raw);
+                let r = c.response();
+                assert_eq!(r.status, status, "{raw:?}");
+                assert!(c.closed(), "{raw:?}: still open");
+            }
+        }
+
+        #[test]
+        fn keep_alive_rules_of_both_versions() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            // HTTP/1.1 keeps the connection open by default.
+            let mut c = Client::new(&server);
+            for _ in 0..3 {
+                c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(c.response().status, 200);
+            }
+            // ... unless the client says close.
+            c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            assert_eq!(c.response().header("connection"), Some("close"));
+            assert!(c.closed());
+            // HTTP/1.0 closes by default ...
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.0\r\n\r\n");
+            assert_eq!(c.response().header("connection"), Some("close"));
+            assert!(c.closed());
+            // ... and keeps the connection only when asked.
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            assert_eq!(c.response().header("connection"), Some("keep-alive"));
+            c.send("GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            assert_eq!(c.response().status, 200);
+        }
+
+        #[test]
+        fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let files = ["/small.txt", "/style.css", "/", "/docs/", "/nope"];
+            let mut batch = String::new();
+            for i in 0..10 {
+                batch.push_str(&format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", files[i % 5]));
+            }
+            let mut c = Client::new(&server);
+            c.send(&batch);
+            for i in 0..10 {
+                let r = c.response();
+                let expected: &[u8] = match files[i % 5] {
+                    "/small.txt" => b"hello world\n",
+                    "/style.css" => b"body { color: red }\n",
+                    "/" => b"<h1>home</h1>\n",
+                    "/docs/" => b"<h1>docs</h1>\n",
+                    _ => {
+                        assert_eq!(r.status, 404);
+                        continue;
+                    }
+                };
+                assert_eq!(r.body, expected, "response {i}");
+            }
+        }
+
+        #[test]
+        fn both_triggers_see_a_fin_sent_with_the_request_and_a_pipeline_longer_than_the_buffer() {
+            let site = Site::new();
+            for trigger in ["level", "edge"] {
+                let server = start(&site, &["--trigger", trigger]);
+                // The request and the FIN arrive together: a short read must not
+                // end reading before EOF is seen, or the connection would wait out
+                // its keep-alive timeout instead of closing after the response.
+                let mut c = Client::new(&server);
+                c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+                assert_eq!(c.response().body, b"hello world\n", "{trigger}");
+                assert!(c.closed(), "{trigger}: not closed after the FIN");
+                // 2,000 pipelined requests (about 70 KiB, more than a read buffer).
+                let one = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+                let mut c = Client::new(&server);
+                let writer = c.writer.try_clone().unwrap();
+                let sender = thread::spawn(move || {
+                    let mut writer = writer;
+                    writer.write_all(one.repeat(2000).as_bytes()).unwrap();
+                });
+                for i in 0..2000 {
+                    assert_eq!(
+                        c.response().body,
+                        b"hello world\n",
+                        "{trigger}: response {i}"
+                    );
+                }
+                sender.join().unwrap();
+            }
+        }
+
+        #[test]
+        fn a_request_sent_one_byte_at_a_time_is_understood() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let mut c = Client::new(&server);
+            for b in "GET /small.txt HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n".bytes() {
+                c.writer.write_all(&[b]).unwrap();
+                thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(c.response().body, b"hello world\n");
+        }
+
+        #[test]
+        fn if_modified_since_gets_304() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let first = get(&server, "/small.txt");
+            let stamp = first.header("last-modified").unwrap().to_string();
+            let mut c = Client::new(&server);
+            c.send(&format!(
+                "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {stamp}\r\n\r\n"
+            ));
+            let r = c.response();
+            assert_eq!(r.status, 304);
+            assert!(r.body.is_empty());
+            // Older than the file: the full response.
+            let r = fetch(
+                &server,
+                "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+            );
+            assert_eq!(r.status, 200);
+        }
+
+        #[test]
+        fn single_ranges_get_206_and_impossible_ones_416() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let range = |spec: &str, path: &str| {
+                fetch(
+                    &server,
+                    &format!("GET {path} HTTP/1.1\r\nHost: t\r\nRange: {spec}\r\n\r\n"),
+                )
+            };
+            let r = range("bytes=0-4", "/small.txt");
+            assert_eq!(r.status, 206);
+            assert_eq!(r.body, b"hello");
+            assert_eq!(r.header("content-range"), Some("bytes 0-4/12"));
+            assert_eq!(range("bytes=-6", "/small.txt").body, b"world\n");
+            let r = range("bytes=20-", "/small.txt");
+            assert_eq!(r.status, 416);
+            assert_eq!(r.header("content-range"), Some("bytes */12"));
+            // A large range goes by sendfile from an offset.
+            let all = testkit::payload(1 << 20);
+            let r = range("bytes=100000-899999", "/big.bin");
+            assert_eq!(r.status, 206);
+            assert!(r.body == all[100_000..900_000]);
+            // Several ranges: the whole file, which is allowed.
+            assert_eq!(range("bytes=0-1,5-6", "/small.txt").status, 200);
+        }
+
+        #[test]
+        fn a_fifty_mib_file_arrives_byte_exact() {
+            let site = Site::new();
+            let data = testkit::payload(50 << 20);
+            std::fs::write(site.root().join("fifty.bin"), &data).unwrap();
+            let server = start(&site, &[]);
+            let r = get(&server, "/fifty.bin");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), data.len());
+            assert!(r.body == data, "the 50 MiB body differs");
+        }
+
+        #[test]
+        fn a_slowloris_client_gets_408_and_is_cut_off() {
+            let site = Site::new();
+            let server = start(&site, &["--header-timeout", "0.5"]);
+            let mut c = Client::new(&server);
+            let start = Instant::now();
+            c.send("GET / HTTP/1.1\r\nHost: t\r\n");
+            // Trickle a byte every 100 ms: activity must not extend the deadline.
+            for _ in 0..40 {
+                thread::sleep(Duration::from_millis(100));
+                if c.writer.write_all(b"X").is_err() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+            }
+            let r = c.response();
+            assert_eq!(r.status, 408);
+            assert!(c.closed());
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+
+        #[test]
+        fn idle_keep_alive_connections_are_closed_quietly() {
+            let site = Site::new();
+            let server = start(&site, &["--keepalive-timeout", "0.5"]);
+            let mut c = Client::new(&server);
             c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().status, 200);
+            let start = Instant::now();
+            // EOF with no response: an idle connection owes the client nothing.
+            let mut rest = Vec::new();
+            c.reader.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+            let waited = start.elapsed();
+            assert!(waited >= Duration::from_millis(450), "{waited:?}");
+            assert!(waited < Duration::from_secs(3), "{waited:?}");
         }
-        for c in &mut clients {
-            assert_eq!(c.response().body, b"hello world\n", "round {round}");
+
+        #[test]
+        fn a_thousand_concurrent_keep_alive_connections() {
+            assert!(raise_fd_limit(4096) >= 2100);
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let mut clients: Vec<Client> = (0..1000).map(|_| Client::new(&server)).collect();
+            for round in 0..2 {
+                for c in &mut clients {
+                    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                }
+                for c in &mut clients {
+                    assert_eq!(c.response().body, b"hello world\n", "round {round}");
+                }
+            }
         }
-    }
-}
 
-#[test]
-fn a_full_connection_pool_answers_503() {
-    let site = Site::new();
-    let server = site.start(&["--workers", "1", "--max-conns", "2"]);
-    let mut kept: Vec<Client> = (0..2).map(|_| Client::new(&server)).collect();
-    for c in &mut kept {
-        c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.response().status, 200);
-    }
-    let mut third = Client::new(&server);
-    let r = third.response();
-    assert_eq!(r.status, 503);
-    assert!(third.closed());
-    // A slot freed is a slot available again.
-    drop(kept.pop());
-    assert!(testkit::eventually(PATIENCE, || {
-        let mut c = Client::new(&server);
-        c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-        c.response().status == 200
-    }));
-}
+        #[test]
+        fn a_full_connection_pool_answers_503() {
+            let site = Site::new();
+            let server = start(&site, &["--workers", "1", "--max-conns", "2"]);
+            let mut kept: Vec<Client> = (0..2).map(|_| Client::new(&server)).collect();
+            for c in &mut kept {
+                c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(c.response().status, 200);
+            }
+            let mut third = Client::new(&server);
+            let r = third.response();
+            assert_eq!(r.status, 503);
+            assert!(third.closed());
+            // A slot freed is a slot available again.
+            drop(kept.pop());
+            assert!(testkit::eventually(PATIENCE, || {
+                let mut c = Client::new(&server);
+                c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                c.response().status == 200
+            }));
+        }
 
-#[test]
-fn client_resets_mid_download_harm_nobody() {
-    let site = Site::new();
-    std::fs::write(site.root().join("huge.bin"), vec![7u8; 8 << 20]).unwrap();
-    let server = site.start(&["--workers", "1"]);
-    for _ in 0..10 {
-        let mut c = Client::new(&server);
-        c.send("GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-        let mut some = [0u8; 1000];
-        c.reader.read_exact(&mut some).unwrap();
-        let stream = c.reader.into_inner();
-        reset(stream);
-    }
-    assert_eq!(get(&server, "/small.txt").status, 200);
-}
+        #[test]
+        fn client_resets_mid_download_harm_nobody() {
+            let site = Site::new();
+            std::fs::write(site.root().join("huge.bin"), vec![7u8; 8 << 20]).unwrap();
+            let server = start(&site, &["--workers", "1"]);
+            for _ in 0..10 {
+                let mut c = Client::new(&server);
+                c.send("GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+                let mut some = [0u8; 1000];
+                c.reader.read_exact(&mut some).unwrap();
+                let stream = c.reader.into_inner();
+                reset(stream);
+            }
+            assert_eq!(get(&server, "/small.txt").status, 200);
+        }
 
-#[test]
-fn a_killed_worker_is_replaced_and_the_server_keeps_serving() {
-    let site = Site::new();
-    let mut server = site.start(&[]);
-    let workers = testkit::children_of(server.pid());
-    assert_eq!(workers.len(), 2, "{workers:?}");
-    let victim = workers[0];
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &victim.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let replaced = testkit::eventually(Duration::from_secs(3), || {
-        let now = testkit::children_of(server.pid());
-        now.len() == 2 && !now.contains(&victim)
-    });
-    assert!(replaced, "no replacement for worker {victim}");
-    // Every new connection is answered, whichever worker it lands on.
-    for _ in 0..8 {
-        assert_eq!(get(&server, "/small.txt").status, 200);
-    }
-    let workers = testkit::children_of(server.pid());
-    server.signal("TERM");
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
-    assert!(status.success(), "{status:?}");
-    let left: Vec<u32> = workers
-        .into_iter()
-        .filter(|&w| testkit::process_exists(w))
-        .collect();
-    assert!(left.is_empty(), "workers outlived the master: {left:?}");
-}
+        #[test]
+        fn a_killed_worker_is_replaced_and_the_server_keeps_serving() {
+            let site = Site::new();
+            let mut server = start(&site, &[]);
+            let workers = testkit::children_of(server.pid());
+            assert_eq!(workers.len(), 2, "{workers:?}");
+            let victim = workers[0];
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &victim.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            let replaced = testkit::eventually(Duration::from_secs(3), || {
+                let now = testkit::children_of(server.pid());
+                now.len() == 2 && !now.contains(&victim)
+            });
+            assert!(replaced, "no replacement for worker {victim}");
+            // Every new connection is answered, whichever worker it lands on.
+            for _ in 0..8 {
+                assert_eq!(get(&server, "/small.txt").status, 200);
+            }
+            let workers = testkit::children_of(server.pid());
+            server.signal("TERM");
+            let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
+            assert!(status.success(), "{status:?}");
+            let left: Vec<u32> = workers
+                .into_iter()
+                .filter(|&w| testkit::process_exists(w))
+                .collect();
+            assert!(left.is_empty(), "workers outlived the master: {left:?}");
+        }
 
-#[test]
-fn sigterm_lets_a_response_in_flight_finish_then_exits_zero() {
-    let site = Site::new();
-    let data = testkit::payload(20 << 20);
-    std::fs::write(site.root().join("twenty.bin"), &data).unwrap();
-    let mut server = site.start(&[]);
-    let mut c = Client::new(&server);
-    // An idle keep-alive client is closed at once.
-    let mut idle = Client::new(&server);
-    idle.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(idle.response().status, 200);
-    c.send("GET /twenty.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    // Read the head and a little of the body, then stop the server.
-    let mut first = [0u8; 4096];
-    c.reader.read_exact(&mut first).unwrap();
-    server.signal("TERM");
-    let mut rest = Vec::new();
-    c.reader.read_to_end(&mut rest).unwrap();
-    let mut all = first.to_vec();
-    all.extend_from_slice(&rest);
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(all[split..] == data[..], "the download was cut short");
-    assert!(idle.closed());
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
-    assert!(status.success(), "{status:?}");
-}
+        #[test]
+        fn sigterm_lets_a_response_in_flight_finish_then_exits_zero() {
+            let site = Site::new();
+            let data = testkit::payload(20 << 20);
+            std::fs::write(site.root().join("twenty.bin"), &data).unwrap();
+            let mut server = start(&site, &[]);
+            let mut c = Client::new(&server);
+            // An idle keep-alive client is closed at once.
+            let mut idle = Client::new(&server);
+            idle.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(idle.response().status, 200);
+            c.send("GET /twenty.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            // Read the head and a little of the body, then stop the server.
+            let mut first = [0u8; 4096];
+            c.reader.read_exact(&mut first).unwrap();
+            server.signal("TERM");
+            let mut rest = Vec::new();
+            c.reader.read_to_end(&mut rest).unwrap();
+            let mut all = first.to_vec();
+            all.extend_from_slice(&rest);
+            let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert!(all[split..] == data[..], "the download was cut short");
+            assert!(idle.closed());
+            let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
+            assert!(status.success(), "{status:?}");
+        }
 
-#[test]
-fn the_access_log_has_a_common_log_format_line_per_request() {
-    let site = Site::new();
-    let log = site.top.join("access.log");
-    let server = site.start(&["--access-log", log.to_str().unwrap()]);
-    assert_eq!(get(&server, "/small.txt").status, 200);
-    assert_eq!(get(&server, "/nope").status, 404);
-    let mut c = Client::new(&server);
-    c.send("BREW / HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.response().status, 501);
-    let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        testkit::eventually(PATIENCE, || text().lines().count() >= 3),
-        "{}",
-        text()
-    );
-    let text = text();
-    assert!(
-        text.contains("\"GET /small.txt HTTP/1.1\" 200 12"),
-        "{text}"
-    );
-    assert!(text.contains("\"GET /nope HTTP/1.1\" 404 "), "{text}");
-    assert!(text.contains("\"BREW / HTTP/1.1\" 501 "), "{text}");
-    assert!(text.starts_with("127.0.0.1 - - ["), "{text}");
-}
+        #[test]
+        fn the_access_log_has_a_common_log_format_line_per_request() {
+            let site = Site::new();
+            let log = site.top.join("access.log");
+            let server = start(&site, &["--access-log", log.to_str().unwrap()]);
+            assert_eq!(get(&server, "/small.txt").status, 200);
+            assert_eq!(get(&server, "/nope").status, 404);
+            let mut c = Client::new(&server);
+            c.send("BREW / HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().status, 501);
+            let text = || std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                testkit::eventually(PATIENCE, || text().lines().count() >= 3),
+                "{}",
+                text()
+            );
+            let text = text();
+            assert!(
+                text.contains("\"GET /small.txt HTTP/1.1\" 200 12"),
+                "{text}"
+            );
+            assert!(text.contains("\"GET /nope HTTP/1.1\" 404 "), "{text}");
+            assert!(text.contains("\"BREW / HTTP/1.1\" 501 "), "{text}");
+            assert!(text.starts_with("127.0.0.1 - - ["), "{text}");
+        }
 
-#[test]
-fn curl_understands_it() {
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: curl is not installed");
-        return;
-    }
-    let site = Site::new();
-    let server = site.start(&[]);
-    let curl = |args: &[&str]| {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "--max-time", "10"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "curl {args:?}");
-        out.stdout
+        #[test]
+        fn curl_understands_it() {
+            if std::process::Command::new("curl")
+                .arg("--version")
+                .output()
+                .is_err()
+            {
+                eprintln!("SKIPPED: curl is not installed");
+                return;
+            }
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let curl = |args: &[&str]| {
+                let out = std::process::Command::new("curl")
+                    .args(["-s", "--max-time", "10"])
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "curl {args:?}");
+                out.stdout
+            };
+            let url = format!("http://{}/small.txt", server.addr);
+            assert_eq!(curl(&[&url]), b"hello world\n");
+            assert_eq!(curl(&["--http1.0", &url]), b"hello world\n");
+            let head = String::from_utf8(curl(&["-I", &url])).unwrap();
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            // Two URLs: curl reuses the connection (keep-alive).
+            let both = curl(&[&url, &format!("http://{}/style.css", server.addr)]);
+            assert_eq!(both, b"hello world\nbody { color: red }\n");
+            let big = curl(&[&format!("http://{}/big.bin", server.addr)]);
+            assert!(big == testkit::payload(1 << 20));
+        }
+
+        #[test]
+        fn a_rust_http_client_understands_it() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(PATIENCE))
+                .build()
+                .into();
+            for _ in 0..3 {
+                let mut r = agent
+                    .get(&format!("http://{}/big.bin", server.addr))
+                    .call()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(2 << 20)
+                    .read_to_vec()
+                    .unwrap();
+                assert!(body == testkit::payload(1 << 20));
+            }
+            let text = agent
+                .get(&format!("http://{}/small.txt", server.addr))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            assert_eq!(text, "hello world\n");
+        }
+
+        #[test]
+        fn the_demo_site_is_there() {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+            for asset in [
+                "index.html",
+                "style.css",
+                "app.js",
+                "img/logo.svg",
+                "img/stages.png",
+            ] {
+                assert!(root.join(asset).is_file(), "{asset}");
+            }
+            let server = Server::start(
+                BIN,
+                &["--addr", "127.0.0.1:0", "--workers", "1", "--model", $model],
+            );
+            let r = get(&server, "/");
+            assert_eq!(r.status, 200);
+            assert!(String::from_utf8_lossy(&r.body).contains("It works."));
+        }
     };
-    let url = format!("http://{}/small.txt", server.addr);
-    assert_eq!(curl(&[&url]), b"hello world\n");
-    assert_eq!(curl(&["--http1.0", &url]), b"hello world\n");
-    let head = String::from_utf8(curl(&["-I", &url])).unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    // Two URLs: curl reuses the connection (keep-alive).
-    let both = curl(&[&url, &format!("http://{}/style.css", server.addr)]);
-    assert_eq!(both, b"hello world\nbody { color: red }\n");
-    let big = curl(&[&format!("http://{}/big.bin", server.addr)]);
-    assert!(big == testkit::payload(1 << 20));
 }
 
-#[test]
-fn a_rust_http_client_understands_it() {
-    let site = Site::new();
-    let server = site.start(&[]);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PATIENCE))
-        .build()
-        .into();
-    for _ in 0..3 {
-        let mut r = agent
-            .get(&format!("http://{}/big.bin", server.addr))
-            .call()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(2 << 20)
-            .read_to_vec()
-            .unwrap();
-        assert!(body == testkit::payload(1 << 20));
-    }
-    let text = agent
-        .get(&format!("http://{}/small.txt", server.addr))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    assert_eq!(text, "hello world\n");
+mod reactor {
+    suite!("reactor");
 }
 
-#[test]
-fn the_demo_site_is_there() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
-    for asset in [
-        "index.html",
-        "style.css",
-        "app.js",
-        "img/logo.svg",
-        "img/stages.png",
-    ] {
-        assert!(root.join(asset).is_file(), "{asset}");
-    }
-    let server = Server::start(BIN, &["--addr", "127.0.0.1:0", "--workers", "1"]);
-    let r = get(&server, "/");
-    assert_eq!(r.status, 200);
-    assert!(String::from_utf8_lossy(&r.body).contains("It works."));
+mod proactor_sim {
+    suite!("proactor-sim");
 }
