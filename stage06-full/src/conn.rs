@@ -96,7 +96,28 @@ pub enum Role {
     Io,
     /// A pool thread of the simulated Proactor: processes only, no I/O.
     Process,
+    /// The io_uring Proactor: the kernel does the I/O and reports
+    /// completions (`on_received`, `on_sent`, …); `advance` only processes.
+    Completion,
 }
+
+/// The operation a connection needs from the kernel next (`Role::Completion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Receive into `recv_space`.
+    Recv,
+    /// Send `out_slices` (the head and a small body).
+    Send,
+    /// Read the next piece of the file into `file_target`.
+    ReadFile,
+    /// Send `file_chunk`.
+    SendChunk,
+    /// Nothing: the read buffer is full and must be consumed first.
+    Nothing,
+}
+
+/// Bytes of a large file read per `ReadFile` (`Role::Completion`).
+pub const FILE_CHUNK: usize = 64 * 1024;
 
 enum Phase {
     Head,
@@ -150,6 +171,10 @@ pub struct Connection {
     cut_short: bool,
     /// TCP_NODELAY is set (on the first keep-alive response).
     nodelay: bool,
+    /// `Role::Completion`: a piece of a large file read and not yet sent
+    /// (`chunk[chunk_sent..]`); there is no `sendfile` in io_uring.
+    chunk: Vec<u8>,
+    chunk_sent: usize,
     /// What the poller currently watches.
     pub interest: Interest,
 }
@@ -171,6 +196,8 @@ impl Connection {
             unread: false,
             cut_short: false,
             nodelay: false,
+            chunk: Vec::new(),
+            chunk_sent: 0,
             interest: Interest {
                 read: true,
                 write: false,
@@ -287,12 +314,124 @@ impl Connection {
     /// Reads what an earlier `read_some` left in the socket for lack of room.
     /// Returns whether there is anything new to look at.
     fn refill(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
-        if !self.unread || ctx.role == Role::Process {
+        if !self.unread || matches!(ctx.role, Role::Process | Role::Completion) {
             return Ok(false);
         }
         self.read_some(false, ctx)?;
         Ok(self.start != self.end || self.peer_closed)
     }
+
+    // ANCHOR: completion_api
+    /// `Role::Completion`: what to ask the kernel for next.
+    pub fn want(&self) -> Want {
+        if let (Phase::Send, Some(r)) = (&self.phase, &self.response) {
+            if r.head_sent < r.head.len() || r.body_sent < r.body.len() {
+                return Want::Send;
+            }
+            if self.chunk_sent < self.chunk.len() {
+                return Want::SendChunk;
+            }
+            return Want::ReadFile;
+        }
+        let full = !self.input.is_empty() && self.end == self.input.len() && self.start == 0;
+        if full { Want::Nothing } else { Want::Recv }
+    }
+
+    /// The free end of the read buffer, taken from the pool if need be.
+    pub fn recv_space(&mut self, inputs: &mut BufferPool) -> &mut [u8] {
+        if self.input.is_empty() {
+            self.input = inputs.take();
+            (self.start, self.end) = (0, 0);
+        }
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.end == self.input.len() && self.start > 0 {
+            self.input.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        &mut self.input[self.end..]
+    }
+
+    /// The kernel received `n` bytes into `recv_space` (0: EOF).
+    pub fn on_received(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            self.peer_closed = true;
+        } else if matches!(self.phase, Phase::Linger(_)) {
+            // Read only to see the client's close; the bytes are dropped.
+        } else {
+            self.end += n;
+            self.last_active = now;
+        }
+    }
+
+    /// What is left of the head and the small body.
+    pub fn out_slices(&self) -> (&[u8], &[u8]) {
+        match &self.response {
+            Some(r) => (&r.head[r.head_sent..], &r.body[r.body_sent..]),
+            None => (&[], &[]),
+        }
+    }
+
+    /// The kernel sent `n` bytes of `out_slices`.
+    pub fn on_sent(&mut self, n: usize, now: Instant) {
+        if let Some(r) = self.response.as_mut() {
+            let h = n.min(r.head.len() - r.head_sent);
+            r.head_sent += h;
+            r.body_sent += n - h;
+            self.last_active = now;
+        }
+    }
+
+    /// Where the next piece of the file goes: the file, its offset, and a
+    /// buffer of up to `FILE_CHUNK` bytes.
+    pub fn file_target(&mut self) -> Option<(&std::fs::File, u64, &mut [u8])> {
+        let r = self.response.as_ref()?;
+        let (file, offset, end) = r.file.as_ref()?;
+        let len = ((*end - *offset) as usize).min(FILE_CHUNK);
+        self.chunk.resize(len, 0);
+        self.chunk_sent = 0;
+        Some((&file.file, *offset, &mut self.chunk[..]))
+    }
+
+    /// The kernel read `n` bytes of the file into the chunk. Zero: the file
+    /// shrank under us, and the promised length cannot be kept.
+    pub fn on_file_read(&mut self, n: usize) -> bool {
+        self.chunk.truncate(n);
+        if let Some((_, offset, _)) = self.response.as_mut().and_then(|r| r.file.as_mut()) {
+            *offset += n as u64;
+        }
+        n > 0
+    }
+
+    /// What is left of the chunk.
+    pub fn file_chunk(&self) -> &[u8] {
+        &self.chunk[self.chunk_sent..]
+    }
+
+    /// The kernel sent `n` bytes of the chunk.
+    pub fn on_chunk_sent(&mut self, n: usize, now: Instant) {
+        self.chunk_sent += n;
+        self.last_active = now;
+        if self.chunk_sent == self.chunk.len() {
+            self.chunk.clear();
+            self.chunk_sent = 0;
+        }
+    }
+
+    /// The response is all out: head, small body, file.
+    fn all_sent(&self) -> bool {
+        self.response.as_ref().is_none_or(|r| {
+            r.head_sent == r.head.len()
+                && r.body_sent == r.body.len()
+                && r.file.as_ref().is_none_or(|(_, offset, end)| offset >= end)
+        }) && self.chunk_sent == self.chunk.len()
+    }
+
+    /// Runs the phases on what the kernel has delivered (`Role::Completion`).
+    pub fn complete(&mut self, ctx: &mut Context<'_>) -> Status {
+        self.advance(ctx).unwrap_or(Status::Close)
+    }
+    // ANCHOR_END: completion_api
 
     /// In `Linger`, input is read into a scratch array and thrown away.
     fn discard_input(&mut self) -> std::io::Result<()> {
@@ -382,7 +521,12 @@ impl Connection {
                 // ANCHOR: send_phase
                 Phase::Send if ctx.role == Role::Process => break, // the event thread sends
                 Phase::Send => {
-                    if !self.flush(ctx)? {
+                    if ctx.role == Role::Completion {
+                        self.keep_nodelay();
+                        if !self.all_sent() {
+                            break; // the kernel is sending it
+                        }
+                    } else if !self.flush(ctx)? {
                         break; // the socket is full: wait for EPOLLOUT
                     }
                     let close = self.finish_response(ctx);
@@ -535,14 +679,10 @@ impl Connection {
         }
     }
 
-    /// Writes as much of the response as the socket takes. True when all
-    /// of it has gone.
-    fn flush(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
-        let Some(r) = self.response.as_mut() else {
-            return Ok(true);
-        };
+    /// Sets TCP_NODELAY once the connection is known to be kept alive.
+    fn keep_nodelay(&mut self) {
         // ANCHOR: nodelay
-        if !r.close && !self.nodelay {
+        if self.response.as_ref().is_some_and(|r| !r.close) && !self.nodelay {
             // The connection stays open, so a later response may be written
             // while this one is unacknowledged: Nagle's algorithm would hold
             // it until the client's delayed ACK, 40 ms later. A connection
@@ -553,6 +693,15 @@ impl Connection {
             self.nodelay = true;
         }
         // ANCHOR_END: nodelay
+    }
+
+    /// Writes as much of the response as the socket takes. True when all
+    /// of it has gone.
+    fn flush(&mut self, ctx: &mut Context<'_>) -> std::io::Result<bool> {
+        self.keep_nodelay();
+        let Some(r) = self.response.as_mut() else {
+            return Ok(true);
+        };
         loop {
             let head = &r.head[r.head_sent..];
             let body = &r.body[r.body_sent..];

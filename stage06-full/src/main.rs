@@ -82,9 +82,11 @@ struct Args {
     #[argh(option, default = "1.0")]
     open_file_cache: f64,
 
-    /// reactor (the event loop does everything, the default) or
+    /// reactor (the event loop does everything, the default),
     /// proactor-sim (the event loop does the I/O, a thread pool per worker
-    /// processes requests)
+    /// processes requests) or uring (the kernel does the I/O through
+    /// io_uring; workers accept for themselves, so pass dispatch becomes
+    /// reuseport)
     #[argh(option, default = "Model::Reactor")]
     model: Model,
 
@@ -107,12 +109,24 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
 
 fn main() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if args.model == Model::Uring {
+        // Say so once, here, rather than let every worker fail and the
+        // master restart them for ever.
+        if let Err(e) = stage06_full::reactor::uring_available() {
+            bail!("--model uring: io_uring is not available here ({e})");
+        }
+    }
     if args.max_conns == 0 {
         bail!("--max-conns must be at least 1");
     }
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
+    // The Proactor accepts through the ring, so each worker needs a listener.
+    let dispatch = match (args.model, args.dispatch) {
+        (Model::Uring, Dispatch::Pass) => Dispatch::ReusePort,
+        (_, dispatch) => dispatch,
+    };
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
     }
@@ -123,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
-        dispatch: args.dispatch,
+        dispatch,
         exclusive: args.exclusive,
         worker: Config {
             trigger: args.trigger,

@@ -25,15 +25,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::conn::{Connection, Context, READ_BUF, Role, SMALL_BODY, Status, Timeouts, WRITE_BUF};
+use crate::conn::{
+    Connection, Context, READ_BUF, Role, SMALL_BODY, Status, Timeouts, WRITE_BUF, Want,
+};
 use crate::file_cache::FileCache;
 use crate::http::{date, response};
 use crate::log::AccessLog;
 use crate::offload::{Job, Offload, Shared};
+
+mod uring;
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::pool::BufferPool;
 use crate::sys::{self, Alarm, Root};
 use crate::timer_heap::{TimerHeap, TimerId};
+pub use uring::available as uring_available;
 
 /// The listener's token. Connection tokens are built from slab indices and
 /// never reach this value.
@@ -46,6 +51,10 @@ const ALARM: Token = Token(u64::MAX - 2);
 const CHANNEL: Token = Token(u64::MAX - 3);
 /// The eventfd the simulated Proactor's pool writes when jobs come back.
 const OFFLOAD: Token = Token(u64::MAX - 4);
+const EMPTY_IOVEC: nix::libc::iovec = nix::libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
 /// A timer that fires while its connection is in the pool is put off by
 /// this much.
 const AWAY_GRACE: Duration = Duration::from_millis(10);
@@ -100,6 +109,8 @@ pub enum Model {
     Reactor,
     /// The event loop does the I/O; a thread pool processes requests.
     ProactorSim,
+    /// The kernel does the I/O (io_uring); the loop reaps completions.
+    Uring,
 }
 
 impl std::str::FromStr for Model {
@@ -108,8 +119,9 @@ impl std::str::FromStr for Model {
         match s {
             "reactor" => Ok(Model::Reactor),
             "proactor-sim" => Ok(Model::ProactorSim),
+            "uring" => Ok(Model::Uring),
             other => Err(format!(
-                "unknown model {other:?}: use reactor or proactor-sim"
+                "unknown model {other:?}: use reactor, proactor-sim or uring"
             )),
         }
     }
@@ -201,6 +213,14 @@ struct Slot {
     /// `proactor-sim`: the connection is in the pool (`conn` is `None`
     /// until it comes back).
     away: bool,
+    /// `uring`: an operation is in flight, which one, and the `iovec`s of
+    /// a `Writev` (they must outlive the submission, so they live here).
+    inflight: bool,
+    op: Want,
+    iov: [nix::libc::iovec; 2],
+    /// `uring`: closed while an operation was in flight; the slot is freed
+    /// when that operation completes.
+    closing: bool,
 }
 
 fn token_of(index: usize, generation: u32) -> Token {
@@ -239,6 +259,8 @@ pub struct Reactor {
     log: Option<Arc<AccessLog>>,
     /// `--model proactor-sim`: the pool that processes requests.
     offload: Option<Offload>,
+    /// `--model uring`: the io_uring the worker submits its I/O to.
+    ring: Option<uring::Ring>,
     /// The `Date` value, and the second it was made for.
     date: String,
     date_secs: u64,
@@ -306,8 +328,12 @@ impl Reactor {
             Some(path) => Some(Arc::new(AccessLog::open(path)?)),
             None => None,
         };
+        let ring = match config.model {
+            Model::Uring => Some(uring::Ring::new()?),
+            _ => None,
+        };
         let offload = match config.model {
-            Model::Reactor => None,
+            Model::Reactor | Model::Uring => None,
             Model::ProactorSim => {
                 let offload = Offload::start(
                     config.threads,
@@ -329,6 +355,10 @@ impl Reactor {
                 conn: None,
                 timer: None,
                 away: false,
+                inflight: false,
+                op: Want::Nothing,
+                iov: [EMPTY_IOVEC; 2],
+                closing: false,
             })
             .collect();
         let free = (0..config.max_conns).rev().collect();
@@ -356,6 +386,7 @@ impl Reactor {
             files,
             log,
             offload,
+            ring,
             date: date::format(SystemTime::now()),
             date_secs: 0,
             drain_until: None,
@@ -374,6 +405,9 @@ impl Reactor {
     /// event (the alarm firing is one of them, and expires the due timers),
     /// report the load to the master if it changed.
     pub fn run(&mut self) -> io::Result<()> {
+        if self.ring.is_some() {
+            return self.run_uring();
+        }
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.finished() {
             self.arm_alarm();
@@ -689,6 +723,15 @@ impl Reactor {
             self.timers
                 .insert(conn.deadline(&self.config.timeouts), token),
         );
+        if self.ring.is_some() {
+            // The Proactor: ask the kernel to receive the first request.
+            let interest = conn.interest;
+            slot.conn = Some(conn);
+            self.live += 1;
+            self.taken += 1;
+            self.apply_completion(index, Status::Keep(interest));
+            return;
+        }
         if let Err(e) = self
             .poller
             .add(&conn.stream, token, conn.interest, self.config.trigger)
@@ -849,6 +892,12 @@ impl Reactor {
     // ANCHOR_END: offload
 
     fn close(&mut self, index: usize) {
+        if self.slots[index].inflight {
+            if !self.slots[index].closing {
+                self.close_inflight(index);
+            }
+            return;
+        }
         if let Some(timer) = self.slots[index].timer.take() {
             self.timers.remove(timer);
         }

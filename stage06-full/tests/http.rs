@@ -133,6 +133,7 @@ macro_rules! suite {
             site.start_model($model, extra)
         }
 
+        each_test! { $model;
         #[test]
         fn serves_a_file_with_every_header() {
             let site = Site::new();
@@ -790,7 +791,58 @@ macro_rules! suite {
             assert_eq!(r.status, 200);
             assert!(String::from_utf8_lossy(&r.body).contains("It works."));
         }
+        }
     };
+}
+
+/// Wraps every test so that the `uring` model's are skipped, with the
+/// reason printed, where this kernel or sandbox forbids io_uring.
+macro_rules! each_test {
+    ($model:literal; $( #[test] fn $name:ident() $body:block )*) => {
+        $(
+            #[test]
+            fn $name() {
+                if skipped($model) {
+                    return;
+                }
+                $body
+            }
+        )*
+    };
+}
+
+/// Whether the tests of `model` cannot run here: only `uring`, and only
+/// where the server says io_uring is not available.
+fn skipped(model: &str) -> bool {
+    static REASON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if model != "uring" {
+        return false;
+    }
+    let reason = REASON.get_or_init(|| {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "--model",
+                "uring",
+                "--addr",
+                "127.0.0.1:0",
+                "--max-conns",
+                "0",
+            ])
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // --max-conns 0 is refused after the io_uring check: reaching it
+        // means io_uring works.
+        if stderr.contains("io_uring is not available") {
+            Some(stderr.trim().to_string())
+        } else {
+            None
+        }
+    });
+    if let Some(reason) = reason {
+        eprintln!("skipped: {reason}");
+    }
+    reason.is_some()
 }
 
 mod reactor {
@@ -799,4 +851,8 @@ mod reactor {
 
 mod proactor_sim {
     suite!("proactor-sim");
+}
+
+mod uring {
+    suite!("uring");
 }
