@@ -70,7 +70,7 @@ done
 echo "### stage06 against nginx ($WORKERS workers each)"
 echo
 machine_line
-echo "stage06 flags: \`--workers $WORKERS ${STAGE06_FLAGS:-}\`; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
+echo "stage06 flags: \`--workers $WORKERS${STAGE06_FLAGS:+ $STAGE06_FLAGS}\`; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
 echo
 echo "| load | stage06 req/s | nginx req/s | stage06 / nginx | stage06 p50 / p99 µs | nginx p50 / p99 µs |"
 echo "|---|---:|---:|---:|---:|---:|"

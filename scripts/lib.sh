@@ -96,13 +96,16 @@ tree_pids() {
     pgrep -P "$1" 2>/dev/null || true
 }
 
-# tree_switches PID — context switches of PID and its children so far.
+# tree_switches PID — context switches of PID and its children so far, all
+# their threads included.
 tree_switches() {
-    local total=0 p v n
+    local total=0 p t v n
     for p in $(tree_pids "$1"); do
-        v=$(proc_field "$p" voluntary_ctxt_switches 2>/dev/null || echo 0)
-        n=$(proc_field "$p" nonvoluntary_ctxt_switches 2>/dev/null || echo 0)
-        total=$(( total + ${v:-0} + ${n:-0} ))
+        for t in /proc/"$p"/task/*; do
+            v=$(awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "$t/status" 2>/dev/null)
+            n=$(awk '$1 == "nonvoluntary_ctxt_switches:" { print $2 }' "$t/status" 2>/dev/null)
+            total=$(( total + ${v:-0} + ${n:-0} ))
+        done
     done
     echo "$total"
 }

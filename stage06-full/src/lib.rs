@@ -25,23 +25,30 @@
 //! - [`log`]: the access log, written by its own thread through a bounded
 //!   queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
-//!   keep-alive timeout; SIGTERM lets responses in flight finish.
+//!   keep-alive timeout; SIGTERM lets responses in flight finish;
+//! - `--model`: the same server as a Reactor (the default), as the
+//!   write-ups' simulated Proactor with a thread pool per worker
+//!   ([`offload`]), or as a true Proactor on io_uring (`reactor::uring`).
 //!
 //! ## What this stage leaves out
 //! - Dynamic content, TLS, HTTP/2, compression, directory listings: the
 //!   exercises add some; none changes the structure.
 //!
 //! ## Modules
-//! - [`sys`]: every `unsafe` of the stage: the listener, `accept4`,
-//!   signalfd, timerfd, `fork`, descriptor passing, `openat2`, `sendfile`,
-//!   `send` with `MSG_MORE`.
+//! - [`sys`]: the stage's system calls and nearly all of its `unsafe`: the
+//!   listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
+//!   `openat2`, `sendfile`, `send` with `MSG_MORE`. The io_uring submissions
+//!   are `unsafe` too, and stay in `reactor/uring.rs` beside the rule that
+//!   makes them sound.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`http`]: the protocol, free of I/O: parser, body, dates, paths,
 //!   ranges, content types, responses.
 //! - [`conn`]: one HTTP connection.
 //! - [`pool`], [`file_cache`], [`log`]: buffer pools, the open-file cache
 //!   and the access log.
-//! - [`reactor`]: a worker's loop; [`master`]: the master and the pool.
+//! - [`reactor`]: a worker's loop (and, in `reactor/uring.rs`, its io_uring
+//!   variant); [`offload`]: the simulated Proactor's thread pool;
+//!   [`master`]: the master and the pool of workers.
 //!
 //! ## Run it
 //! ```text
