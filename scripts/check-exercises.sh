@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Proves every exercise well posed: for each reference solution in
+# notes/solutions/exN.M.patch, in a scratch copy of the workspace, the
+# exercise's test (exN_M_… in the stage's tests/exercises.rs, marked
+# #[ignore]) must FAIL on the stage as shipped and PASS with the patch.
+#
+#   scripts/check-exercises.sh            # every exercise
+#   scripts/check-exercises.sh ex3.2      # one
+#
+# CI runs it, so an exercise can never silently become unsolvable, or
+# pass without being done. Instructors: delete notes/solutions/ before
+# handing the repository out; the tests stay.
+. "$(dirname "$0")/lib.sh"
+
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+    usage "$0"
+    exit 0
+fi
+command -v git >/dev/null || { echo "needs git (to apply the patches)" >&2; exit 1; }
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+# One scratch copy for all exercises, reverted after each, and one target
+# folder kept between runs: every build after the first is incremental.
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes/book -cf - . | tar -C "$scratch" -xf -
+export CARGO_TARGET_DIR="$ROOT/target/exercises"
+
+patches=("$ROOT"/notes/solutions/ex*.patch)
+if [ $# -gt 0 ]; then
+    patches=()
+    for id in "$@"; do patches+=("$ROOT/notes/solutions/$id.patch"); done
+fi
+
+run_test() { # CRATE FILTER
+    (cd "$scratch" && cargo test --quiet -p "$1" --test exercises -- --ignored "$2" >"$scratch/.log" 2>&1)
+}
+
+failed=0
+checked=0
+for patch in "${patches[@]}"; do
+    id=$(basename "$patch" .patch)             # ex3.2
+    n=${id#ex}; stage=${n%%.*}                 # 3
+    crate=$(basename "$(stage_dir "0$stage")")
+    filter="ex${n/./_}_"                       # ex3_2_
+    if run_test "$crate" "$filter"; then
+        echo "FAIL $id: its test passes on the stage as shipped (or matches no test)"
+        failed=1
+    elif ! (cd "$scratch" && git apply "$patch"); then
+        echo "FAIL $id: the solution no longer applies"
+        failed=1
+    else
+        if run_test "$crate" "$filter"; then
+            if grep -q "running 0 tests" "$scratch/.log" || ! grep -q "test result: ok. [1-9]" "$scratch/.log"; then
+                echo "FAIL $id: no test named $filter… ran"
+                failed=1
+            else
+                echo "ok   $id: fails as shipped, passes with notes/solutions/$id.patch"
+            fi
+        else
+            echo "FAIL $id: its test fails with the solution:"
+            tail -n 30 "$scratch/.log"
+            failed=1
+        fi
+        (cd "$scratch" && git apply -R "$patch")
+    fi
+    checked=$((checked + 1))
+done
+echo "$checked exercises checked"
+exit "$failed"
