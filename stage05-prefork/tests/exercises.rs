@@ -1,0 +1,117 @@
+//! The chapter's exercises, one test each. They fail on the stage as
+//! shipped and pass once the exercise is done:
+//!
+//! ```text
+//! cargo test -p stage05-prefork --test exercises -- --ignored ex5_1
+//! ```
+
+use std::thread;
+use std::time::Duration;
+
+use testkit::{Server, children_of, eventually, roundtrip};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage05-prefork");
+
+fn start(args: &[&str]) -> Server {
+    let mut all = vec!["--addr", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Server::start(BIN, &all)
+}
+
+/// Connections taken by each worker, from the SIGUSR1 status line
+/// (`workers PID:LIVE:TAKEN …`).
+fn taken(server: &mut Server) -> Vec<u64> {
+    server.signal("USR1");
+    let line = server.read_stdout_line().expect("status line");
+    line.trim()
+        .strip_prefix("workers ")
+        .expect("a status line")
+        .split(' ')
+        .map(|w| {
+            w.rsplit(':')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("taken")
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "ex5.1: --balance round-robin for pass dispatch"]
+fn ex5_1_round_robin_ignores_the_load() {
+    let mut server = start(&[
+        "--workers",
+        "2",
+        "--dispatch",
+        "pass",
+        "--balance",
+        "round-robin",
+    ]);
+    let mut a = server.connect();
+    assert_eq!(roundtrip(&mut a, b"a"), b"a");
+    let mut b = server.connect();
+    assert_eq!(roundtrip(&mut b, b"b"), b"b");
+    // Worker 1's only client leaves. Least-loaded would now pick worker 1
+    // (no live connections); round-robin picks worker 0, whose turn it is.
+    drop(b);
+    thread::sleep(Duration::from_millis(300));
+    let mut c = server.connect();
+    assert_eq!(roundtrip(&mut c, b"c"), b"c");
+    assert_eq!(taken(&mut server), [2, 1]);
+}
+
+#[test]
+#[ignore = "ex5.2: SIGTTIN adds a worker, SIGTTOU retires one"]
+fn ex5_2_the_pool_grows_and_shrinks_at_run_time() {
+    let server = start(&["--workers", "1"]);
+    let pid = server.pid();
+    assert_eq!(children_of(pid).len(), 1);
+    server.signal("TTIN");
+    assert!(
+        eventually(Duration::from_secs(3), || children_of(pid).len() == 2),
+        "no second worker"
+    );
+    server.signal("TTIN");
+    assert!(eventually(Duration::from_secs(3), || children_of(pid)
+        .len()
+        == 3));
+    server.signal("TTOU");
+    server.signal("TTOU");
+    assert!(
+        eventually(Duration::from_secs(3), || children_of(pid).len() == 1),
+        "retired workers were replaced, or never left"
+    );
+    // Stays at one: a retired worker is not a crashed one.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(children_of(pid).len(), 1);
+    for _ in 0..4 {
+        let mut c = server.connect();
+        assert_eq!(roundtrip(&mut c, b"hi"), b"hi");
+    }
+}
+
+#[test]
+#[ignore = "ex5.3: pin worker i to CPU i mod N (--affinity)"]
+fn ex5_3_workers_are_pinned_one_per_cpu() {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let server = start(&["--workers", "2", "--affinity"]);
+    let mut workers = children_of(server.pid());
+    workers.sort_unstable();
+    assert_eq!(workers.len(), 2);
+    let mut allowed: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            let status = std::fs::read_to_string(format!("/proc/{w}/status")).unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    allowed.sort();
+    let mut expected: Vec<String> = (0..2).map(|i| (i % cpus).to_string()).collect();
+    expected.sort();
+    assert_eq!(allowed, expected);
+}
