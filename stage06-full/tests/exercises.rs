@@ -1,0 +1,134 @@
+//! The chapter's exercises, one test each. They fail on the stage as
+//! shipped and pass once the exercise is done:
+//!
+//! ```text
+//! cargo test -p stage06-full --test exercises -- --ignored ex6_1
+//! ```
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+
+use testkit::Server;
+use testkit::http::{Response, read_response};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stage06-full");
+
+/// A document root of its own for each test.
+struct Site(PathBuf);
+
+impl Site {
+    fn new(name: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("stage06-ex-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        std::fs::write(dir.join("index.html"), "<h1>home</h1>\n").unwrap();
+        std::fs::write(dir.join("hello.txt"), "hello\n").unwrap();
+        std::fs::write(dir.join("files/a.txt"), "a\n").unwrap();
+        std::fs::write(dir.join("files/b <&>.txt"), "b\n").unwrap();
+        Site(dir)
+    }
+
+    fn start(&self, extra: &[&str]) -> Server {
+        let root = self.0.to_str().unwrap();
+        let mut args = vec!["--addr", "127.0.0.1:0", "--root", root, "--workers", "1"];
+        args.extend_from_slice(extra);
+        Server::start(BIN, &args)
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn request(server: &Server, raw: &str) -> Response {
+    let mut stream = server.connect();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let head_only = raw.starts_with("HEAD ");
+    read_response(&mut BufReader::new(stream), head_only).expect("a response")
+}
+
+#[test]
+#[ignore = "ex6.1: ETag and If-None-Match"]
+fn ex6_1_etag_and_if_none_match() {
+    let site = Site::new("etag");
+    let server = site.start(&[]);
+    let first = request(&server, "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("an ETag field").to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let again = request(
+        &server,
+        &format!("GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"),
+    );
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let listed = request(
+        &server,
+        &format!("GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\", {etag}\r\n\r\n"),
+    );
+    assert_eq!(listed.status, 304, "a list of tags");
+    let any = request(
+        &server,
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n\r\n",
+    );
+    assert_eq!(any.status, 304, "*");
+    let other = request(
+        &server,
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\"\r\n\r\n",
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body, b"hello\n");
+    // Another file has another tag.
+    let index = request(&server, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_ne!(index.header("etag"), Some(etag.as_str()));
+}
+
+#[test]
+#[ignore = "ex6.2: directory listings (--autoindex)"]
+fn ex6_2_a_directory_without_index_is_listed() {
+    let site = Site::new("autoindex");
+    let server = site.start(&["--autoindex"]);
+    let r = request(&server, "GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let page = String::from_utf8(r.body).unwrap();
+    assert!(page.contains("href=\"a.txt\""), "{page}");
+    // Names are escaped for HTML (and the link for URLs).
+    assert!(page.contains("b &lt;&amp;&gt;.txt"), "{page}");
+    assert!(!page.contains("b <&>.txt"), "{page}");
+    // A directory with an index still serves it.
+    let home = request(&server, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(home.body, b"<h1>home</h1>\n");
+    // Without the flag: no listing.
+    drop(server);
+    let server = site.start(&[]);
+    let r = request(&server, "GET /files/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+#[ignore = "ex6.3: OPTIONS answered with 204 and Allow"]
+fn ex6_3_options_says_what_is_allowed() {
+    let site = Site::new("options");
+    let server = site.start(&[]);
+    for target in ["*", "/hello.txt"] {
+        let r = request(
+            &server,
+            &format!("OPTIONS {target} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        );
+        assert_eq!(r.status, 204, "OPTIONS {target}");
+        assert_eq!(
+            r.header("allow"),
+            Some("GET, HEAD, OPTIONS"),
+            "OPTIONS {target}"
+        );
+        assert!(r.body.is_empty());
+    }
+    // The other refusals now name OPTIONS too.
+    let r = request(&server, "DELETE /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+}
