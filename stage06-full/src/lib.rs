@@ -59,7 +59,7 @@
 //! ## Next
 //! This is the last stage. Chapter 6 of the notes measures it against nginx
 //! (`scripts/bench-http.sh`); the exercises extend it (ETag, directory
-//! listings, gzip, a small POST).
+//! listings, OPTIONS).
 
 pub mod conn;
 pub mod file_cache;
