@@ -34,9 +34,8 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// et or lt for connection sockets (default et: with many connections
-    /// level-triggered epoll re-polls every reported socket on the next
-    /// wait, which scripts/bench-http.sh shows costing throughput and p99)
+    /// et or lt for connection sockets (default et, as nginx: level-triggered
+    /// epoll re-polls every socket it reported on the next wait)
     #[argh(option, default = "Trigger::Edge")]
     trigger: Trigger,
 

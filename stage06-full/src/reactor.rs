@@ -626,14 +626,18 @@ impl Reactor {
     /// The end: close whatever is left (after the grace period, a response
     /// still in flight is cut off), and let `run` return.
     fn shutdown(&mut self) {
-        eprintln!(
-            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}",
+        // One write for the whole line: stderr is unbuffered, and the
+        // workers exit together, so `eprintln!`'s several writes would
+        // interleave with the other workers' (scripts parse this line).
+        let line = format!(
+            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}\n",
             std::process::id(),
             self.inputs.allocated + self.outputs.allocated,
             self.inputs.reused + self.outputs.reused,
             self.files.hits,
             self.files.misses
         );
+        let _ = io::stderr().write_all(line.as_bytes());
         if let Some(log) = &self.log
             && log.dropped() > 0
         {
