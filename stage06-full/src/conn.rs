@@ -232,25 +232,19 @@ impl Connection {
             return Status::Close;
         }
         // Writable or not, `advance` tries to send whatever is pending.
+        self.proceed(ctx)
+    }
+    // ANCHOR_END: on_event
+
+    /// Runs the phases as far as they go, in whatever `ctx.role` allows:
+    /// after a readiness event (the Reactor), in a pool thread and back in
+    /// the event thread (`proactor-sim`), after a completion (`uring`).
+    pub fn proceed(&mut self, ctx: &mut Context<'_>) -> Status {
         match self.advance(ctx) {
             Ok(status) => status,
             // A reset, a broken pipe, a file that shrank under us.
             Err(_) => Status::Close,
         }
-    }
-    // ANCHOR_END: on_event
-
-    /// A pool thread's work (`--model proactor-sim`): parse what has been
-    /// read and build the response, with no I/O on the socket.
-    pub fn process(&mut self, ctx: &mut Context<'_>) -> Status {
-        debug_assert_eq!(ctx.role, Role::Process);
-        self.advance(ctx).unwrap_or(Status::Close)
-    }
-
-    /// The event thread takes a connection back from the pool and sends
-    /// what it prepared.
-    pub fn resume(&mut self, ctx: &mut Context<'_>) -> Status {
-        self.advance(ctx).unwrap_or(Status::Close)
     }
 
     // ANCHOR: read_some
@@ -425,11 +419,6 @@ impl Connection {
                 && r.body_sent == r.body.len()
                 && r.file.as_ref().is_none_or(|(_, offset, end)| offset >= end)
         }) && self.chunk_sent == self.chunk.len()
-    }
-
-    /// Runs the phases on what the kernel has delivered (`Role::Completion`).
-    pub fn complete(&mut self, ctx: &mut Context<'_>) -> Status {
-        self.advance(ctx).unwrap_or(Status::Close)
     }
     // ANCHOR_END: completion_api
 

@@ -186,7 +186,7 @@ fn pool_thread(
             pooled: false,
             role: Role::Process,
         };
-        job.status = Some(job.conn.process(&mut ctx));
+        job.status = Some(job.conn.proceed(&mut ctx));
         if finished.send(job).is_err() {
             return;
         }

@@ -33,6 +33,28 @@ use crate::http::{date, response};
 use crate::log::AccessLog;
 use crate::offload::{Job, Offload, Shared};
 
+/// The [`Context`] a connection needs from its worker, built from the
+/// Reactor's fields one by one. A macro rather than a method: a method would
+/// borrow the whole Reactor, while the caller already holds one of its slots
+/// (the connection) mutably; field by field, the borrows are disjoint.
+macro_rules! context {
+    ($reactor:expr, role: $role:expr, pooled: $pooled:expr) => {
+        Context {
+            root: &$reactor.root,
+            files: &mut $reactor.files,
+            date: &$reactor.date,
+            inputs: &mut $reactor.inputs,
+            outputs: &mut $reactor.outputs,
+            log: $reactor.log.as_deref(),
+            now: $reactor.now,
+            max_body: $reactor.config.max_body,
+            stopping: $reactor.stopping,
+            pooled: $pooled,
+            role: $role,
+        }
+    };
+}
+
 mod uring;
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::pool::BufferPool;
@@ -764,23 +786,7 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch (or in the pool)
         };
-        let mut ctx = Context {
-            root: &self.root,
-            files: &mut self.files,
-            date: &self.date,
-            inputs: &mut self.inputs,
-            outputs: &mut self.outputs,
-            log: self.log.as_deref(),
-            now: self.now,
-            max_body: self.config.max_body,
-            stopping: self.stopping,
-            pooled: self.config.buffers == Buffers::Pooled,
-            role: if self.offload.is_some() {
-                Role::Io
-            } else {
-                Role::Whole
-            },
-        };
+        let mut ctx = context!(self, role: if self.offload.is_some() { Role::Io } else { Role::Whole }, pooled: self.config.buffers == Buffers::Pooled);
         let status = conn.on_event(readiness, &mut ctx);
         self.apply(index, token, status);
     }
@@ -874,21 +880,10 @@ impl Reactor {
                 self.close(index);
                 continue;
             }
-            let mut ctx = Context {
-                root: &self.root,
-                files: &mut self.files,
-                date: &self.date,
-                inputs: &mut self.inputs,
-                outputs: &mut self.outputs,
-                log: self.log.as_deref(),
-                now: self.now,
-                max_body: self.config.max_body,
-                stopping: self.stopping,
-                pooled: self.config.buffers == Buffers::Pooled,
-                role: Role::Io,
-            };
+            let mut ctx =
+                context!(self, role: Role::Io, pooled: self.config.buffers == Buffers::Pooled);
             // Send what the pool prepared; read on if the socket says so.
-            let status = conn.resume(&mut ctx);
+            let status = conn.proceed(&mut ctx);
             slot.conn = Some(conn);
             self.apply(index, token, status);
         }

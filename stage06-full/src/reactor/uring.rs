@@ -217,23 +217,11 @@ impl Reactor {
             Want::SendChunk => conn.on_chunk_sent(n, self.now),
             Want::Nothing => {}
         }
-        let mut ctx = Context {
-            root: &self.root,
-            files: &mut self.files,
-            date: &self.date,
-            inputs: &mut self.inputs,
-            outputs: &mut self.outputs,
-            log: self.log.as_deref(),
-            now: self.now,
-            max_body: self.config.max_body,
-            stopping: self.stopping,
-            // The read buffer stays with the connection: a receive is always
-            // in flight into it (provided buffers would fix that; an
-            // exercise).
-            pooled: false,
-            role: Role::Completion,
-        };
-        let status = conn.complete(&mut ctx);
+        // The read buffer stays with the connection (`pooled: false`): a
+        // receive is always in flight into it. Provided buffers would fix
+        // that (see the chapter's "going further").
+        let mut ctx = context!(self, role: Role::Completion, pooled: false);
+        let status = conn.proceed(&mut ctx);
         self.apply_completion(index, status);
     }
     // ANCHOR_END: on_conn_completion
