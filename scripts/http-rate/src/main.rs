@@ -156,29 +156,15 @@ fn main() -> anyhow::Result<()> {
         latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
     };
     let max = latencies.last().copied().unwrap_or(0);
+    let answered = latencies.len();
+    let [p50, p90, p99, p999] = [0.50, 0.90, 0.99, 0.999].map(pct);
     if args.format == "tsv" {
-        println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            args.rate,
-            args.connections,
-            sent,
-            latencies.len(),
-            pct(0.50),
-            pct(0.90),
-            pct(0.99),
-            pct(0.999),
-            max
-        );
+        let (rate, conns) = (args.rate, args.connections);
+        println!("{rate}\t{conns}\t{sent}\t{answered}\t{p50}\t{p90}\t{p99}\t{p999}\t{max}");
     } else {
         println!(
-            "{} requests due, {} answered; latency from due time: p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
-            sent,
-            latencies.len(),
-            pct(0.50),
-            pct(0.90),
-            pct(0.99),
-            pct(0.999),
-            max
+            "{sent} requests due, {answered} answered; latency from due time: \
+             p50 {p50} µs, p90 {p90} µs, p99 {p99} µs, p99.9 {p999} µs, max {max} µs"
         );
     }
     Ok(())
