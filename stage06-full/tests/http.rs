@@ -122,6 +122,30 @@ fn get(server: &Server, path: &str) -> Response {
     fetch(server, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
+#[test]
+fn bad_command_lines_are_refused_with_a_message() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--max-conns", "0"], "--max-conns"),
+        (&["--threads", "0"], "--threads"),
+        (&["--root", "/nonexistent/stage06"], "not a directory"),
+        (&["--model", "epoll"], "unknown model"),
+        (&["--buffers", "some"], "unknown buffers"),
+        (&["--keepalive-timeout", "-1"], "--keepalive-timeout"),
+        (&["--trigger", "sometimes"], "trigger"),
+    ];
+    for (args, expected) in cases {
+        let out = std::process::Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run the server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(out.stdout.is_empty(), "{args:?}: it started listening");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
 // The whole suite runs once per model (`--model`), so that every model
 // answers every request the same way: `cargo test -p stage06-full --test
 // http reactor::` runs one model's share.
@@ -521,6 +545,36 @@ macro_rules! suite {
             assert_eq!(r.status, 200);
             assert_eq!(r.body.len(), data.len());
             assert!(r.body == data, "the 50 MiB body differs");
+        }
+
+        #[test]
+        fn a_file_that_shrinks_mid_download_ends_the_connection_not_the_server() {
+            let site = Site::new();
+            let path = site.root().join("shrinking.bin");
+            std::fs::write(&path, testkit::payload(20 << 20)).unwrap();
+            let server = start(&site, &[]);
+            let mut c = Client::new(&server);
+            c.send("GET /shrinking.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+            let mut first = [0u8; 4096];
+            c.reader.read_exact(&mut first).unwrap();
+            // The promised Content-Length can no longer be kept: the server
+            // must close (not hang, not pad, not crash).
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(1 << 20)
+                .unwrap();
+            let mut rest = Vec::new();
+            c.reader
+                .read_to_end(&mut rest)
+                .expect("the connection closes rather than hangs");
+            assert!(
+                first.len() + rest.len() < 20 << 20,
+                "all {} bytes arrived from a 1 MiB file",
+                first.len() + rest.len()
+            );
+            assert_eq!(get(&server, "/small.txt").status, 200);
         }
 
         #[test]
