@@ -483,3 +483,49 @@ pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Both ways of opening beneath the root refuse every way out, so the
+    /// fallback (old kernels, sandboxes) is as safe as `openat2`.
+    #[test]
+    fn open_beneath_refuses_links_out_with_and_without_openat2() {
+        let top = std::env::temp_dir().join(format!("stage06-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let root_dir = top.join("root");
+        std::fs::create_dir_all(root_dir.join("sub")).unwrap();
+        std::fs::write(top.join("secret"), "secret").unwrap();
+        std::fs::write(root_dir.join("sub/file"), "inside").unwrap();
+        std::os::unix::fs::symlink("sub/file", root_dir.join("link-in")).unwrap();
+        std::os::unix::fs::symlink("../secret", root_dir.join("link-out")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root_dir.join("link-abs")).unwrap();
+        let root = Root::open(&root_dir).unwrap();
+        for fallback in [false, true] {
+            root.no_openat2.store(fallback, Ordering::Relaxed);
+            let read = |p: &str| {
+                root.open_beneath(p).and_then(|mut f| {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut s).map(|_| s)
+                })
+            };
+            assert_eq!(read("sub/file").unwrap(), "inside", "fallback {fallback}");
+            assert_eq!(read("link-in").unwrap(), "inside", "fallback {fallback}");
+            for out in ["link-out", "link-abs"] {
+                let e = root.open_beneath(out).expect_err(out);
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EXDEV),
+                    "{out}, fallback {fallback}"
+                );
+            }
+            assert!(
+                root.open_beneath("").is_ok(),
+                "the root itself, fallback {fallback}"
+            );
+        }
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+}
