@@ -31,8 +31,13 @@ impl AccessLog {
     /// `O_APPEND` keeps their writes from overwriting each other) and starts
     /// the writer thread. Call in the worker, after the fork.
     pub fn open(path: &Path) -> io::Result<AccessLog> {
+        Self::with_queue(path, QUEUE)
+    }
+
+    /// `open` with a queue of `queue` lines (small, in the tests).
+    fn with_queue(path: &Path, queue: usize) -> io::Result<AccessLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let (sender, receiver) = mpsc::sync_channel(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&dropped);
         let writer = thread::Builder::new()
@@ -118,6 +123,63 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 100);
         assert_eq!(lines[99], "line 99");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A log that cannot keep up drops lines, counts them, never blocks the
+    /// caller, and says in the log how many it dropped.
+    #[test]
+    fn a_stalled_disk_drops_and_counts_lines_without_blocking() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A FIFO nobody reads yet: the writer thread blocks once the pipe
+        // (64 KiB) and its own buffer (64 KiB) are full, like a hung disk.
+        let path = std::env::temp_dir().join(format!("access-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let log = AccessLog::with_queue(&path, 4).unwrap();
+        let line = format!("{}\n", "x".repeat(1023));
+        let started = std::time::Instant::now();
+        for _ in 0..300 {
+            log.line(line.clone());
+        }
+        // 300 KiB cannot fit in 128 KiB of buffers and a queue of 4.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "line() blocked"
+        );
+        let dropped = log.dropped();
+        assert!(dropped >= 300 - 140, "only {dropped} dropped");
+        // Unstall the disk, close the log, read everything it wrote.
+        let drain = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 65536];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return all,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        drop(log);
+        let text = String::from_utf8(drain.join().unwrap()).unwrap();
+        let written = text.lines().filter(|l| l.starts_with('x')).count() as u64;
+        let noted: u64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(written + dropped, 300, "every line written or counted");
+        assert_eq!(noted, dropped, "the log says how many it dropped");
         let _ = std::fs::remove_file(&path);
     }
 }
