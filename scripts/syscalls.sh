@@ -23,7 +23,7 @@
 # see lib.sh) under the same wrk load, per request. Environment: SIZE of
 # the file (default 1024), CONNS (default 50), SECONDS_PER_RUN (default 3),
 # CLOSE=1 for `Connection: close` (then per connection), WORKERS (default:
-# the number of CPUs). Needs wrk and nginx: apt-get install wrk nginx-light
+# the number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
 if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
@@ -115,7 +115,8 @@ if [ "$mode" = http ]; then
         # shellcheck disable=SC2046
         if [ "$who" = stage06 ]; then
             start_server "$tmp/out" $(tracer_args "$tmp/$who.counts") \
-                "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"
+                "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS" \
+                ${STAGE06_FLAGS:-}
             addr=$SERVER_ADDR
         else
             start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx" $(tracer_args "$tmp/$who.counts")
@@ -139,7 +140,7 @@ if [ "$mode" = http ]; then
             fi
         done < <(count_rows "$tmp/$who.counts")
     done
-    echo "### System calls per $unit: stage06 and nginx, a $SIZE-byte file"
+    echo "### System calls per $unit: stage06${STAGE06_FLAGS:+ $STAGE06_FLAGS} and nginx, a $SIZE-byte file"
     echo
     machine_line
     shown=""
