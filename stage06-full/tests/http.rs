@@ -61,6 +61,11 @@ impl Site {
     }
 
     fn start(&self, extra: &[&str]) -> Server {
+        self.start_nofile(None, extra)
+    }
+
+    /// Starts the server, under a descriptor limit of `nofile` if given.
+    fn start_nofile(&self, nofile: Option<u32>, extra: &[&str]) -> Server {
         let root = self.root();
         let mut args = vec!["--addr", "127.0.0.1:0", "--root", root.to_str().unwrap()];
         // Two workers unless the test says otherwise.
@@ -68,7 +73,10 @@ impl Site {
             args.extend_from_slice(&["--workers", "2"]);
         }
         args.extend_from_slice(extra);
-        Server::start(BIN, &args)
+        match nofile {
+            Some(n) => Server::start_with_nofile(n, BIN, &args),
+            None => Server::start(BIN, &args),
+        }
     }
 }
 
@@ -635,6 +643,68 @@ macro_rules! suite {
                     assert_eq!(c.response().body, b"hello world\n", "round {round}");
                 }
             }
+        }
+
+        #[test]
+        fn out_of_descriptors_sheds_clients_without_hanging_or_spinning() {
+            let site = Site::new();
+            let server = site.start_nofile(Some(64), &["--model", $model]);
+            let mut held = Vec::new();
+            let mut shed = 0;
+            for _ in 0..120 {
+                let Ok(stream) = TcpStream::connect(server.addr) else {
+                    shed += 1;
+                    continue;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(3)))
+                    .unwrap();
+                let mut c = Client {
+                    writer: stream.try_clone().unwrap(),
+                    reader: BufReader::new(stream),
+                };
+                if c.writer
+                    .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .is_err()
+                {
+                    shed += 1;
+                    continue;
+                }
+                match read_response(&mut c.reader, false) {
+                    Ok(r) => {
+                        assert_eq!(r.status, 200);
+                        held.push(c);
+                    }
+                    // Closed or reset: shed, the clear answer we want. A
+                    // read timeout is a hang, and fails here.
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => shed += 1,
+                    Err(e) => panic!("a client hung: {e}"),
+                }
+            }
+            assert!(shed > 0, "nobody was shed at 64 descriptors");
+            assert!(held.len() > 20, "only {} served", held.len());
+            // No busy loop while out of descriptors.
+            let before = server.tree_cpu_ticks();
+            thread::sleep(Duration::from_millis(500));
+            let used = server.tree_cpu_ticks() - before;
+            assert!(used < 25, "{used} ticks in 0.5 s");
+            // Once clients leave, new ones are served again.
+            drop(held);
+            assert!(testkit::eventually(Duration::from_secs(3), || {
+                TcpStream::connect(server.addr)
+                    .ok()
+                    .and_then(|s| {
+                        let mut c = Client {
+                            writer: s.try_clone().ok()?,
+                            reader: BufReader::new(s),
+                        };
+                        c.writer
+                            .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                            .ok()?;
+                        read_response(&mut c.reader, false).ok()
+                    })
+                    .is_some_and(|r| r.status == 200)
+            }));
         }
 
         #[test]

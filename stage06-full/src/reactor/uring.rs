@@ -48,6 +48,8 @@ const ALARM: u64 = 2;
 const CHANNEL: u64 = 3;
 const ACCEPT: u64 = 4;
 const CONN: u64 = 5;
+/// A poll of the listener, used only while out of descriptors.
+const LISTEN: u64 = 6;
 
 fn user_data(kind: u64, index: usize, generation: u32) -> u64 {
     (kind << 56) | ((u64::from(generation) & 0xff_ffff) << 32) | index as u64
@@ -119,10 +121,12 @@ impl Reactor {
         let mut accept_cancelled = false;
         while !self.finished() {
             if self.stopping && !accept_cancelled {
-                // The accept in flight holds the listener open (and in the
-                // reuseport group) until it completes: cancel it.
+                // The accept (or listener poll) in flight holds the listener
+                // open, and in the reuseport group, until it completes:
+                // cancel it.
                 accept_cancelled = true;
                 self.cancel(ACCEPT << 56)?;
+                self.cancel(LISTEN << 56)?;
             }
             self.arm_alarm();
             let Some(ring) = self.ring.as_mut() else {
@@ -165,13 +169,25 @@ impl Reactor {
                     // nothing else owns it.
                     let stream = unsafe { TcpStream::from_raw_fd(result) };
                     self.register(stream);
+                    if !self.stopping {
+                        self.submit_accept()?;
+                    }
                 } else if -result == nix::libc::EMFILE || -result == nix::libc::ENFILE {
-                    self.shed_one();
-                }
-                if !self.stopping && -result != nix::libc::ECANCELED {
+                    // Out of descriptors. An accept (io_uring's, like
+                    // accept4) takes a descriptor *before* it looks for a
+                    // connection, so it fails at once whether one is waiting
+                    // or not: resubmitting it would spin. Shed the waiting
+                    // connection if there is one; if there is none, wait
+                    // for one with a poll, which needs no descriptor.
+                    let next = if self.shed_one() { ACCEPT } else { LISTEN };
+                    if !self.stopping {
+                        self.poll_or_accept(next)?;
+                    }
+                } else if !self.stopping && -result != nix::libc::ECANCELED {
                     self.submit_accept()?;
                 }
             }
+            LISTEN if !self.stopping => self.submit_accept()?,
             CONN => {
                 let index = (data & 0xffff_ffff) as usize;
                 self.on_conn_completion(index, result);
@@ -307,6 +323,10 @@ impl Reactor {
         let fd = match kind {
             SIGNALS => self.signals.as_fd().as_raw_fd(),
             ALARM => self.alarm.as_fd().as_raw_fd(),
+            LISTEN => match &self.listener {
+                Some(listener) => listener.as_raw_fd(),
+                None => return Ok(()),
+            },
             _ => self.channel.as_fd().as_raw_fd(),
         };
         let entry = opcode::PollAdd::new(types::Fd(fd), nix::libc::POLLIN as u32)
@@ -326,6 +346,14 @@ impl Reactor {
         };
         // SAFETY: a cancellation points to nothing.
         unsafe { ring.push(&entry) }
+    }
+
+    fn poll_or_accept(&mut self, next: u64) -> io::Result<()> {
+        if next == LISTEN {
+            self.poll(LISTEN)
+        } else {
+            self.submit_accept()
+        }
     }
 
     fn submit_accept(&mut self) -> io::Result<()> {
