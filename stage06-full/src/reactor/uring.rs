@@ -24,6 +24,9 @@
 //!   chunk and sent from there, one copy through user memory that the
 //!   Reactor does not pay (`splice` through a pipe would avoid it; it is an
 //!   exercise).
+//! - An accept takes a descriptor before it looks for a connection: out of
+//!   descriptors, it fails at once, so it must not simply be resubmitted
+//!   (see the `ACCEPT` arm of `on_completion`).
 //! - Accepting needs a listener in the worker: `--model uring` uses
 //!   `--dispatch reuseport` (or `shared`), never `pass`.
 
