@@ -541,6 +541,14 @@ macro_rules! suite {
             assert!(r.body == all[100_000..900_000]);
             // Several ranges: the whole file, which is allowed.
             assert_eq!(range("bytes=0-1,5-6", "/small.txt").status, 200);
+            // If-Range is not evaluated: with it, the whole file, never a
+            // range of what may be a different version.
+            let r = fetch(
+                &server,
+                "GET /small.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\nIf-Range: \"x\"\r\n\r\n",
+            );
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, b"hello world\n");
         }
 
         #[test]
