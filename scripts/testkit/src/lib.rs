@@ -385,3 +385,40 @@ pub mod http {
         Ok(response)
     }
 }
+
+/// Opens `n` connections to `addr` as fast as four threads can, sends
+/// `request` on each as soon as it is connected, then reads every answer to
+/// EOF. Returns one result per connection: the bytes read, or why none
+/// came. A server that drops a connection shows here as an empty answer or
+/// a reset; one that hangs, as a timeout after [`PATIENCE`].
+pub fn burst(addr: SocketAddr, n: usize, request: &[u8]) -> Vec<io::Result<Vec<u8>>> {
+    const THREADS: usize = 4;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let request = request.to_vec();
+            let count = n / THREADS + usize::from(t < n % THREADS);
+            thread::spawn(move || {
+                let streams: Vec<io::Result<TcpStream>> = (0..count)
+                    .map(|_| {
+                        let mut s = TcpStream::connect_timeout(&addr, PATIENCE)?;
+                        s.set_read_timeout(Some(PATIENCE))?;
+                        s.write_all(&request)?;
+                        Ok(s)
+                    })
+                    .collect();
+                streams
+                    .into_iter()
+                    .map(|s| {
+                        let mut answer = Vec::new();
+                        s?.read_to_end(&mut answer)?;
+                        Ok(answer)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("burst thread"))
+        .collect()
+}
