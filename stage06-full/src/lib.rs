@@ -61,18 +61,17 @@
 //! (`scripts/bench-http.sh`); the exercises extend it (ETag, directory
 //! listings, OPTIONS).
 
-pub mod conn;
 pub mod file_cache;
 pub mod http;
 pub mod log;
 pub mod master;
-pub mod offload;
 pub mod poller;
 pub mod pool;
-pub mod reactor;
 pub mod sys;
+pub mod sys_uring;
 pub mod timer_heap;
+pub mod worker;
 
 pub use master::{Dispatch, Master, MasterConfig};
 pub use poller::{Interest, Poller, Token, Trigger};
-pub use reactor::{Buffers, Config, Intake, Model, Reactor};
+pub use worker::{Buffers, Config, Intake, Model};

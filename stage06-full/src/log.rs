@@ -9,11 +9,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
+use std::time::SystemTime;
+
+use crate::http::date;
+use crate::http::session::Exchange;
 
 /// Lines waiting for the writer, at most.
 const QUEUE: usize = 8192;
@@ -63,6 +68,19 @@ impl AccessLog {
         }
     }
     // ANCHOR_END: log_line
+
+    /// Queues the Common Log Format line of one exchange:
+    /// `PEER - - [DATE] "REQUEST LINE" STATUS BYTES`.
+    pub fn record(&self, peer: Option<IpAddr>, exchange: &Exchange, when: SystemTime) {
+        let peer = peer.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        self.line(format!(
+            "{peer} - - [{}] \"{}\" {} {}\n",
+            date::format_clf(when),
+            exchange.request_line,
+            exchange.status,
+            exchange.length
+        ));
+    }
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

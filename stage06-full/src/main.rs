@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use argh::FromArgs;
-use stage06_full::conn::Timeouts;
+use stage06_full::http::session::Timeouts;
 use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Trigger};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
@@ -86,8 +86,7 @@ struct Args {
     /// reactor (the event loop does everything, the default),
     /// proactor-sim (the event loop does the I/O, a thread pool per worker
     /// processes requests) or uring (the kernel does the I/O through
-    /// io_uring; workers accept for themselves, so pass dispatch becomes
-    /// reuseport)
+    /// io_uring)
     #[argh(option, default = "Model::Reactor")]
     model: Model,
 
@@ -113,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     if args.model == Model::Uring {
         // Say so once, here, rather than let every worker fail and the
         // master restart them for ever.
-        if let Err(e) = stage06_full::reactor::uring_available() {
+        if let Err(e) = stage06_full::worker::uring::available() {
             bail!("--model uring: io_uring is not available here ({e})");
         }
     }
@@ -123,11 +122,6 @@ fn main() -> anyhow::Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
-    // The Proactor accepts through the ring, so each worker needs a listener.
-    let dispatch = match (args.model, args.dispatch) {
-        (Model::Uring, Dispatch::Pass) => Dispatch::ReusePort,
-        (_, dispatch) => dispatch,
-    };
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
     }
@@ -138,7 +132,7 @@ fn main() -> anyhow::Result<()> {
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
-        dispatch,
+        dispatch: args.dispatch,
         exclusive: args.exclusive,
         worker: Config {
             trigger: args.trigger,

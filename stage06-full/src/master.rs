@@ -18,8 +18,9 @@ use nix::sys::signalfd::SignalFd;
 use nix::unistd::{ForkResult, Pid};
 
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
-use crate::reactor::{self, BACKLOG, Intake, message};
 use crate::sys;
+use crate::worker::shell::message;
+use crate::worker::{self, BACKLOG, Intake};
 
 /// How connections reach the workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub struct MasterConfig {
     /// In `shared` mode, register the listener with EPOLLEXCLUSIVE.
     pub exclusive: bool,
     /// Each worker's loop; `max_conns` applies per worker.
-    pub worker: reactor::Config,
+    pub worker: worker::Config,
 }
 
 const LISTENER: Token = Token(u64::MAX);
@@ -291,7 +292,7 @@ impl Master {
             }
         }
         sys::close_in_child(&inherited);
-        reactor::run_worker(self.config.worker.clone(), intake, channel)
+        worker::run_worker(self.config.worker.clone(), intake, channel)
     }
     // ANCHOR_END: spawn
 

@@ -74,6 +74,68 @@ impl BufferPool {
     pub fn idle(&self) -> usize {
         self.free.len()
     }
+
+    /// Moves up to `n` idle buffers into a pool of their own, for another
+    /// thread to use for a while (the simulated Proactor's pool threads).
+    /// A loan is not a use: nothing is counted until it comes back.
+    pub fn lend(&mut self, n: usize) -> BufferPool {
+        let free = self.free.split_off(self.free.len().saturating_sub(n));
+        BufferPool {
+            // Everything goes back to the lender, whose own bound applies.
+            keep: usize::MAX,
+            free,
+            size: self.size,
+            filled: self.filled,
+            reused: 0,
+            allocated: 0,
+        }
+    }
+
+    /// Takes a loan back: its buffers, as far as there is room to keep
+    /// them, and what was counted while it was out.
+    pub fn absorb(&mut self, loan: BufferPool) {
+        self.reused += loan.reused;
+        self.allocated += loan.allocated;
+        for buf in loan.free {
+            self.give(buf);
+        }
+    }
+}
+
+/// A worker's two pools: read buffers and output buffers, and whether an
+/// idle connection gives its read buffer back (`--buffers pooled`) or keeps
+/// it for life (`per-connection`, the naive design kept for comparison).
+pub struct Pools {
+    pub inputs: BufferPool,
+    pub outputs: BufferPool,
+    pub pooled: bool,
+}
+
+impl Pools {
+    /// A loan for one job of a pool thread: room for a response (a head and
+    /// a small body) and none for reading (the session has its buffer).
+    pub fn lend(&mut self) -> Pools {
+        Pools {
+            inputs: self.inputs.lend(0),
+            outputs: self.outputs.lend(2),
+            pooled: self.pooled,
+        }
+    }
+
+    /// Takes a loan back (see [`BufferPool::absorb`]).
+    pub fn absorb(&mut self, loan: Pools) {
+        self.inputs.absorb(loan.inputs);
+        self.outputs.absorb(loan.outputs);
+    }
+
+    /// Buffers handed out so far that had to be allocated, and that came
+    /// from a free list.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.inputs.allocated + self.outputs.allocated,
+            self.inputs.reused + self.outputs.reused,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +160,26 @@ mod tests {
         huge.push(1);
         pool.give(huge);
         assert_eq!(pool.idle(), 1, "an overgrown buffer is freed");
+    }
+
+    #[test]
+    fn a_loan_comes_back_with_its_buffers_and_its_counts() {
+        let mut pool = BufferPool::new(64, 8, false);
+        let bufs: Vec<Vec<u8>> = (0..3).map(|_| pool.take()).collect();
+        for b in bufs {
+            pool.give(b);
+        }
+        let mut loan = pool.lend(2);
+        assert_eq!((pool.idle(), loan.idle()), (1, 2));
+        let a = loan.take();
+        let b = loan.take();
+        let c = loan.take();
+        loan.give(a);
+        loan.give(b);
+        loan.give(c);
+        pool.absorb(loan);
+        assert_eq!(pool.idle(), 4, "the loaned buffers and the new one");
+        assert_eq!((pool.allocated, pool.reused), (4, 2));
     }
 
     #[test]

@@ -447,20 +447,25 @@ impl Root {
 // ANCHOR_END: open_beneath
 
 // ANCHOR: sendfile
-/// Sends up to `count` bytes of `file` from `*offset` straight to the
+/// Sends up to `count` bytes of `file` from `offset` straight to the
 /// socket: the kernel copies page cache to socket buffer, with no trip
-/// through this process's memory. Advances `*offset`. `WouldBlock` means
-/// the socket's send buffer is full.
+/// through this process's memory. Returns how many went; `WouldBlock`
+/// means the socket's send buffer is full.
 pub fn send_file(
     socket: &TcpStream,
     file: &std::fs::File,
-    offset: &mut u64,
-    count: usize,
+    offset: u64,
+    count: u64,
 ) -> io::Result<usize> {
-    let mut off = *offset as nix::libc::off64_t;
-    let n = nix::sys::sendfile::sendfile64(socket, file, Some(&mut off), count)?;
-    *offset = off as u64;
-    Ok(n)
+    let mut off = offset as nix::libc::off64_t;
+    // One call sends at most about 2 GiB; the rest goes on the next call.
+    let count = count.min(1 << 30) as usize;
+    Ok(nix::sys::sendfile::sendfile64(
+        socket,
+        file,
+        Some(&mut off),
+        count,
+    )?)
 }
 // ANCHOR_END: sendfile
 

@@ -217,24 +217,33 @@ impl Parser {
         })
     }
 
+    /// One byte: counted against its part's limit, then handed to the part
+    /// of the head it belongs to.
     fn step(&mut self, b: u8) -> Result<(), ParseError> {
         use State::*;
-        // Count the byte against the limit of the part it belongs to.
-        match self.state {
+        self.state = match self.state {
             Start | Method | Target | Version(_) | RequestLineLf => {
                 self.line_bytes += 1;
                 if self.line_bytes > MAX_REQUEST_LINE {
                     return Err(ParseError::UriTooLong);
                 }
+                self.request_line(b)?
             }
             _ => {
                 self.header_bytes += 1;
                 if self.header_bytes > MAX_HEADER_BYTES {
                     return Err(ParseError::HeadersTooLarge);
                 }
+                self.header_line(b)?
             }
-        }
-        self.state = match (self.state, b) {
+        };
+        Ok(())
+    }
+
+    /// The request line: `METHOD SP TARGET SP HTTP/d.d CRLF`.
+    fn request_line(&mut self, b: u8) -> Result<State, ParseError> {
+        use State::*;
+        Ok(match (self.state, b) {
             (Start, b'\r' | b'\n') => Start,
             (Start | Method, b) if is_tchar(b) => {
                 self.method.push(b as char);
@@ -267,6 +276,15 @@ impl Parser {
                 self.check_version()?;
                 HeaderStart
             }
+            // A control character, a second space, a CR not followed by LF.
+            _ => return Err(ParseError::BadRequest),
+        })
+    }
+
+    /// Header fields, `NAME: VALUE CRLF` each, then the empty line.
+    fn header_line(&mut self, b: u8) -> Result<State, ParseError> {
+        use State::*;
+        Ok(match (self.state, b) {
             (HeaderStart, b'\r') => FinalLf,
             (HeaderStart, b'\n') | (FinalLf, b'\n') => Done,
             (HeaderStart, b) if is_tchar(b) => {
@@ -300,8 +318,7 @@ impl Parser {
             // character, a CR not followed by LF, a line folded with leading
             // white space (obsolete, and a smuggling risk), bytes after Done.
             _ => return Err(ParseError::BadRequest),
-        };
-        Ok(())
+        })
     }
     // ANCHOR_END: feed
 

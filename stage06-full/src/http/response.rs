@@ -1,10 +1,87 @@
-//! Writing a response head, and the small HTML body of an error response.
+//! Every response this server sends, built as bytes and nothing else: the
+//! status line and fields, error pages, redirects, conditional (304) and
+//! range (206, 416) answers, and the keep-alive decision.
+//!
+//! A [`Response`] is a head, perhaps a small body, and perhaps a range of an
+//! open file. Sending it is the driver's business (`writev`, `sendfile`, an
+//! io_uring submission); building it needs no system call, which is why the
+//! session's unit tests can check every byte without a socket.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use super::parser::{Head, Version};
+use super::path::Resolved;
+use super::range::{self, RangeAnswer};
+use crate::file_cache::{OpenFile, Opened};
+use crate::pool::BufferPool;
+
+/// The `Server` field of every response.
+pub const SERVER: &str = "stage06";
+
+/// A response being sent: what is left of it, and what the log needs.
+pub struct Response {
+    pub head: Vec<u8>,
+    pub head_sent: usize,
+    /// A small body, sent with the head in one `writev`.
+    pub body: Vec<u8>,
+    pub body_sent: usize,
+    /// A large body: a range of an open file, sent after head and body.
+    pub file: Option<FilePart>,
+    /// The connection closes once this response has gone.
+    pub close: bool,
+    pub status: u16,
+    /// Bytes of body, for the access log (0 for HEAD).
+    pub length: u64,
+}
+
+/// One request and its response, for the access log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// `METHOD TARGET VERSION`, as sent (`-` when there was no request line).
+    pub request_line: String,
+    pub status: u16,
+    /// Bytes of body sent.
+    pub length: u64,
+}
+
+/// The part of a file still to send: `offset..end`.
+pub struct FilePart {
+    pub file: Arc<OpenFile>,
+    pub offset: u64,
+    pub end: u64,
+}
+
+impl Response {
+    /// Everything has gone: head, small body and file range.
+    pub fn all_sent(&self) -> bool {
+        self.head_sent == self.head.len()
+            && self.body_sent == self.body.len()
+            && self.file.as_ref().is_none_or(|f| f.offset >= f.end)
+    }
+
+    /// Counts `n` more bytes sent: head first, then body, then file.
+    pub fn advance(&mut self, n: usize) {
+        let h = n.min(self.head.len() - self.head_sent);
+        self.head_sent += h;
+        let b = (n - h).min(self.body.len() - self.body_sent);
+        self.body_sent += b;
+        if let Some(f) = self.file.as_mut() {
+            f.offset += (n - h - b) as u64;
+        }
+    }
+
+    /// Gives the buffers back to the pool they came from.
+    pub fn give_back(self, outputs: &mut BufferPool) {
+        outputs.give(self.head);
+        outputs.give(self.body);
+    }
+}
 
 /// The reason phrase for the status codes this server sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         200 => "OK",
         206 => "Partial Content",
         301 => "Moved Permanently",
@@ -25,9 +102,6 @@ pub fn reason(status: u16) -> &'static str {
         _ => "Unknown",
     }
 }
-
-/// The `Server` field of every response.
-pub const SERVER: &str = "stage06";
 
 /// Starts a head: the status line, `Date` and `Server`. Responses are
 /// always `HTTP/1.1`, whatever the request's version (RFC 9110 §6.2).
@@ -58,16 +132,234 @@ pub fn error_page(status: u16) -> String {
     )
 }
 
-/// A complete `503` response with `Connection: close`, for a connection
-/// the worker has no slot for.
-pub fn service_unavailable(date: &str) -> Vec<u8> {
-    let body = error_page(503);
-    let mut out = Vec::with_capacity(256 + body.len());
-    begin(&mut out, 503, date);
+// ANCHOR: keep_alive
+/// Whether the client asked to keep the connection open: HTTP/1.1 does
+/// unless it says `Connection: close`; HTTP/1.0 does not unless it says
+/// `Connection: keep-alive` (RFC 9112 §9.3).
+pub fn wants_keep_alive(head: &Head) -> bool {
+    match head.version {
+        Version::Http11 => !head.has_token("connection", "close"),
+        Version::Http10 => head.has_token("connection", "keep-alive"),
+    }
+}
+// ANCHOR_END: keep_alive
+
+/// The `Connection` field a response needs, if any.
+fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
+    if close {
+        field(out, "Connection", "close");
+    } else if version == Version::Http10 {
+        field(out, "Connection", "keep-alive");
+    }
+}
+
+/// A whole response with `Connection: close`, for the moments when there is
+/// no session to build one: 503 when every slot is taken, 408 when a client
+/// was too slow with its head.
+pub fn complete(status: u16, date: &str) -> Vec<u8> {
+    let page = error_page(status);
+    let mut out = Vec::with_capacity(256 + page.len());
+    begin(&mut out, status, date);
     field(&mut out, "Content-Type", "text/html; charset=utf-8");
-    field(&mut out, "Content-Length", body.len());
+    field(&mut out, "Content-Length", page.len());
     field(&mut out, "Connection", "close");
     end(&mut out);
-    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(page.as_bytes());
     out
+}
+
+/// An error response: a small HTML page (none for HEAD).
+pub fn error(
+    status: u16,
+    head_only: bool,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+) -> Response {
+    error_with(status, head_only, close, date, outputs, None)
+}
+
+/// An error response with one more field (`Location`, `Content-Range`).
+fn error_with(
+    status: u16,
+    head_only: bool,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+    extra: Option<(&str, &str)>,
+) -> Response {
+    let page = error_page(status);
+    let mut head = outputs.take();
+    begin(&mut head, status, date);
+    field(&mut head, "Content-Type", "text/html; charset=utf-8");
+    field(&mut head, "Content-Length", page.len());
+    if status == 405 {
+        field(&mut head, "Allow", "GET, HEAD");
+    }
+    if let Some((name, value)) = extra {
+        field(&mut head, name, value);
+    }
+    if close {
+        field(&mut head, "Connection", "close");
+    }
+    end(&mut head);
+    let mut body = outputs.take();
+    if !head_only {
+        body.extend_from_slice(page.as_bytes());
+    }
+    Response {
+        head,
+        head_sent: 0,
+        body,
+        body_sent: 0,
+        file: None,
+        close,
+        status,
+        length: if head_only { 0 } else { page.len() as u64 },
+    }
+}
+
+// ANCHOR: for_request
+/// The response to a GET or HEAD, once its path has been opened.
+pub fn for_request(
+    head: &Head,
+    path: &Resolved,
+    opened: Opened,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+) -> Response {
+    let head_only = head.method == "HEAD";
+    match opened {
+        Opened::File(file) => for_file(head, file, close, date, outputs),
+        Opened::Redirect => {
+            // `/docs` is a directory: send the client to `/docs/`, so the
+            // page's relative links resolve inside it.
+            let location = format!("{}/", path.raw_path);
+            let extra = Some(("Location", location.as_str()));
+            error_with(301, head_only, close, date, outputs, extra)
+        }
+        Opened::Status(status) => error(status, head_only, close, date, outputs),
+    }
+}
+// ANCHOR_END: for_request
+
+/// 304 when the client's copy is current, 416 for a range outside the file,
+/// else 200 or 206 with the file (or the part asked for).
+fn for_file(
+    head: &Head,
+    file: Arc<OpenFile>,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+) -> Response {
+    let head_only = head.method == "HEAD";
+    if not_modified(head, &file) {
+        let mut out = outputs.take();
+        begin(&mut out, 304, date);
+        field(&mut out, "Last-Modified", &file.last_modified);
+        connection_field(&mut out, head.version, close);
+        end(&mut out);
+        return Response {
+            head: out,
+            head_sent: 0,
+            body: outputs.take(),
+            body_sent: 0,
+            file: None,
+            close,
+            status: 304,
+            length: 0,
+        };
+    }
+    let len = file.len;
+    let (status, start, end) = match head.header("range") {
+        // If-Range names a validator this server does not check (it sends
+        // no ETag): the safe reading is "send the whole file".
+        Some(r) if head.header("if-range").is_none() => match range::answer(r, len) {
+            RangeAnswer::Full => (200, 0, len),
+            RangeAnswer::Partial { start, end } => (206, start, end + 1),
+            RangeAnswer::Unsatisfiable => {
+                let unsatisfied = format!("bytes */{len}");
+                let extra = Some(("Content-Range", unsatisfied.as_str()));
+                return error_with(416, head_only, close, date, outputs, extra);
+            }
+        },
+        _ => (200, 0, len),
+    };
+    let mut out = outputs.take();
+    file_head(
+        &mut out,
+        head.version,
+        &file,
+        (status, start, end),
+        close,
+        date,
+    );
+    let mut body = outputs.take();
+    let mut large = None;
+    if !head_only {
+        match &file.contents {
+            // A small file: its bytes are in the cache entry, so the body
+            // is a copy, not a read.
+            Some(contents) => body.extend_from_slice(&contents[start as usize..end as usize]),
+            None => {
+                large = Some(FilePart {
+                    file,
+                    offset: start,
+                    end,
+                })
+            }
+        }
+    }
+    Response {
+        head: out,
+        head_sent: 0,
+        body,
+        body_sent: 0,
+        file: large,
+        close,
+        status,
+        length: if head_only { 0 } else { end - start },
+    }
+}
+
+/// `If-Modified-Since` at or after the file's time: the client's copy is
+/// current (RFC 9110 §13.1.3; whole seconds, as HTTP dates are).
+fn not_modified(head: &Head, file: &OpenFile) -> bool {
+    let Some(since) = head
+        .header("if-modified-since")
+        .and_then(super::date::parse)
+    else {
+        return false;
+    };
+    let since_secs = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    file.modified_secs <= since_secs
+}
+
+/// The head of a 200 or 206 for bytes `from..to` of `file`.
+fn file_head(
+    out: &mut Vec<u8>,
+    version: Version,
+    file: &OpenFile,
+    (status, from, to): (u16, u64, u64),
+    close: bool,
+    date: &str,
+) {
+    begin(out, status, date);
+    field(out, "Content-Type", file.content_type);
+    field(out, "Content-Length", to - from);
+    field(out, "Last-Modified", &file.last_modified);
+    field(out, "Accept-Ranges", "bytes");
+    if status == 206 {
+        let last = to - 1;
+        field(
+            out,
+            "Content-Range",
+            format!("bytes {from}-{last}/{}", file.len),
+        );
+    }
+    connection_field(out, version, close);
+    end(out);
 }

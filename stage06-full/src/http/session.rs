@@ -1,0 +1,501 @@
+//! One HTTP/1.1 connection as a state machine that does no I/O.
+//!
+//! A [`Session`] is told what happened (bytes arrived, bytes went out, a
+//! file was opened, a deadline passed) and says what should happen next
+//! ([`Session::next`]): receive, parse, open a file, send these bytes, send
+//! that range of a file, shut down, close. It never touches a socket or a
+//! clock; the caller passes the time in. This is the sans-I/O design of h11
+//! (`Connection.receive_data`, `next_event`), quinn-proto and rustls: the
+//! protocol is written once, tested without sockets, and driven by any I/O
+//! model. stage06 drives it three ways (`worker::reactor`,
+//! `worker::proactor_sim`, `worker::uring`), and each driver is a loop of
+//! `match session.next()` arms, one system call per arm.
+//!
+//! A session moves through these phases:
+//!
+//! ```text
+//!        head parsed          file opened        body skipped
+//! ┌──────┐ ──────────▶ ┌──────┐ ──────────▶ ┌──────┐ ─────────▶ ┌──────┐
+//! │ Head │             │ Open │             │ Body │            │ Send │
+//! └──────┘             └──────┘             └──────┘            └──┬───┘
+//!    ▲  (a refused request goes straight to Send; no body: Open → Send)  │
+//!    └────────────────────────── keep-alive ◀────────────────────────────┤
+//!                                                        close, nothing │
+//!                              ┌────────┐  shut down  ┌──────────┐ more │
+//!                   closed ◀── │ Linger │ ◀────────── │ Shutdown │ ◀────┤
+//!                              └────────┘             └──────────┘      ▼
+//!                                                                    closed
+//! ```
+//!
+//! Requests that arrive pipelined wait in the read buffer and are parsed one
+//! at a time, after the previous response has gone, so they are answered in
+//! order and at most one response is held in memory. While a response is
+//! being sent nothing is read: a client that pipelines without reading its
+//! answers stops being read (back-pressure).
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use super::body::{self, BodySkipper};
+use super::parser::{Head, Parser};
+use super::path::{self, Resolved};
+pub use super::response::Exchange;
+use super::response::{self, Response};
+pub use super::{READ_BUF, SMALL_BODY, WRITE_BUF};
+use crate::file_cache::Opened;
+use crate::pool::Pools;
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The timeouts a session is subject to.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Idle between requests.
+    pub keepalive: Duration,
+    /// From a request's first byte to the end of its head (and between
+    /// bytes of its body); a slow client gets 408.
+    pub header: Duration,
+}
+
+/// What a session borrows from its worker for one call, each borrow named.
+pub struct Env<'a> {
+    /// The worker's clock, read once per loop iteration.
+    pub now: Instant,
+    /// Today's `Date` value, formatted once a second.
+    pub date: &'a str,
+    /// Where read and output buffers come from and go back to.
+    pub pools: &'a mut Pools,
+    /// Request bodies past this many bytes get 413.
+    pub max_body: u64,
+    /// SIGTERM arrived: finish the response in hand, keep nothing alive.
+    pub stopping: bool,
+    /// Keep each request line, for the access log.
+    pub logging: bool,
+}
+
+// ANCHOR: next
+/// What the session needs done next. Each arm is one thing a driver does.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// Receive bytes into [`Session::read_buf`], then call
+    /// [`Session::received`] (with 0 for end of stream).
+    Recv,
+    /// Bytes wait to be parsed: call [`Session::process`]. Work for the
+    /// CPU only, no I/O.
+    Process,
+    /// Open `path` beneath the root (`dir`: it ended with `/`), then call
+    /// [`Session::opened`].
+    Open { path: &'a str, dir: bool },
+    /// The connection will be kept alive: set `TCP_NODELAY`, then call
+    /// [`Session::nodelay_set`].
+    NoDelay,
+    /// Send `head` then `body` (one `writev`); `more`: a file follows, so
+    /// the kernel may hold a partial packet back (`MSG_MORE`). Then call
+    /// [`Session::sent`].
+    Send {
+        head: &'a [u8],
+        body: &'a [u8],
+        more: bool,
+    },
+    /// Send `len` bytes of `file` from `offset`, then call
+    /// [`Session::sent`].
+    SendFile {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
+    /// Shut down the sending side (a lingering close begins), then call
+    /// [`Session::shut_down`].
+    Shutdown,
+    /// Close the connection, and give the session's buffers back with
+    /// [`Session::release`].
+    Close,
+}
+// ANCHOR_END: next
+
+enum Phase {
+    /// Reading a request head; the parser keeps what it has seen.
+    Head,
+    /// A head asked for a file: the driver must open it.
+    Open(Box<Request>),
+    /// Reading past the request's body; the response waits.
+    Body(BodySkipper),
+    /// Sending the response.
+    Send,
+    /// The connection closes and input may still come: our side must be
+    /// shut down first.
+    Shutdown,
+    /// Our side is shut down. Input is read and thrown away until the
+    /// client closes: closing a socket with unread input makes the kernel
+    /// send a reset, which can destroy the response still in flight.
+    Linger(Instant),
+    /// Nothing more to do.
+    Closed,
+}
+
+/// A request whose file is being opened.
+struct Request {
+    head: Head,
+    path: Resolved,
+    skipper: BodySkipper,
+    close: bool,
+}
+
+/// One connection's HTTP state.
+pub struct Session {
+    /// Taken from the pool when bytes arrive, given back when idle.
+    /// `input[start..end]` is unconsumed.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The last receive filled the buffer: more may wait in the socket.
+    filled: bool,
+    parser: Parser,
+    phase: Phase,
+    response: Option<Response>,
+    /// The request line of the response in hand, when logging.
+    line: Option<String>,
+    /// When the current request's first byte arrived.
+    request_started: Option<Instant>,
+    last_active: Instant,
+    requests: u64,
+    /// The client has shut down its sending side.
+    peer_closed: bool,
+    /// An error response threw away the rest of the input: the client may
+    /// still be sending, so closing must linger.
+    cut_short: bool,
+    /// `TCP_NODELAY` is set (before the first kept-alive response).
+    nodelay: bool,
+}
+
+impl Session {
+    pub fn new(now: Instant) -> Session {
+        Session {
+            input: Vec::new(),
+            start: 0,
+            end: 0,
+            filled: false,
+            parser: Parser::new(),
+            phase: Phase::Head,
+            response: None,
+            line: None,
+            request_started: None,
+            last_active: now,
+            requests: 0,
+            peer_closed: false,
+            cut_short: false,
+            nodelay: false,
+        }
+    }
+
+    // ANCHOR: session_next
+    /// What to do next. Asking changes nothing: a driver may ask again.
+    pub fn next(&self) -> Next<'_> {
+        let unparsed = self.start < self.end;
+        match &self.phase {
+            Phase::Head | Phase::Body(_) if unparsed => Next::Process,
+            Phase::Head | Phase::Body(_) if self.peer_closed => Next::Close,
+            Phase::Head | Phase::Body(_) => Next::Recv,
+            Phase::Open(request) => Next::Open {
+                path: &request.path.relative,
+                dir: request.path.trailing_slash,
+            },
+            Phase::Send => self.next_to_send(),
+            Phase::Shutdown => Next::Shutdown,
+            Phase::Linger(_) if self.peer_closed => Next::Close,
+            Phase::Linger(_) => Next::Recv,
+            Phase::Closed => Next::Close,
+        }
+    }
+
+    fn next_to_send(&self) -> Next<'_> {
+        let Some(r) = &self.response else {
+            return Next::Close;
+        };
+        if !r.close && !self.nodelay {
+            return Next::NoDelay;
+        }
+        let (head, body) = (&r.head[r.head_sent..], &r.body[r.body_sent..]);
+        let file = r.file.as_ref().filter(|f| f.offset < f.end);
+        if !head.is_empty() || !body.is_empty() {
+            let more = file.is_some();
+            return Next::Send { head, body, more };
+        }
+        match file {
+            Some(f) => Next::SendFile {
+                file: &f.file.file,
+                offset: f.offset,
+                len: f.end - f.offset,
+            },
+            // `sent` moves on as soon as the last byte has gone.
+            None => Next::Close,
+        }
+    }
+    // ANCHOR_END: session_next
+
+    // ANCHOR: session_input
+    /// Where the next bytes go: the free end of the read buffer (taken from
+    /// the pool if the session has none). When `next` says `Recv` the
+    /// buffer is empty, so this is all of it.
+    pub fn read_buf(&mut self, pools: &mut Pools) -> &mut [u8] {
+        if self.input.is_empty() {
+            self.input = pools.inputs.take();
+        }
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 {
+            self.input.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        &mut self.input[self.end..]
+    }
+
+    /// `n` bytes arrived in [`read_buf`](Session::read_buf); 0 means the
+    /// client closed its sending side.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            self.peer_closed = true;
+            return;
+        }
+        self.filled = self.end + n == self.input.len();
+        if matches!(self.phase, Phase::Linger(_)) {
+            return; // read only to see the client's close; dropped
+        }
+        self.end += n;
+        self.last_active = now;
+    }
+    // ANCHOR_END: session_input
+
+    // ANCHOR: process
+    /// Parses what has arrived: a head (then the response is decided, or
+    /// the file to open is named), or more of a body being skipped.
+    pub fn process(&mut self, env: &mut Env<'_>) {
+        match self.phase {
+            Phase::Head => self.parse_head(env),
+            Phase::Body(_) => self.skip_body(env),
+            _ => {}
+        }
+        self.give_back_if_idle(env.pools);
+    }
+
+    fn parse_head(&mut self, env: &mut Env<'_>) {
+        let was_started = self.parser.started();
+        let fed = self.parser.feed(&self.input[self.start..self.end]);
+        if !was_started && self.parser.started() {
+            self.request_started = Some(env.now);
+        }
+        match fed {
+            // The rest of the input cannot be trusted.
+            Err(e) => self.refuse(e.status(), None, env),
+            Ok(progress) => {
+                self.start += progress.consumed;
+                if progress.done {
+                    let head = self.parser.take();
+                    self.on_head(head, env);
+                }
+            }
+        }
+    }
+
+    /// A complete head arrived: refuse it, or name the file to open.
+    fn on_head(&mut self, head: Head, env: &mut Env<'_>) {
+        let line = env.logging.then(|| {
+            let target = String::from_utf8_lossy(&head.target);
+            format!("{} {target} {}", head.method, head.version)
+        });
+        let hosts = head.headers_named("host").count();
+        if hosts > 1 || (head.version == super::parser::Version::Http11 && hosts == 0) {
+            return self.refuse(400, line, env);
+        }
+        match head.method.as_str() {
+            "GET" | "HEAD" => {}
+            "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
+                return self.refuse(405, line, env);
+            }
+            _ => return self.refuse(501, line, env),
+        }
+        let skipper = match body::framing(&head)
+            .and_then(|f| BodySkipper::new(f, env.max_body).map_err(|e| e.status()))
+        {
+            Ok(skipper) => skipper,
+            Err(status) => return self.refuse(status, line, env),
+        };
+        let close = !response::wants_keep_alive(&head) || env.stopping || self.peer_closed;
+        self.line = line;
+        match path::resolve(&head.target) {
+            Ok(path) => {
+                let rq = Request {
+                    head,
+                    path,
+                    skipper,
+                    close,
+                };
+                self.phase = Phase::Open(Box::new(rq));
+            }
+            Err(e) => {
+                let head_only = head.method == "HEAD";
+                let r = response::error(
+                    e.status(),
+                    head_only,
+                    close,
+                    env.date,
+                    &mut env.pools.outputs,
+                );
+                self.respond(r, skipper);
+            }
+        }
+    }
+    // ANCHOR_END: process
+
+    /// The file named by [`Next::Open`] was opened (or could not be).
+    pub fn opened(&mut self, opened: Opened, env: &mut Env<'_>) {
+        let Phase::Open(rq) = std::mem::replace(&mut self.phase, Phase::Send) else {
+            return;
+        };
+        let outputs = &mut env.pools.outputs;
+        let r = response::for_request(&rq.head, &rq.path, opened, rq.close, env.date, outputs);
+        self.respond(r, rq.skipper);
+    }
+
+    /// Holds `r` as the response; the body (if any) is skipped first.
+    fn respond(&mut self, r: Response, skipper: BodySkipper) {
+        self.response = Some(r);
+        self.phase = if skipper.is_done() {
+            Phase::Send
+        } else {
+            Phase::Body(skipper)
+        };
+    }
+
+    fn skip_body(&mut self, env: &mut Env<'_>) {
+        let Phase::Body(skipper) = &mut self.phase else {
+            return;
+        };
+        match skipper.skip(&self.input[self.start..self.end]) {
+            Err(e) => {
+                let line = self.line.take();
+                self.refuse(e.status(), line, env);
+            }
+            Ok(skipped) => {
+                self.start += skipped.consumed;
+                if skipped.done {
+                    self.phase = Phase::Send;
+                }
+            }
+        }
+    }
+
+    /// An error response after which the connection closes: what follows
+    /// (a body of unknown framing, the rest of a bad head) cannot be
+    /// trusted, so it is thrown away, and closing will linger.
+    fn refuse(&mut self, status: u16, line: Option<String>, env: &mut Env<'_>) {
+        self.start = self.end;
+        self.cut_short = true;
+        let r = response::error(status, false, true, env.date, &mut env.pools.outputs);
+        if let Some(old) = self.response.replace(r) {
+            old.give_back(&mut env.pools.outputs);
+        }
+        self.line = line.or_else(|| env.logging.then(|| "-".to_string()));
+        self.phase = Phase::Send;
+    }
+
+    /// `TCP_NODELAY` is now set on the socket.
+    pub fn nodelay_set(&mut self) {
+        self.nodelay = true;
+    }
+
+    // ANCHOR: sent
+    /// `n` more bytes of what [`Next::Send`] or [`Next::SendFile`] named
+    /// have gone. When the response is complete, returns it for the access
+    /// log and moves on: to the next request, or to closing.
+    pub fn sent(&mut self, n: usize, env: &mut Env<'_>) -> Option<Exchange> {
+        let r = self.response.as_mut()?;
+        r.advance(n);
+        self.last_active = env.now;
+        if !r.all_sent() {
+            return None;
+        }
+        let r = self.response.take()?;
+        self.requests += 1;
+        let exchange = self.line.take().map(|request_line| Exchange {
+            request_line,
+            status: r.status,
+            length: r.length,
+        });
+        let close = r.close || self.peer_closed || env.stopping;
+        r.give_back(&mut env.pools.outputs);
+        self.phase = if !close {
+            self.request_started = None;
+            Phase::Head
+        } else if self.peer_closed || !(self.start < self.end || self.filled || self.cut_short) {
+            // Nothing more can come: close at once, as nginx does, saving a
+            // shutdown, a read and a wait per connection.
+            Phase::Closed
+        } else {
+            Phase::Shutdown
+        };
+        self.give_back_if_idle(env.pools);
+        exchange
+    }
+    // ANCHOR_END: sent
+
+    /// Our sending side is shut down: read and drop input until the client
+    /// closes, or the linger deadline passes.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.start = self.end;
+        self.phase = Phase::Linger(now);
+    }
+
+    /// When this session's timer should fire, given its phase.
+    pub fn deadline(&self, t: &Timeouts) -> Instant {
+        match self.phase {
+            Phase::Head => match self.request_started {
+                Some(started) if self.parser.started() => started + t.header,
+                // A new connection must start a request within the header
+                // timeout; a kept-alive one may idle for the keep-alive one.
+                _ if self.requests == 0 => self.last_active + t.header,
+                _ => self.last_active + t.keepalive,
+            },
+            Phase::Open(_) | Phase::Body(_) => self.last_active + t.header,
+            Phase::Send | Phase::Shutdown | Phase::Closed => self.last_active + t.keepalive,
+            Phase::Linger(since) => since + LINGER,
+        }
+    }
+
+    /// The deadline passed. A client in the middle of a request head gets a
+    /// 408: the bytes of a whole response, for one best-effort write before
+    /// the connection closes.
+    pub fn timed_out(&self, date: &str) -> Option<Vec<u8>> {
+        let mid_head = matches!(self.phase, Phase::Head) && self.parser.started();
+        mid_head.then(|| response::complete(408, date))
+    }
+
+    /// Idle between requests: nothing read, nothing to send.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && !self.parser.started() && self.start == self.end
+    }
+
+    /// Gives the session's buffers back as its connection closes.
+    pub fn release(mut self, pools: &mut Pools) {
+        if !self.input.is_empty() {
+            pools.inputs.give(std::mem::take(&mut self.input));
+        }
+        if let Some(r) = self.response.take() {
+            r.give_back(&mut pools.outputs);
+        }
+    }
+
+    /// An idle keep-alive connection needs no read buffer: give it back,
+    /// so ten thousand idle connections hold ten thousand sessions and no
+    /// buffers.
+    fn give_back_if_idle(&mut self, pools: &mut Pools) {
+        if pools.pooled && self.is_idle() && !self.input.is_empty() {
+            pools.inputs.give(std::mem::take(&mut self.input));
+            (self.start, self.end) = (0, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,456 @@
+//! The session without sockets: a fake driver feeds it bytes in chosen
+//! pieces, "opens" files from a table, and collects what it is asked to
+//! send. Every byte of every response is checked, and any chunking of a
+//! pipelined input must give the same bytes as the whole input.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::file_cache::OpenFile;
+use crate::pool::BufferPool;
+
+const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
+const MODIFIED: &str = "Sun, 01 Nov 2026 00:00:00 GMT";
+const MODIFIED_SECS: u64 = 1_793_491_200;
+const TIMEOUTS: Timeouts = Timeouts {
+    keepalive: Duration::from_secs(15),
+    header: Duration::from_secs(10),
+};
+
+/// A file of `len` bytes in a temporary folder, removed on drop, for the
+/// large-file (`SendFile`) path.
+struct BigFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl BigFile {
+    fn new(tag: &str, len: usize) -> BigFile {
+        let path =
+            std::env::temp_dir().join(format!("stage06-session-{}-{tag}", std::process::id()));
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(&bytes))
+            .expect("write the big file");
+        BigFile { path, bytes }
+    }
+}
+
+impl Drop for BigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The fake worker: pools, a table of files, and what was sent.
+struct Driver {
+    pools: Pools,
+    files: HashMap<String, (Option<Vec<u8>>, Option<std::path::PathBuf>)>,
+    now: Instant,
+    /// The largest read a "socket" returns, to exercise short reads.
+    out: Vec<u8>,
+    log: Vec<Exchange>,
+    events: Vec<&'static str>,
+}
+
+impl Driver {
+    fn new() -> Driver {
+        let mut files = HashMap::new();
+        files.insert("a.txt".to_string(), (Some(b"hello\n".to_vec()), None));
+        files.insert(
+            "index.html".to_string(),
+            (Some(b"<h1>home</h1>\n".to_vec()), None),
+        );
+        Driver {
+            pools: Pools {
+                inputs: BufferPool::new(READ_BUF, 8, true),
+                outputs: BufferPool::new(WRITE_BUF, 8, false),
+                pooled: true,
+            },
+            files,
+            now: Instant::now(),
+            out: Vec::new(),
+            log: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn with_big(mut self, big: &BigFile) -> Driver {
+        self.files
+            .insert("big.bin".to_string(), (None, Some(big.path.clone())));
+        self
+    }
+
+    fn env(&mut self) -> Env<'_> {
+        Env {
+            now: self.now,
+            date: DATE,
+            pools: &mut self.pools,
+            max_body: 1000,
+            stopping: false,
+            logging: true,
+        }
+    }
+
+    fn open(&self, path: &str, dir: bool) -> Opened {
+        let name = if dir && path.is_empty() {
+            "index.html".to_string()
+        } else {
+            path.to_string()
+        };
+        if path == "docs" && !dir {
+            return Opened::Redirect;
+        }
+        match self.files.get(&name) {
+            None => Opened::Status(404),
+            Some((contents, on_disk)) => {
+                let file = match on_disk {
+                    Some(p) => std::fs::File::open(p).expect("open"),
+                    None => std::fs::File::open("/dev/null").expect("open /dev/null"),
+                };
+                let len = match (contents, on_disk) {
+                    (Some(c), _) => c.len() as u64,
+                    (None, _) => file.metadata().expect("stat").len(),
+                };
+                Opened::File(Arc::new(OpenFile {
+                    file,
+                    len,
+                    modified_secs: MODIFIED_SECS,
+                    last_modified: MODIFIED.to_string(),
+                    content_type: crate::http::mime::content_type(&name),
+                    contents: contents.clone(),
+                }))
+            }
+        }
+    }
+
+    /// Runs the session over `chunks` (then end of stream) until it closes.
+    /// `limit`: the most bytes one "send" takes, to exercise short writes.
+    fn run(&mut self, s: &mut Session, chunks: &[&[u8]], limit: usize) -> bool {
+        // An empty read would be end of stream: pieces are never empty.
+        let mut chunks: Vec<Vec<u8>> = chunks
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.to_vec())
+            .collect();
+        chunks.reverse();
+        for _ in 0..100_000 {
+            match s.next() {
+                Next::Recv => {
+                    let buf = s.read_buf(&mut self.pools);
+                    let n = match chunks.last_mut() {
+                        None => 0,
+                        Some(c) => {
+                            let n = c.len().min(buf.len());
+                            buf[..n].copy_from_slice(&c[..n]);
+                            c.drain(..n);
+                            n
+                        }
+                    };
+                    if chunks.last().is_some_and(Vec::is_empty) {
+                        chunks.pop();
+                    }
+                    self.events.push(if n == 0 { "eof" } else { "recv" });
+                    s.received(n, self.now);
+                }
+                Next::Process => s.process(&mut self.env()),
+                Next::Open { path, dir } => {
+                    let opened = self.open(path, dir);
+                    s.opened(opened, &mut self.env());
+                }
+                Next::NoDelay => {
+                    self.events.push("nodelay");
+                    s.nodelay_set();
+                }
+                Next::Send { head, body, more } => {
+                    let n = (head.len() + body.len()).min(limit);
+                    let mut both = head.to_vec();
+                    both.extend_from_slice(body);
+                    self.out.extend_from_slice(&both[..n]);
+                    self.events.push(if more { "send-more" } else { "send" });
+                    if let Some(e) = s.sent(n, &mut self.env()) {
+                        self.log.push(e);
+                    }
+                }
+                Next::SendFile { file, offset, len } => {
+                    let n = (len as usize).min(limit);
+                    let mut buf = vec![0; n];
+                    file.read_exact_at(&mut buf, offset).expect("read");
+                    self.out.extend_from_slice(&buf);
+                    self.events.push("sendfile");
+                    if let Some(e) = s.sent(n, &mut self.env()) {
+                        self.log.push(e);
+                    }
+                }
+                Next::Shutdown => {
+                    self.events.push("shutdown");
+                    s.shut_down(self.now);
+                }
+                Next::Close => return true,
+            }
+        }
+        false
+    }
+}
+
+/// The whole output of a session fed `chunks`.
+fn serve(chunks: &[&[u8]]) -> (String, Driver) {
+    let mut d = Driver::new();
+    let mut s = Session::new(d.now);
+    assert!(
+        d.run(&mut s, chunks, usize::MAX),
+        "the session never closed"
+    );
+    s.release(&mut d.pools);
+    (String::from_utf8_lossy(&d.out).into_owned(), d)
+}
+
+#[test]
+fn a_get_is_answered_byte_for_byte() {
+    let (out, d) = serve(&[b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"]);
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nDate: Sun, 29 Nov 2026 12:00:00 GMT\r\nServer: stage06\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n\
+         Last-Modified: Sun, 01 Nov 2026 00:00:00 GMT\r\nAccept-Ranges: bytes\r\n\
+         Connection: close\r\n\r\nhello\n"
+    );
+    assert_eq!(
+        d.log,
+        [Exchange {
+            request_line: "GET /a.txt HTTP/1.1".into(),
+            status: 200,
+            length: 6
+        }]
+    );
+    // Nothing followed the request: close at once, no lingering.
+    assert!(!d.events.contains(&"shutdown"), "{:?}", d.events);
+    assert!(!d.events.contains(&"nodelay"), "closing: no TCP_NODELAY");
+}
+
+#[test]
+fn keep_alive_sets_nodelay_once_and_serves_the_next_request() {
+    let (out, d) = serve(&[
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"HEAD /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ]);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
+    assert_eq!(d.events.iter().filter(|e| **e == "nodelay").count(), 1);
+    // The HEAD answer has the length of the body it does not send.
+    let second = out.split("HTTP/1.1 ").nth(2).unwrap();
+    assert!(second.contains("Content-Length: 6\r\n"), "{second}");
+    assert!(second.contains("Connection: keep-alive\r\n"), "{second}");
+    assert!(second.ends_with("\r\n\r\n"), "HEAD sent a body: {second}");
+    assert!(
+        out.ends_with("Connection: close\r\n\r\n<h1>home</h1>\n"),
+        "{out}"
+    );
+    let lengths: Vec<u64> = d.log.iter().map(|e| e.length).collect();
+    assert_eq!(lengths, [6, 0, 14]);
+}
+
+#[test]
+fn errors_redirects_ranges_and_conditionals_are_built_here() {
+    let cases: [(&str, &str); 8] = [
+        (
+            "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+            "HTTP/1.1 404 Not Found",
+        ),
+        (
+            "GET /docs HTTP/1.1\r\nHost: t\r\n\r\n",
+            "Location: /docs/\r\n",
+        ),
+        (
+            "GET /../x HTTP/1.1\r\nHost: t\r\n\r\n",
+            "HTTP/1.1 403 Forbidden",
+        ),
+        ("GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        (
+            "PUT / HTTP/1.1\r\nHost: t\r\n\r\n",
+            "Allow: GET, HEAD\r\nConnection: close",
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=1-3\r\n\r\n",
+            "Content-Range: bytes 1-3/6\r\n\r\nell",
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=9-\r\n\r\n",
+            "Content-Range: bytes */6\r\n",
+        ),
+        (
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Mon, 02 Nov 2026 00:00:00 GMT\r\n\r\n",
+            "HTTP/1.1 304 Not Modified",
+        ),
+    ];
+    for (request, expected) in cases {
+        let (out, _) = serve(&[request.as_bytes()]);
+        assert!(out.contains(expected), "{request:?} gave {out}");
+    }
+}
+
+#[test]
+fn a_bad_head_is_refused_and_the_close_lingers() {
+    let (out, d) = serve(&[b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\nGET /a.txt HTTP/1.1\r\n\r\n"]);
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert_eq!(
+        out.matches("HTTP/1.1").count(),
+        1,
+        "the rest was thrown away"
+    );
+    assert_eq!(d.events.iter().filter(|e| **e == "shutdown").count(), 1);
+    assert_eq!(d.log[0].request_line, "-");
+}
+
+#[test]
+fn a_body_is_skipped_in_any_framing_and_a_large_one_refused() {
+    let (out, _) = serve(&[
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n12",
+        b"345GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"3\r\nabc\r\n0\r\n\r\n",
+    ]);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    let (out, _) = serve(&[b"GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"]);
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+}
+
+#[test]
+fn a_large_file_goes_by_sendfile_after_a_head_sent_with_more() {
+    let big = BigFile::new("sendfile", 100_000);
+    let mut d = Driver::new().with_big(&big);
+    let mut s = Session::new(d.now);
+    let request = b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    // Short sends: the session resumes where each one stopped.
+    assert!(d.run(&mut s, &[request], 7000));
+    let split = d.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(d.out[split..] == big.bytes[..], "the body differs");
+    assert_eq!(d.events.first(), Some(&"recv"));
+    assert!(d.events.contains(&"send-more"), "{:?}", d.events);
+    assert!(d.events.iter().filter(|e| **e == "sendfile").count() >= 14);
+    assert_eq!(d.log[0].length, 100_000);
+}
+
+#[test]
+fn nothing_is_read_while_a_response_is_being_sent() {
+    let big = BigFile::new("backpressure", 50_000);
+    let mut d = Driver::new().with_big(&big);
+    let mut s = Session::new(d.now);
+    let input = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /";
+    s.read_buf(&mut d.pools)[..input.len()].copy_from_slice(input);
+    s.received(input.len(), d.now);
+    s.process(&mut d.env());
+    let Next::Open { path, .. } = s.next() else {
+        panic!("{:?}", s.next());
+    };
+    let opened = d.open(path, false);
+    s.opened(opened, &mut d.env());
+    assert!(matches!(s.next(), Next::NoDelay));
+    s.nodelay_set();
+    assert!(matches!(s.next(), Next::Send { more: true, .. }));
+    let Next::Send { head, .. } = s.next() else {
+        unreachable!()
+    };
+    let n = head.len();
+    s.sent(n, &mut d.env());
+    assert!(matches!(s.next(), Next::SendFile { offset: 0, .. }));
+    s.sent(50_000, &mut d.env());
+    // The pipelined bytes are parsed only now.
+    assert!(matches!(s.next(), Next::Process));
+}
+
+#[test]
+fn a_slow_head_times_out_with_408_and_an_idle_one_quietly() {
+    let d = Driver::new();
+    let mut s = Session::new(d.now);
+    assert_eq!(s.deadline(&TIMEOUTS), d.now + TIMEOUTS.header);
+    assert_eq!(s.timed_out(DATE), None, "nothing started: close quietly");
+    let mut d = d;
+    s.read_buf(&mut d.pools)[..4].copy_from_slice(b"GET ");
+    s.received(4, d.now);
+    s.process(&mut d.env());
+    let answer = String::from_utf8(s.timed_out(DATE).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    assert!(answer.contains("Connection: close\r\n"));
+}
+
+#[test]
+fn an_idle_keep_alive_session_holds_no_buffer() {
+    let mut d = Driver::new();
+    let mut s = Session::new(d.now);
+    let request = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    s.read_buf(&mut d.pools)[..request.len()].copy_from_slice(request);
+    s.received(request.len(), d.now);
+    while !matches!(s.next(), Next::Recv) {
+        match s.next() {
+            Next::Process => s.process(&mut d.env()),
+            Next::Open { path, dir } => {
+                let o = d.open(path, dir);
+                s.opened(o, &mut d.env());
+            }
+            Next::NoDelay => s.nodelay_set(),
+            Next::Send { head, body, .. } => {
+                let n = head.len() + body.len();
+                s.sent(n, &mut d.env());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(s.is_idle());
+    assert_eq!(s.input.capacity(), 0, "the read buffer went back");
+    assert_eq!(d.pools.inputs.idle(), 1);
+    assert_eq!(d.pools.outputs.idle(), 2, "head and body buffers went back");
+    assert_eq!(s.deadline(&TIMEOUTS), d.now + TIMEOUTS.keepalive);
+}
+
+/// Requests to pipeline, in any order and number.
+fn requests() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET /nope?x=1 HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n",
+            "GET /a.txt HTTP/1.1\nHost: t\nRange: bytes=-2\n\n",
+            "GET /docs HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            "\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        ]),
+        1..8,
+    )
+}
+
+proptest! {
+    /// Property: a pipelined input cut into any pieces is answered with the
+    /// same bytes, and logged the same, as the whole input in one piece.
+    #[test]
+    fn any_chunking_of_a_pipeline_gives_the_same_responses(
+        requests in requests(),
+        last_closes in any::<bool>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let mut input = requests.concat();
+        if last_closes {
+            input.push_str("GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        }
+        let input = input.into_bytes();
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut pieces: Vec<&[u8]> = Vec::new();
+        let mut from = 0;
+        for p in points.into_iter().chain([input.len()]) {
+            pieces.push(&input[from..p]);
+            from = p;
+        }
+        let (whole, d1) = serve(&[&input]);
+        let (cut, d2) = serve(&pieces);
+        prop_assert_eq!(&whole, &cut);
+        prop_assert_eq!(d1.log, d2.log);
+        prop_assert!(whole.matches("HTTP/1.1 ").count() >= requests.len());
+    }
+}

@@ -1,0 +1,322 @@
+//! A safe io_uring for the Proactor (`worker::uring`).
+//!
+//! The danger of a completion-based interface: the kernel writes into a
+//! buffer (or reads from one) *after* the call that asked for it has
+//! returned, until the completion says it is done. Freeing, moving or
+//! reusing the buffer in between is a use-after-free by the kernel, which
+//! no borrow checker sees. This wrapper makes that impossible to write:
+//!
+//! - an operation that points into memory takes the *owner* of that memory
+//!   ([`Ring::submit`]): a value `T` (here, the whole connection) that the
+//!   ring keeps, boxed and untouched, until the completion hands it back
+//!   ([`Completion::owner`]). The buffers are built from `&mut T` by the
+//!   caller's closure after `T` is in the ring, so nothing can point
+//!   elsewhere; the `iovec`s of a `writev` live in the same box;
+//! - operations that point into no memory (a poll, an accept, a cancel)
+//!   need no owner;
+//! - when the ring is dropped, what is still in flight is cancelled and
+//!   waited for (briefly); an owner whose operation never completed is
+//!   leaked, never freed, so the kernel cannot write into freed memory.
+//!
+//! tokio-uring and monoio take the same "owned buffer" approach.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, opcode, squeue, types};
+
+/// An operation, built from the memory of its owner.
+pub enum Op<'a> {
+    /// Receive into `buf`.
+    Recv {
+        socket: BorrowedFd<'a>,
+        buf: &'a mut [u8],
+    },
+    /// `writev` of `head` then `body`.
+    Send {
+        socket: BorrowedFd<'a>,
+        head: &'a [u8],
+        body: &'a [u8],
+    },
+    /// `pread` of `buf.len()` bytes of `file` at `offset`.
+    Read {
+        file: BorrowedFd<'a>,
+        offset: u64,
+        buf: &'a mut [u8],
+    },
+}
+
+/// Names an operation while it is in flight, to cancel it. Valid from the
+/// call that started it until its completion is reaped; after that the
+/// number may name another operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpId(usize);
+
+/// A finished operation.
+pub struct Completion<T> {
+    /// What the caller tagged the operation with.
+    pub tag: u64,
+    /// Bytes moved, or the error.
+    pub result: io::Result<usize>,
+    /// The owner given to [`Ring::submit`], back in the caller's hands.
+    pub owner: Option<T>,
+    /// The connection an [`Ring::accept`] accepted.
+    pub accepted: Option<TcpStream>,
+}
+
+/// What the kernel may be using: the owner, and the `iovec`s of a
+/// `writev`. Boxed, so its address is stable while the operation runs.
+struct InFlight<T> {
+    tag: u64,
+    owner: Option<T>,
+    iov: [libc::iovec; 2],
+    accept: bool,
+}
+
+/// An io_uring and the operations it has in flight, by user data.
+pub struct Ring<T> {
+    ring: IoUring,
+    ops: Vec<Option<Box<InFlight<T>>>>,
+    free: Vec<usize>,
+}
+
+/// Whether this kernel (and its sandbox) lets a process use io_uring.
+pub fn available() -> io::Result<()> {
+    IoUring::new(8).map(|_| ())
+}
+
+/// The tag of a cancellation, whose own completion nobody wants.
+const CANCEL: u64 = u64::MAX;
+
+const NO_IOVEC: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+fn iovec(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: bytes.as_ptr() as *mut _,
+        iov_len: bytes.len(),
+    }
+}
+
+impl<T> Ring<T> {
+    /// A ring with room for `entries` submissions at once (the completion
+    /// queue gets twice as many).
+    pub fn new(entries: u32) -> io::Result<Ring<T>> {
+        Ok(Ring {
+            ring: IoUring::new(entries)?,
+            ops: Vec::new(),
+            free: Vec::new(),
+        })
+    }
+
+    // ANCHOR: submit
+    /// Starts the I/O that `build` describes in the memory of `owner`. The
+    /// ring keeps `owner` until the operation completes.
+    pub fn submit(
+        &mut self,
+        tag: u64,
+        owner: T,
+        build: impl FnOnce(&mut T) -> Op<'_>,
+    ) -> io::Result<OpId> {
+        let mut flight = Box::new(InFlight {
+            tag,
+            owner: Some(owner),
+            iov: [NO_IOVEC; 2],
+            accept: false,
+        });
+        let InFlight { owner, iov, .. } = &mut *flight;
+        let Some(owner) = owner.as_mut() else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let entry = match build(owner) {
+            Op::Recv { socket, buf } => {
+                let fd = types::Fd(socket.as_raw_fd());
+                opcode::Recv::new(fd, buf.as_mut_ptr(), buf.len() as u32).build()
+            }
+            Op::Send { socket, head, body } => {
+                *iov = [iovec(head), iovec(body)];
+                let count = if body.is_empty() { 1 } else { 2 };
+                opcode::Writev::new(types::Fd(socket.as_raw_fd()), iov.as_ptr(), count).build()
+            }
+            Op::Read { file, offset, buf } => {
+                let fd = types::Fd(file.as_raw_fd());
+                opcode::Read::new(fd, buf.as_mut_ptr(), buf.len() as u32)
+                    .offset(offset)
+                    .build()
+            }
+        };
+        self.push(entry, flight)
+    }
+    // ANCHOR_END: submit
+
+    /// Waits for `fd` to be readable (one-shot).
+    pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build();
+        self.push(entry, Self::plain(tag, false))
+    }
+
+    /// Accepts one connection from `listener`, non-blocking and
+    /// close-on-exec.
+    pub fn accept(&mut self, tag: u64, listener: &TcpListener) -> io::Result<OpId> {
+        let fd = types::Fd(listener.as_raw_fd());
+        let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build();
+        self.push(entry, Self::plain(tag, true))
+    }
+
+    /// Asks the kernel to cancel an operation in flight; it then completes
+    /// (with `ECANCELED`, unless it finished first).
+    pub fn cancel(&mut self, op: OpId) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(op.0 as u64).build();
+        self.push(entry, Self::plain(CANCEL, false)).map(|_| ())
+    }
+
+    /// Operations in flight that hold an owner.
+    pub fn owners_in_flight(&self) -> usize {
+        let held = |f: &Option<Box<InFlight<T>>>| f.as_ref().is_some_and(|f| f.owner.is_some());
+        self.ops.iter().filter(|f| held(f)).count()
+    }
+
+    fn plain(tag: u64, accept: bool) -> Box<InFlight<T>> {
+        Box::new(InFlight {
+            tag,
+            owner: None,
+            iov: [NO_IOVEC; 2],
+            accept,
+        })
+    }
+
+    /// Queues `entry`, with the index of `flight` as its user data,
+    /// submitting what is queued first if the submission queue is full.
+    fn push(&mut self, entry: squeue::Entry, flight: Box<InFlight<T>>) -> io::Result<OpId> {
+        let index = self.free.pop().unwrap_or(self.ops.len());
+        let entry = entry.user_data(index as u64);
+        // SAFETY: the entry points into memory owned by `flight` (the
+        // owner's buffers, and the `iovec`s in the box itself), or into
+        // none. `flight` is stored below, at `index`, and stays there,
+        // neither moved nor touched, until the completion with this user
+        // data is reaped; if it never is, `Drop` leaks it.
+        while unsafe { self.ring.submission().push(&entry) }.is_err() {
+            // The submission queue is full: hand it to the kernel first.
+            if let Err(e) = self.ring.submit() {
+                self.free.push(index);
+                return Err(e);
+            }
+        }
+        if index == self.ops.len() {
+            self.ops.push(Some(flight));
+        } else {
+            self.ops[index] = Some(flight);
+        }
+        Ok(OpId(index))
+    }
+
+    // ANCHOR: reap
+    /// Submits what is queued, waits for at least one completion (or, with
+    /// a `timeout`, until it passes), and returns every completion there is.
+    pub fn submit_and_wait(
+        &mut self,
+        out: &mut Vec<Completion<T>>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let waited = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match waited {
+            Ok(_) => {}
+            // The timeout passed, a signal came (blocked ones go to the
+            // signalfd), or the completion queue is full: reap what there
+            // is and go round again.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.reap(out);
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut Vec<Completion<T>>) {
+        let done: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|cqe| (cqe.user_data(), cqe.result()))
+            .collect();
+        for (data, result) in done {
+            let index = data as usize;
+            let Some(flight) = self.ops.get_mut(index).and_then(Option::take) else {
+                continue;
+            };
+            self.free.push(index);
+            if flight.tag == CANCEL {
+                continue; // a cancellation's own completion
+            }
+            out.push(complete(*flight, result));
+        }
+    }
+    // ANCHOR_END: reap
+}
+
+/// Turns a raw result into a [`Completion`].
+fn complete<T>(flight: InFlight<T>, result: i32) -> Completion<T> {
+    let (result, accepted) = match result {
+        r if r < 0 => (Err(io::Error::from_raw_os_error(-r)), None),
+        fd if flight.accept => {
+            // SAFETY: a successful accept's result is a new descriptor that
+            // the kernel installed for us and nothing else owns.
+            let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            (Ok(0), Some(stream))
+        }
+        n => (Ok(n as usize), None),
+    };
+    Completion {
+        tag: flight.tag,
+        result,
+        owner: flight.owner,
+        accepted,
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    /// Cancels what is in flight and waits up to a second for it; an owner
+    /// whose operation is still running after that is leaked, because the
+    /// kernel may yet write into it.
+    fn drop(&mut self) {
+        let running: Vec<usize> = (0..self.ops.len())
+            .filter(|&i| self.ops[i].as_ref().is_some_and(|f| f.tag != CANCEL))
+            .collect();
+        for op in running {
+            let _ = self.cancel(OpId(op));
+        }
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut out = Vec::new();
+        while self.owners_in_flight() > 0 && Instant::now() < until {
+            if self
+                .submit_and_wait(&mut out, Some(Duration::from_millis(10)))
+                .is_err()
+            {
+                break;
+            }
+            out.clear();
+        }
+        for flight in self.ops.iter_mut().filter_map(Option::take) {
+            if flight.owner.is_some() {
+                std::mem::forget(flight);
+            }
+        }
+    }
+}

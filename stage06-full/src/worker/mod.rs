@@ -1,0 +1,227 @@
+//! A worker process: what it is told ([`Config`]), where its connections
+//! come from ([`Intake`]), what it lends its HTTP sessions
+//! ([`Resources`]), and which of the three I/O models runs it ([`Model`]).
+//!
+//! Everything a worker does apart from a connection's I/O is written once,
+//! in [`shell`]: signals, the timerfd and the timer heap, the connection
+//! slots, accepting, the master's channel, load reports, stopping. Each
+//! model is a driver around the shell and the sans-I/O [`Session`]:
+//!
+//! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
+//! - [`proactor_sim`]: the loop does the I/O, a thread pool processes;
+//! - [`uring`]: completions (io_uring); the kernel does the I/O.
+//!
+//! [`Session`]: crate::http::session::Session
+
+pub mod proactor_sim;
+pub mod reactor;
+pub mod shell;
+pub mod uring;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::file_cache::FileCache;
+use crate::http::date;
+use crate::http::session::{Env, Exchange, Timeouts};
+use crate::log::AccessLog;
+use crate::poller::Trigger;
+use crate::pool::Pools;
+use crate::sys::Root;
+
+/// The listen backlog; the kernel caps it at `net.core.somaxconn`.
+pub const BACKLOG: i32 = 1024;
+
+/// What a worker is told on the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How connection sockets are registered (Reactor models).
+    pub trigger: Trigger,
+    /// How the listening socket is registered.
+    pub listen_trigger: Trigger,
+    /// Connection slots, allocated up front; past them a new connection
+    /// gets 503 and is closed.
+    pub max_conns: usize,
+    /// The document root.
+    pub root: PathBuf,
+    pub timeouts: Timeouts,
+    /// Request bodies past this many bytes get 413.
+    pub max_body: u64,
+    /// Where to append the access log; `None`: no log.
+    pub access_log: Option<PathBuf>,
+    /// After SIGTERM, how long in-flight responses may take to finish.
+    pub grace: Duration,
+    /// Pooled buffers (the design), or buffers each connection owns for its
+    /// whole life (the naive one, kept for the measurement in chapter 6).
+    pub buffers: Buffers,
+    /// How long an opened file is served from the open-file cache; zero
+    /// turns the cache off.
+    pub open_file_cache: Duration,
+    /// Who does the I/O and who processes requests (chapter "Reactor vs
+    /// Proactor").
+    pub model: Model,
+    /// `Model::ProactorSim`: the pool's threads.
+    pub threads: usize,
+}
+
+/// `--model`: who does the I/O, and who runs the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The event loop is told a socket is ready and does all the work.
+    Reactor,
+    /// The event loop does the I/O; a thread pool runs the sessions.
+    ProactorSim,
+    /// The kernel does the I/O (io_uring); the loop reaps completions.
+    Uring,
+}
+
+impl std::str::FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reactor" => Ok(Model::Reactor),
+            "proactor-sim" => Ok(Model::ProactorSim),
+            "uring" => Ok(Model::Uring),
+            other => Err(format!(
+                "unknown model {other:?}: use reactor, proactor-sim or uring"
+            )),
+        }
+    }
+}
+
+/// `--buffers`: who owns a connection's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// Borrowed from the worker's pools while busy, given back when idle.
+    Pooled,
+    /// The naive design: the read buffer is allocated by each connection,
+    /// kept while it lives and freed with it; response buffers are
+    /// allocated for each response and freed after it.
+    PerConnection,
+}
+
+impl std::str::FromStr for Buffers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pooled" => Ok(Buffers::Pooled),
+            "per-connection" => Ok(Buffers::PerConnection),
+            other => Err(format!(
+                "unknown buffers {other:?}: use pooled or per-connection"
+            )),
+        }
+    }
+}
+
+// ANCHOR: intake
+/// Where a worker's connections come from: the three dispatch modes.
+pub enum Intake {
+    /// `pass`: the master accepts and passes each connection over the
+    /// channel; the worker has no listener at all.
+    Passed,
+    /// `shared`: the listener inherited from the master, which every worker
+    /// watches and accepts from; with `exclusive`, registered with
+    /// EPOLLEXCLUSIVE so a connection wakes one worker, not all.
+    Shared {
+        listener: TcpListener,
+        exclusive: bool,
+    },
+    /// `reuseport`: the worker's own `SO_REUSEPORT` listener on the same
+    /// address; the kernel picks a listener per connection.
+    ReusePort { addr: SocketAddr },
+}
+// ANCHOR_END: intake
+
+/// What a worker lends its sessions: the root and the open-file cache, the
+/// buffer pools, the access log, the clock and the `Date` value. A field of
+/// the shell of its own, so that lending it (`env`) borrows nothing else:
+/// the connection being served sits in another field, `slots`.
+pub struct Resources {
+    pub root: Arc<Root>,
+    pub files: FileCache,
+    pub pools: Pools,
+    pub log: Option<Arc<AccessLog>>,
+    /// The time, read once per loop iteration after the wait returns (nginx
+    /// does the same): every event of a batch happened "now" as far as
+    /// timers are concerned, and the clock is read once, not per event.
+    pub now: Instant,
+    /// The `Date` value.
+    pub date: DateCache,
+    /// SIGTERM, SIGINT or the master's exit: finish, keep nothing alive.
+    pub stopping: bool,
+    pub max_body: u64,
+}
+
+impl Resources {
+    /// What a session may use for one call.
+    pub fn env(&mut self) -> Env<'_> {
+        Env {
+            now: self.now,
+            date: self.date.current(),
+            pools: &mut self.pools,
+            max_body: self.max_body,
+            stopping: self.stopping,
+            logging: self.log.is_some(),
+        }
+    }
+
+    /// Reads the clock, once per loop iteration.
+    pub fn tick(&mut self) {
+        self.now = Instant::now();
+        self.date.refresh();
+    }
+
+    /// Writes one access-log line for a finished exchange (when logging).
+    pub fn log(&self, stream: &TcpStream, exchange: Exchange) {
+        if let Some(log) = &self.log {
+            let peer = stream.peer_addr().ok().map(|a| a.ip());
+            log.record(peer, &exchange, SystemTime::now());
+        }
+    }
+}
+
+/// The `Date` field's value. It changes once a second, so it is formatted
+/// once a second, not per response.
+#[derive(Default)]
+pub struct DateCache {
+    value: String,
+    secs: u64,
+}
+
+impl DateCache {
+    /// The value for the current second, formatted if the second changed.
+    pub fn refresh(&mut self) -> &str {
+        let wall = SystemTime::now();
+        let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs || self.value.is_empty() {
+            self.secs = secs;
+            self.value = date::format(wall);
+        }
+        &self.value
+    }
+
+    /// The value as last refreshed.
+    pub fn current(&self) -> &str {
+        &self.value
+    }
+}
+
+/// A worker process's whole life: set up the model's loop, run it, and
+/// return the exit status for `process::exit`.
+pub fn run_worker(config: Config, intake: Intake, channel: OwnedFd) -> i32 {
+    let result = match config.model {
+        Model::Reactor => reactor::run(config, intake, channel),
+        Model::ProactorSim => proactor_sim::run(config, intake, channel),
+        Model::Uring => uring::run(config, intake, channel),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("worker {}: {e}", std::process::id());
+            1
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! `--model reactor`: the session driven by readiness.
+//!
+//! One thread, one epoll instance, every socket non-blocking. The loop
+//! waits until the kernel says some sockets are *ready*, then, for each,
+//! does what the connection's session asks (`Session::next`) as far as the
+//! socket allows: read, parse, open, `writev`, `sendfile`, until a call
+//! would block. That is the Reactor pattern: the kernel reports readiness,
+//! the application performs the I/O. (A Proactor is the other way round:
+//! the application starts the I/O and the kernel reports its completion;
+//! see `uring`.)
+//!
+//! Readiness is remembered per connection (`Conn::readable`,
+//! `Conn::writable`) until a call says `EAGAIN`: edge-triggered epoll says
+//! "ready" once, so a read that stopped because the session had no room
+//! must be resumed without a new event.
+
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::OwnedFd;
+
+use super::shell::{ALARM, CHANNEL, LISTENER, SIGNALS, Shell};
+use super::{Config, Intake, Resources};
+use crate::http::session::{Next, Session};
+use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
+use crate::sys;
+
+/// Room for events per `epoll_wait`. More ready sockets than this are simply
+/// reported by the next call.
+const EVENTS_PER_WAIT: usize = 1024;
+
+/// A connection of a readiness model: its socket, its session, and the
+/// readiness the kernel reported that is not used up yet.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub session: Session,
+    /// A read may find bytes (or EOF): set by an event, cleared by EAGAIN or
+    /// a short read.
+    readable: bool,
+    /// A write may go through: set by an event, cleared by EAGAIN.
+    writable: bool,
+    /// The client's FIN was reported (EPOLLRDHUP): read on to EOF, because
+    /// EOF raises no new edge.
+    fin: bool,
+    /// What epoll watches for this socket now.
+    pub interest: Interest,
+}
+
+/// What became of a connection after `drive`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for the socket (or, at most, for its timer).
+    Wait,
+    /// The session wants parsing or a file opened, which the simulated
+    /// Proactor leaves to its pool.
+    Offload,
+    Close,
+}
+
+/// Where a session's CPU work (parsing, deciding the response, opening the
+/// file) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processing {
+    /// In the loop, between two I/O calls: the Reactor.
+    InLoop,
+    /// Elsewhere: the simulated Proactor's loop does only the I/O.
+    Elsewhere,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, session: Session, trigger: Trigger) -> Conn {
+        Conn {
+            stream,
+            session,
+            readable: false,
+            // A new socket's send buffer is empty.
+            writable: true,
+            fin: false,
+            interest: Interest {
+                read: true,
+                write: false,
+            },
+        }
+        .with_interest(trigger)
+    }
+
+    fn with_interest(mut self, trigger: Trigger) -> Conn {
+        self.interest = self.wanted(trigger);
+        self
+    }
+
+    /// Records an event's readiness.
+    pub fn on_event(&mut self, ready: Readiness) {
+        self.readable |= ready.readable || ready.read_closed || ready.hangup;
+        self.writable |= ready.writable;
+        self.fin |= ready.read_closed;
+    }
+
+    // ANCHOR: wanted
+    /// What to watch while the connection waits. Edge-triggered, reading is
+    /// always watched (an edge comes once; changing the interest costs an
+    /// `epoll_ctl`), writing only while a send waits for room.
+    /// Level-triggered, only what the session waits for, or a socket with
+    /// unread bytes would be reported on every wait while a response is
+    /// being sent.
+    pub fn wanted(&self, trigger: Trigger) -> Interest {
+        let next = self.session.next();
+        let sending = matches!(next, Next::Send { .. } | Next::SendFile { .. });
+        Interest {
+            read: trigger == Trigger::Edge || matches!(next, Next::Recv),
+            write: sending,
+        }
+    }
+    // ANCHOR_END: wanted
+
+    // ANCHOR: recv
+    /// One read into the session's buffer.
+    fn recv(&mut self, res: &mut Resources) -> io::Result<()> {
+        let buf = self.session.read_buf(&mut res.pools);
+        let room = buf.len();
+        match (&self.stream).read(buf) {
+            // EOF: the client will send nothing more.
+            Ok(0) => self.session.received(0, res.now),
+            Ok(n) => {
+                self.session.received(n, res.now);
+                // A short read means the receive queue was empty: it is
+                // drained, and bytes that arrive later raise a new event,
+                // edge-triggered or not. Reading on to see EAGAIN would
+                // cost a system call per request for nothing. Not so when a
+                // FIN came with the data: EOF raises no new edge.
+                if n < room && !self.fin {
+                    self.readable = false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A reset: the connection is over.
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+    // ANCHOR_END: recv
+
+    /// Tells the session what a send did; logs a finished exchange.
+    fn sent(&mut self, result: io::Result<usize>, res: &mut Resources) -> io::Result<()> {
+        match result {
+            // Nothing went with bytes to send: for `sendfile`, the file
+            // shrank under us, and the promised length cannot be kept.
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                if let Some(exchange) = self.session.sent(n, &mut res.env()) {
+                    res.log(&self.stream, exchange);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A reset or a broken pipe.
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+// ANCHOR: drive
+/// Does what the session asks, one system call per arm, until the socket
+/// would block or the session is done.
+pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> Step {
+    loop {
+        let done = match conn.session.next() {
+            Next::Process | Next::Open { .. } if processing == Processing::Elsewhere => {
+                return Step::Offload;
+            }
+            Next::Process => {
+                conn.session.process(&mut res.env());
+                Ok(())
+            }
+            Next::Open { path, dir } => {
+                let opened = res.files.open(&res.root, path, dir, res.now);
+                conn.session.opened(opened, &mut res.env());
+                Ok(())
+            }
+            Next::NoDelay => {
+                // Kept alive: a later response may go out while this one is
+                // unacknowledged, and Nagle would hold it for the client's
+                // delayed ACK (40 ms or more). nginx sets it at this moment.
+                let _ = conn.stream.set_nodelay(true);
+                conn.session.nodelay_set();
+                Ok(())
+            }
+            Next::Recv if !conn.readable => return Step::Wait,
+            Next::Recv => conn.recv(res),
+            Next::Send { .. } | Next::SendFile { .. } if !conn.writable => return Step::Wait,
+            Next::Send { head, body, more } => {
+                let result = send(&conn.stream, head, body, more);
+                conn.sent(result, res)
+            }
+            Next::SendFile { file, offset, len } => {
+                let result = sys::send_file(&conn.stream, file, offset, len);
+                conn.sent(result, res)
+            }
+            Next::Shutdown => {
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                conn.session.shut_down(res.now);
+                Ok(())
+            }
+            Next::Close => return Step::Close,
+        };
+        if done.is_err() {
+            return Step::Close;
+        }
+    }
+}
+// ANCHOR_END: drive
+
+/// Head and small body in one system call: no Nagle stall between two
+/// writes, and half the calls. When a file follows, `MSG_MORE` holds the
+/// head back to share its packet with the file's first bytes (`TCP_CORK`
+/// without the two extra `setsockopt` calls; `sendfile` sets it itself for
+/// all but its last page).
+pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
+    if more {
+        sys::send_more(stream, head)
+    } else {
+        (&*stream).write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+    }
+}
+
+/// A new connection: a slot, a session, a registration, a timer. `wrap`
+/// makes the slot's state of the model from the connection.
+pub fn admit<S: Default>(
+    shell: &mut Shell<S>,
+    poller: &Poller,
+    stream: TcpStream,
+    wrap: impl FnOnce(Conn) -> S,
+) {
+    let Some((index, token)) = shell.admit(&stream) else {
+        return;
+    };
+    let trigger = shell.config.trigger;
+    let conn = Conn::new(stream, Session::new(shell.res.now), trigger);
+    if let Err(e) = poller.add(&conn.stream, token, conn.interest, trigger) {
+        eprintln!("epoll add: {e}");
+        shell.release(index);
+        return;
+    }
+    let deadline = conn.session.deadline(&shell.config.timeouts);
+    shell.slots[index].state = wrap(conn);
+    shell.set_deadline(index, deadline);
+}
+
+/// After `drive` said `Wait`: watch what the connection now waits for.
+pub fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger) -> io::Result<()> {
+    let wanted = conn.wanted(trigger);
+    if wanted != conn.interest {
+        conn.interest = wanted;
+        poller.modify(&conn.stream, token, wanted, trigger)?;
+    }
+    Ok(())
+}
+
+/// A connection's deadline passed: a client in the middle of a head gets
+/// its 408, in one best-effort write, before the connection closes.
+pub fn time_out(stream: &TcpStream, session: &Session, date: &str) {
+    if let Some(answer) = session.timed_out(date) {
+        let _ = (&*stream).write(&answer);
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// The Reactor: a shell, an epoll instance, and a connection per slot.
+pub struct Reactor {
+    shell: Shell<Option<Conn>>,
+    poller: Poller,
+    /// Accepted or passed connections waiting for a slot.
+    incoming: Vec<TcpStream>,
+    /// Slots whose deadline passed.
+    due: Vec<usize>,
+}
+
+/// Sets up a worker's Reactor and runs it until it stops.
+pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
+    // The epoll instance is created here, after the fork, so that no two
+    // processes share one (an epoll instance inherited across fork is the
+    // *same* instance, and its events go to whichever process waits first).
+    let shell = Shell::new(config, intake, channel)?;
+    let poller = Poller::new()?;
+    shell.watch(&poller)?;
+    shell.ready()?;
+    let mut reactor = Reactor {
+        shell,
+        poller,
+        incoming: Vec::new(),
+        due: Vec::new(),
+    };
+    reactor.run()
+}
+
+impl Reactor {
+    // ANCHOR: run
+    /// The loop: arm the alarm for the nearest deadline, wait for
+    /// readiness, dispatch each event (the alarm firing is one of them),
+    /// report the load to the master.
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        while !self.shell.finished() {
+            self.shell.arm_alarm();
+            match self.poller.wait(&mut events, None) {
+                Ok(()) => {}
+                // Signals are blocked, so this is rare (a debugger, SIGSTOP
+                // and SIGCONT); nothing is lost, wait again.
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.shell.res.tick();
+            for event in events.iter() {
+                match event.token {
+                    LISTENER => self.shell.accept(&mut self.incoming),
+                    CHANNEL => {
+                        if !self.shell.on_channel(&mut self.incoming) {
+                            self.begin_stop();
+                        }
+                    }
+                    SIGNALS => {
+                        if self.shell.on_signals() {
+                            self.begin_stop();
+                        }
+                    }
+                    ALARM => self.expire(),
+                    token => self.on_ready(token, event.readiness),
+                }
+                while let Some(stream) = self.incoming.pop() {
+                    self.admit(stream);
+                }
+            }
+            self.shell.report_load();
+        }
+        self.shell.report(Default::default());
+        self.close_all();
+        Ok(())
+    }
+    // ANCHOR_END: run
+
+    fn admit(&mut self, stream: TcpStream) {
+        admit(&mut self.shell, &self.poller, stream, Some);
+    }
+
+    fn on_ready(&mut self, token: Token, ready: Readiness) {
+        let Some(index) = self.shell.find(token) else {
+            return; // stale: the slot holds a newer connection
+        };
+        let Some(conn) = self.shell.slots[index].state.as_mut() else {
+            return; // stale: closed earlier in this batch
+        };
+        if ready.error {
+            return self.close(index);
+        }
+        conn.on_event(ready);
+        self.step(index, token);
+    }
+
+    /// Drives a connection, then re-arms what it waits for.
+    fn step(&mut self, index: usize, token: Token) {
+        let Some(conn) = self.shell.slots[index].state.as_mut() else {
+            return;
+        };
+        if drive(conn, &mut self.shell.res, Processing::InLoop) != Step::Wait
+            || rewatch(&self.poller, conn, token, self.shell.config.trigger).is_err()
+        {
+            return self.close(index);
+        }
+        let deadline = conn.session.deadline(&self.shell.config.timeouts);
+        self.shell.set_deadline(index, deadline);
+    }
+
+    // ANCHOR: expire
+    /// Closes every connection whose deadline has passed; a client in the
+    /// middle of a head gets its 408 first (one best-effort write).
+    fn expire(&mut self) {
+        self.shell.on_alarm(&mut self.due);
+        while let Some(index) = self.due.pop() {
+            if let Some(conn) = &self.shell.slots[index].state {
+                time_out(&conn.stream, &conn.session, self.shell.res.date.current());
+            }
+            self.close(index);
+        }
+    }
+    // ANCHOR_END: expire
+
+    /// SIGTERM, SIGINT or the master's exit: stop accepting and close the
+    /// idle connections now; busy ones finish their response (the session
+    /// closes after it) within the grace period.
+    fn begin_stop(&mut self) {
+        if let Some(listener) = self.shell.begin_stop() {
+            let _ = self.poller.delete(&listener);
+        }
+        for index in 0..self.shell.slots.len() {
+            let idle = &self.shell.slots[index].state;
+            if idle.as_ref().is_some_and(|c| c.session.is_idle()) {
+                self.close(index);
+            }
+        }
+    }
+
+    fn close(&mut self, index: usize) {
+        // No EPOLL_CTL_DEL: closing the last descriptor of a socket removes
+        // it from every epoll set, and ours is the last (the master closed
+        // its copy after passing it; no fork happens while a worker holds
+        // connections). Were a copy left somewhere, its events would carry
+        // this slot's old generation and be ignored.
+        if let Some(conn) = self.shell.slots[index].state.take() {
+            conn.session.release(&mut self.shell.res.pools);
+            self.shell.release(index);
+        }
+    }
+
+    /// The end: whatever is left is closed (after the grace period, a
+    /// response still in flight is cut off).
+    fn close_all(&mut self) {
+        for index in 0..self.shell.slots.len() {
+            self.close(index);
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The worker shell: everything a worker does that is not a connection's
+//! I/O, written once for the three models. It owns the listener (or the
+//! master's channel that brings connections), the signalfd, the timerfd
+//! and the timer heap, the connection slots, and the [`Resources`] that
+//! sessions borrow. A driver owns a shell and calls it: to accept, to take
+//! a slot, to arm a deadline, to learn which deadlines passed, to stop.
+//!
+//! The shell knows nothing of a connection's state: a slot holds whatever
+//! the model keeps there (`S`), one enum per model (see each driver's
+//! `Slot` type), and `S::default()` is the empty slot.
+
+use std::fs::File;
+use std::io::{self, ErrorKind, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+
+use super::{BACKLOG, Buffers, Config, DateCache, Intake, Resources};
+use crate::file_cache::FileCache;
+use crate::http::response;
+use crate::http::session::{READ_BUF, SMALL_BODY, WRITE_BUF};
+use crate::log::AccessLog;
+use crate::poller::{Interest, Poller, Token, Trigger};
+use crate::pool::{BufferPool, Pools};
+use crate::sys::{self, Alarm, Root};
+use crate::timer_heap::{TimerHeap, TimerId};
+
+/// The listener's token. Connection tokens are built from slot indices and
+/// never reach these values.
+pub const LISTENER: Token = Token(u64::MAX);
+/// The signalfd: SIGTERM and SIGINT arrive as reads on it.
+pub const SIGNALS: Token = Token(u64::MAX - 1);
+/// The timerfd, armed for the nearest deadline.
+pub const ALARM: Token = Token(u64::MAX - 2);
+/// The channel to the master: passed connections arrive on it.
+pub const CHANNEL: Token = Token(u64::MAX - 3);
+
+/// At most this many files stay open in a worker's open-file cache: each is
+/// a descriptor (counted against the same limit as connections) and up to
+/// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
+const OPEN_FILES: usize = 512;
+
+/// The messages of the master-worker channel (one per `SOCK_SEQPACKET`
+/// packet). Worker to master: `READY`, then `LOAD` whenever its load
+/// changes. Master to worker: `CONN` with a descriptor attached.
+pub mod message {
+    pub const READY: u8 = b'R';
+    /// Followed by live connections (u32) and connections taken in so far
+    /// (u64), little-endian.
+    pub const LOAD: u8 = b'L';
+    pub const CONN: u8 = b'C';
+    pub const LOAD_LEN: usize = 1 + 4 + 8;
+
+    pub fn load(live: u32, total: u64) -> [u8; LOAD_LEN] {
+        let mut m = [0u8; LOAD_LEN];
+        m[0] = LOAD;
+        m[1..5].copy_from_slice(&live.to_le_bytes());
+        m[5..13].copy_from_slice(&total.to_le_bytes());
+        m
+    }
+
+    /// Decodes a `LOAD` message into (live, total).
+    pub fn parse_load(m: &[u8]) -> Option<(u32, u64)> {
+        if m.len() != LOAD_LEN || m[0] != LOAD {
+            return None;
+        }
+        let live = u32::from_le_bytes(m[1..5].try_into().ok()?);
+        let total = u64::from_le_bytes(m[5..13].try_into().ok()?);
+        Some((live, total))
+    }
+}
+
+// ANCHOR: slot
+/// A connection slot. `generation` grows each time the slot is reused and is
+/// part of the token, so an event meant for a connection that was closed
+/// earlier in the same batch (and whose slot was taken by a newer one) is
+/// recognised as stale and ignored. nginx keeps one "instance" bit for the
+/// same reason.
+pub struct Slot<S> {
+    generation: u32,
+    /// The connection's timer; set while the slot is taken.
+    timer: Option<TimerId>,
+    /// What the model keeps for the connection.
+    pub state: S,
+}
+
+fn token_of(index: usize, generation: u32) -> Token {
+    Token((u64::from(generation) << 32) | index as u64)
+}
+
+fn split_token(token: Token) -> (usize, u32) {
+    ((token.0 & 0xffff_ffff) as usize, (token.0 >> 32) as u32)
+}
+// ANCHOR_END: slot
+
+/// Everything of a worker but its connections' I/O.
+pub struct Shell<S> {
+    pub config: Config,
+    /// `None` in `pass` mode (connections arrive on `channel`), and once
+    /// stopping has begun.
+    listener: Option<TcpListener>,
+    /// `shared --exclusive`: register the listener with EPOLLEXCLUSIVE.
+    exclusive: bool,
+    /// An open descriptor kept in reserve for the moment the process runs
+    /// out (EMFILE): see [`Shell::shed_one`]. `None` only while in use.
+    reserve: Option<File>,
+    /// To the master. Passed connections arrive here; load reports leave
+    /// here; EOF means the master is gone and the worker must stop.
+    channel: OwnedFd,
+    /// The connection slots, every one allocated before the first client;
+    /// `free` lists the empty ones.
+    pub slots: Vec<Slot<S>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Connections taken in so far, and the load last reported.
+    taken: u64,
+    reported: (usize, u64),
+    /// One timer per connection, valued by the connection's token.
+    timers: TimerHeap<Token>,
+    /// Blocked SIGTERM and SIGINT, readable as events.
+    signals: SignalFd,
+    /// The timerfd, and the deadline it is armed for (`None`: disarmed or
+    /// already fired).
+    alarm: Alarm,
+    armed_for: Option<Instant>,
+    /// After SIGTERM: when the loop stops, finished or not.
+    drain_until: Option<Instant>,
+    /// What sessions borrow.
+    pub res: Resources,
+}
+
+impl<S: Default> Shell<S> {
+    /// Sets up a worker, after the fork: its listener (if it accepts), its
+    /// signalfd and timerfd, the root, the caches, the access log, and
+    /// every connection slot. The driver registers the descriptors with
+    /// its own poller or ring, then calls [`Shell::ready`].
+    pub fn new(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<Shell<S>> {
+        let (listener, exclusive) = match intake {
+            Intake::Passed => (None, false),
+            Intake::Shared {
+                listener,
+                exclusive,
+            } => (Some(listener), exclusive),
+            Intake::ReusePort { addr } => (Some(sys::listen_reuseport(addr, BACKLOG)?), false),
+        };
+        sys::ignore_sigpipe()?;
+        let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
+        let res = resources(&config)?;
+        let slots = (0..config.max_conns)
+            .map(|_| Slot {
+                generation: 0,
+                timer: None,
+                state: S::default(),
+            })
+            .collect();
+        Ok(Shell {
+            listener,
+            exclusive,
+            reserve: Some(File::open("/dev/null")?),
+            channel,
+            slots,
+            free: (0..config.max_conns).rev().collect(),
+            live: 0,
+            taken: 0,
+            reported: (0, 0),
+            timers: TimerHeap::new(),
+            signals,
+            alarm: Alarm::new()?,
+            armed_for: None,
+            drain_until: None,
+            res,
+            config,
+        })
+    }
+}
+
+/// The root, the open-file cache, the pools and the log of a new worker.
+fn resources(config: &Config) -> io::Result<Resources> {
+    // Without pooling nothing is kept: every buffer is allocated when
+    // needed and freed when done.
+    let keep = match config.buffers {
+        Buffers::Pooled => config.max_conns.min(1024),
+        Buffers::PerConnection => 0,
+    };
+    let log = match &config.access_log {
+        Some(path) => Some(Arc::new(AccessLog::open(path)?)),
+        None => None,
+    };
+    let mut res = Resources {
+        root: Arc::new(Root::open(&config.root)?),
+        files: FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY),
+        pools: Pools {
+            inputs: BufferPool::new(READ_BUF, keep, true),
+            outputs: BufferPool::new(WRITE_BUF, keep * 2, false),
+            pooled: config.buffers == Buffers::Pooled,
+        },
+        log,
+        now: Instant::now(),
+        date: DateCache::default(),
+        stopping: false,
+        max_body: config.max_body,
+    };
+    res.tick();
+    Ok(res)
+}
+
+impl<S: Default> Shell<S> {
+    /// Registers the worker's own descriptors with an epoll instance (the
+    /// Reactor models): the listener, the channel, the signalfd and the
+    /// timerfd. Level-triggered except where `--listen-trigger` says.
+    pub fn watch(&self, poller: &Poller) -> io::Result<()> {
+        let read = Interest {
+            read: true,
+            write: false,
+        };
+        let trigger = self.config.listen_trigger;
+        match &self.listener {
+            Some(listener) if self.exclusive => {
+                poller.add_exclusive(listener, LISTENER, trigger)?
+            }
+            Some(listener) => poller.add(listener, LISTENER, read, trigger)?,
+            None => {}
+        }
+        poller.add(&self.channel, CHANNEL, read, Trigger::Level)?;
+        poller.add(&self.signals, SIGNALS, read, Trigger::Level)?;
+        poller.add(&self.alarm, ALARM, read, Trigger::Level)
+    }
+
+    /// The descriptors a driver without epoll polls another way: the
+    /// signalfd, the timerfd and the channel.
+    pub fn own_fds(&self) -> [BorrowedFd<'_>; 3] {
+        [
+            self.signals.as_fd(),
+            self.alarm.as_fd(),
+            self.channel.as_fd(),
+        ]
+    }
+
+    /// The listener, while the worker accepts for itself.
+    pub fn listener(&self) -> Option<&TcpListener> {
+        self.listener.as_ref()
+    }
+
+    /// Tells the master this worker is ready for connections.
+    pub fn ready(&self) -> io::Result<()> {
+        sys::send_message(&self.channel, &[message::READY], None)
+    }
+
+    // ANCHOR: admit
+    /// Takes a free slot for `stream`, or answers 503 when every slot is
+    /// taken (one best-effort write: it fits an empty socket buffer) and
+    /// returns `None`, and the stream is closed when dropped.
+    pub fn admit(&mut self, stream: &TcpStream) -> Option<(usize, Token)> {
+        let Some(index) = self.free.pop() else {
+            let _ = (&*stream).write(&response::complete(503, self.res.date.current()));
+            return None;
+        };
+        let slot = &mut self.slots[index];
+        slot.generation = slot.generation.wrapping_add(1);
+        self.live += 1;
+        self.taken += 1;
+        Some((index, token_of(index, slot.generation)))
+    }
+    // ANCHOR_END: admit
+
+    /// The slot an event's token is for, unless the token is stale: the
+    /// slot was reused by a newer connection. (A slot that was freed and not
+    /// reused keeps its generation: its state, empty, says so.)
+    pub fn find(&self, token: Token) -> Option<usize> {
+        let (index, generation) = split_token(token);
+        let slot = self.slots.get(index)?;
+        (slot.generation == generation).then_some(index)
+    }
+
+    /// The token of the connection in slot `index` now.
+    pub fn token(&self, index: usize) -> Token {
+        token_of(index, self.slots[index].generation)
+    }
+
+    // ANCHOR: touch
+    /// Sets the connection's timer to `deadline`: its session's deadline
+    /// depends on its phase (header timeout, keep-alive timeout, linger),
+    /// so this runs after every event, one O(log n) sift.
+    pub fn set_deadline(&mut self, index: usize, deadline: Instant) {
+        let token = self.token(index);
+        let slot = &mut self.slots[index];
+        match slot.timer {
+            Some(timer) => self.timers.adjust(timer, deadline),
+            None => slot.timer = Some(self.timers.insert(deadline, token)),
+        }
+    }
+    // ANCHOR_END: touch
+
+    /// The slot is empty again: its timer goes, its state is reset.
+    pub fn release(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if let Some(timer) = slot.timer.take() {
+            self.timers.remove(timer);
+        }
+        slot.state = S::default();
+        self.free.push(index);
+        self.live -= 1;
+    }
+
+    /// Connections in the slots.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    // ANCHOR: alarm
+    /// Keeps the timerfd armed for the nearest deadline, lazily.
+    ///
+    /// Re-arming on every change would cost a `timerfd_settime` per event,
+    /// because activity on the connection at the top of the heap moves the
+    /// nearest deadline later each time. So the alarm is re-armed only when
+    /// the nearest deadline is *earlier* than what it is armed for. When the
+    /// deadline moved later, the alarm fires early, expires nothing, and is
+    /// re-armed here for the new nearest one: one spare wake-up at most per
+    /// timeout, not a system call per event. With no timers at all, the
+    /// alarm is disarmed and an idle server sleeps until something happens.
+    pub fn arm_alarm(&mut self) {
+        // While draining, the end of the grace period is a deadline too.
+        let next = match (self.timers.next_deadline(), self.drain_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let result = match (next, self.armed_for) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => {
+                self.armed_for = None;
+                self.alarm.disarm()
+            }
+            (Some(next), Some(armed)) if armed <= next => Ok(()),
+            (Some(next), _) => {
+                self.armed_for = Some(next);
+                self.alarm
+                    .arm(next.saturating_duration_since(Instant::now()))
+            }
+        };
+        if let Err(e) = result {
+            eprintln!("timerfd: {e}");
+        }
+    }
+
+    /// The timerfd fired: the slots whose deadline has passed go into `due`
+    /// (their timers have left the heap); `arm_alarm` sets the next one.
+    pub fn on_alarm(&mut self, due: &mut Vec<usize>) {
+        self.alarm.acknowledge();
+        self.armed_for = None;
+        while let Some(token) = self.timers.pop_expired(self.res.now) {
+            let (index, generation) = split_token(token);
+            if let Some(slot) = self.slots.get_mut(index)
+                && slot.generation == generation
+            {
+                slot.timer = None;
+                due.push(index);
+            }
+        }
+    }
+    // ANCHOR_END: alarm
+
+    /// The signalfd is readable. True if SIGTERM or SIGINT is among what
+    /// was pending: the driver then stops.
+    pub fn on_signals(&mut self) -> bool {
+        let mut stop = false;
+        let drained = sys::drain_signal_fd(&self.signals, |signal| {
+            stop |= matches!(signal, Signal::SIGTERM | Signal::SIGINT);
+        });
+        if let Err(e) = drained {
+            eprintln!("signalfd: {e}");
+        }
+        stop
+    }
+
+    // ANCHOR: stop
+    /// SIGTERM, SIGINT or the master's exit: stop taking connections and
+    /// give the busy ones the grace period to finish. Returns the listener,
+    /// for the driver to unregister before it is dropped (a listener shared
+    /// with other processes stays registered while any of them holds it).
+    /// The driver closes its idle connections itself.
+    pub fn begin_stop(&mut self) -> Option<TcpListener> {
+        if self.res.stopping {
+            return None;
+        }
+        self.res.stopping = true;
+        self.drain_until = Some(self.res.now + self.config.grace);
+        self.listener.take()
+    }
+
+    /// Stopping, and either every connection is done or the grace period
+    /// is over.
+    pub fn finished(&self) -> bool {
+        self.res.stopping && (self.live == 0 || self.drain_until.is_some_and(|t| self.res.now >= t))
+    }
+    // ANCHOR_END: stop
+
+    // ANCHOR: on_channel
+    /// The master's channel is readable: passed connections go into
+    /// `incoming`. False when the master is gone: the worker must stop.
+    pub fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
+        let mut buf = [0u8; 16];
+        loop {
+            match sys::recv_message(&self.channel, &mut buf) {
+                // EOF: the master is gone. A worker without a master would
+                // serve on with nobody to restart it or stop it.
+                Ok(received) if received.len == 0 => return false,
+                Ok(received) => incoming.extend(received.fd.map(TcpStream::from)),
+                // Nothing more waiting.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // The master died with a message of ours unread: as EOF.
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return false,
+                Err(e) => {
+                    eprintln!("worker channel: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Tells the master the current load, once per loop iteration at most
+    /// and only when it changed: the master picks the least-loaded worker
+    /// from these reports.
+    pub fn report_load(&mut self) {
+        let load = (self.live, self.taken);
+        if load == self.reported {
+            return;
+        }
+        let live = u32::try_from(self.live).unwrap_or(u32::MAX);
+        match sys::send_message(&self.channel, &message::load(live, self.taken), None) {
+            Ok(()) => self.reported = load,
+            // The channel is full (the master is slow): report next time.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            // The master is gone; the EOF on the channel will stop us.
+            Err(_) => {}
+        }
+    }
+    // ANCHOR_END: on_channel
+
+    // ANCHOR: accept
+    /// The listener is readable: accept into `incoming`, until the queue is
+    /// empty under an edge-triggered listener, one under a level-triggered
+    /// one (it stays readable while more wait, and the next wait says so).
+    pub fn accept(&mut self, incoming: &mut Vec<TcpStream>) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match sys::accept_nonblocking(listener) {
+                Ok(stream) => incoming.push(stream),
+                // The queue is empty: under ET this is the drain's end.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // The client gave up between handshake and accept; next.
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e) if sys::is_out_of_descriptors(&e) => {
+                    if !self.shed_one() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    return;
+                }
+            }
+            if self.config.listen_trigger == Trigger::Level {
+                return;
+            }
+        }
+    }
+    // ANCHOR_END: accept
+
+    // ANCHOR: shed
+    /// Out of descriptors with connections still queued. Doing nothing is
+    /// not an option: under LT the listener stays readable and the loop would
+    /// spin at 100% CPU; under ET the queued clients would hang forever. So
+    /// free the reserve descriptor, accept the connection with it and close
+    /// it at once (the client sees the connection closed, a clear answer),
+    /// then take the reserve back. Returns false if that was impossible.
+    pub fn shed_one(&mut self) -> bool {
+        drop(self.reserve.take());
+        let shed = matches!(
+            self.listener.as_ref().map(sys::accept_nonblocking),
+            Some(Ok(_))
+        );
+        self.reserve = File::open("/dev/null").ok();
+        shed
+    }
+    // ANCHOR_END: shed
+
+    /// The worker's last words, in one write: stderr is unbuffered, and the
+    /// workers exit together, so several writes would interleave with the
+    /// other workers' lines (scripts parse this one). `extra`: buffers and
+    /// cache lookups counted outside the shell (the pool threads').
+    pub fn report(&self, extra: Counts) {
+        let (allocated, reused) = self.res.pools.counts();
+        let line = format!(
+            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}\n",
+            std::process::id(),
+            allocated + extra.allocated,
+            reused + extra.reused,
+            self.res.files.hits + extra.hits,
+            self.res.files.misses + extra.misses,
+        );
+        let _ = io::stderr().write_all(line.as_bytes());
+        if let Some(log) = &self.res.log
+            && log.dropped() > 0
+        {
+            eprintln!("access log: {} lines dropped", log.dropped());
+        }
+    }
+}
+
+/// Buffer and cache counts kept outside the shell.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub allocated: u64,
+    pub reused: u64,
+    pub hits: u64,
+    pub misses: u64,
+}

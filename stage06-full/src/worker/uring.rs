@@ -1,0 +1,452 @@
+//! `--model uring`: the session driven by completions, a true Proactor.
+//!
+//! The Reactor asks the kernel "tell me when this socket is ready" and then
+//! does the I/O itself. Here the worker asks the kernel to *do* the I/O
+//! (accept, receive, send, read a file) and is told when each operation has
+//! completed, with its result. Operations go into the submission queue, one
+//! `io_uring_enter` submits them all and waits for at least one completion,
+//! and the loop reaps the completion queue: one system call per batch, in
+//! place of `epoll_wait` plus a `read` and a `writev` per request.
+//!
+//! The session is the Reactor's; what differs is who holds the connection.
+//! While an operation is in flight, the connection (socket, session,
+//! buffers) is *in the ring* (`sys_uring::Ring` keeps it, so the kernel's
+//! writes land in memory nobody else can touch or free) and the slot only
+//! knows which operation to cancel; the completion hands it back.
+//!
+//! The rules that keep this sound, and that a Reactor never needs:
+//! - A buffer handed to the kernel must stay where it is until its
+//!   completion arrives: the ring owns it meanwhile (see `sys_uring`).
+//! - A connection cannot be closed while the kernel works on it: closing
+//!   cancels the operation, and the connection is closed when the
+//!   cancellation completes (`Slot::Cancelled`).
+//! - There is no `sendfile` in io_uring: a large file is read into a 64 KiB
+//!   chunk and sent from there, one copy through user memory that the
+//!   Reactor does not pay (`splice` through a pipe would avoid it).
+//! - An accept takes a descriptor before it looks for a connection: out of
+//!   descriptors, it fails at once, so it must not simply be resubmitted
+//!   (see `on_accept`).
+
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::reactor;
+use super::shell::{Counts, Shell};
+use super::{Config, Intake};
+use crate::http::session::{Next, Session};
+use crate::pool::Pools;
+use crate::sys::{self};
+use crate::sys_uring::{Completion, Op, OpId, Ring};
+
+/// Submission queue entries; the completion queue gets twice as many.
+const RING_ENTRIES: u32 = 4096;
+/// Bytes of a large file read per operation.
+const FILE_CHUNK: u64 = 64 * 1024;
+
+// What an operation is about. A connection's operations are tagged with
+// its slot index; the loop's own, with these.
+const SIGNALS: u64 = u64::MAX - 1;
+const ALARM: u64 = u64::MAX - 2;
+const CHANNEL: u64 = u64::MAX - 3;
+const ACCEPT: u64 = u64::MAX - 4;
+/// A poll of the listener, used only while out of descriptors.
+const LISTEN: u64 = u64::MAX - 5;
+
+/// A connection of the Proactor: its socket, its session, the piece of a
+/// large file read and not yet sent, and what it asked the kernel for.
+pub struct Conn {
+    stream: TcpStream,
+    session: Session,
+    /// `chunk` holds the file's bytes from offset `chunk_at`.
+    chunk: Vec<u8>,
+    chunk_at: u64,
+    pending: Pending,
+}
+
+/// The operation a connection has in the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Recv,
+    Send,
+    /// Reading the file from this offset into `chunk`.
+    ReadFile {
+        at: u64,
+    },
+    /// Sending from `chunk`.
+    SendChunk,
+}
+
+// ANCHOR: uring_slot
+/// A slot of the Proactor. A live connection always has one operation in
+/// flight, so it is always in the ring; the slot says how to get it back.
+#[derive(Default)]
+pub enum Slot {
+    #[default]
+    Free,
+    /// In the ring; `idle`: it waits for the next request of a keep-alive
+    /// connection (closed at once when the worker stops).
+    InRing { op: OpId, idle: bool },
+    /// Its operation was cancelled: close it when it comes back, with a
+    /// 408 first if `timed_out` in the middle of a head.
+    Cancelled { timed_out: bool },
+}
+// ANCHOR_END: uring_slot
+
+/// The Proactor: a shell, a ring, and the accept in flight.
+pub struct Uring {
+    shell: Shell<Slot>,
+    ring: Ring<Box<Conn>>,
+    /// The accept (or listener poll) in flight, to cancel when stopping.
+    accept: Option<OpId>,
+    incoming: Vec<TcpStream>,
+    due: Vec<usize>,
+}
+
+/// Whether this kernel (and its sandbox) lets a process use io_uring.
+pub use crate::sys_uring::available;
+
+/// Sets up a worker's Proactor and runs it until it stops.
+pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
+    let shell = Shell::new(config, intake, channel)?;
+    let mut uring = Uring {
+        shell,
+        ring: Ring::new(RING_ENTRIES)?,
+        accept: None,
+        incoming: Vec::new(),
+        due: Vec::new(),
+    };
+    for tag in [SIGNALS, ALARM, CHANNEL] {
+        uring.poll(tag)?;
+    }
+    uring.submit_accept()?;
+    uring.shell.ready()?;
+    uring.run()
+}
+
+impl Uring {
+    // ANCHOR: run_uring
+    /// The loop: arm the alarm for the nearest deadline, submit and wait
+    /// for completions, handle each, report the load.
+    fn run(&mut self) -> io::Result<()> {
+        let mut completions = Vec::with_capacity(1024);
+        while !self.shell.finished() {
+            self.shell.arm_alarm();
+            self.ring.submit_and_wait(&mut completions, None)?;
+            self.shell.res.tick();
+            for completion in completions.drain(..) {
+                self.on_completion(completion)?;
+            }
+            self.shell.report_load();
+        }
+        self.close_all();
+        self.shell.report(Counts::default());
+        Ok(())
+    }
+
+    fn on_completion(&mut self, c: Completion<Box<Conn>>) -> io::Result<()> {
+        match c.tag {
+            SIGNALS => {
+                if self.shell.on_signals() {
+                    self.begin_stop();
+                }
+                self.poll(SIGNALS)?;
+            }
+            ALARM => {
+                self.expire();
+                self.poll(ALARM)?;
+            }
+            // At EOF the channel is readable for ever: stop polling it.
+            CHANNEL if self.shell.on_channel(&mut self.incoming) => self.poll(CHANNEL)?,
+            CHANNEL => self.begin_stop(),
+            ACCEPT => self.on_accept(c)?,
+            LISTEN => {
+                self.accept = None;
+                self.submit_accept()?;
+            }
+            index => {
+                if let Some(conn) = c.owner {
+                    self.on_conn(index as usize, c.result, conn);
+                }
+            }
+        }
+        while let Some(stream) = self.incoming.pop() {
+            self.admit(stream);
+        }
+        Ok(())
+    }
+    // ANCHOR_END: run_uring
+
+    /// A new connection: a slot, a session, and its first operation.
+    fn admit(&mut self, stream: TcpStream) {
+        let Some((index, _)) = self.shell.admit(&stream) else {
+            return;
+        };
+        let conn = Conn {
+            stream,
+            session: Session::new(self.shell.res.now),
+            chunk: Vec::new(),
+            chunk_at: 0,
+            pending: Pending::Recv,
+        };
+        self.advance(index, Box::new(conn));
+    }
+
+    // ANCHOR: on_conn
+    /// A connection's operation completed: tell its session what the
+    /// kernel did, then let it go on.
+    fn on_conn(&mut self, index: usize, result: io::Result<usize>, mut conn: Box<Conn>) {
+        if let Slot::Cancelled { timed_out } = self.shell.slots[index].state {
+            if timed_out {
+                let date = self.shell.res.date.current();
+                reactor::time_out(&conn.stream, &conn.session, date);
+            }
+            return self.close_now(index, conn);
+        }
+        let res = &mut self.shell.res;
+        let ok = match (conn.pending, result) {
+            // A reset, a broken pipe, a file that cannot be read.
+            (_, Err(_)) => false,
+            // Nothing sent, or the file shrank under us: the promised
+            // length cannot be kept.
+            (Pending::Send | Pending::SendChunk | Pending::ReadFile { .. }, Ok(0)) => false,
+            (Pending::Recv, Ok(n)) => {
+                conn.session.received(n, res.now);
+                true
+            }
+            (Pending::Send | Pending::SendChunk, Ok(n)) => {
+                if let Some(exchange) = conn.session.sent(n, &mut res.env()) {
+                    res.log(&conn.stream, exchange);
+                }
+                true
+            }
+            (Pending::ReadFile { at }, Ok(n)) => {
+                conn.chunk.truncate(n);
+                conn.chunk_at = at;
+                true
+            }
+        };
+        if ok {
+            self.advance(index, conn);
+        } else {
+            self.close_now(index, conn);
+        }
+    }
+
+    /// Runs the session until it needs the kernel, then submits that.
+    fn advance(&mut self, index: usize, mut conn: Box<Conn>) {
+        let res = &mut self.shell.res;
+        loop {
+            match conn.session.next() {
+                Next::Process => conn.session.process(&mut res.env()),
+                Next::Open { path, dir } => {
+                    let opened = res.files.open(&res.root, path, dir, res.now);
+                    conn.session.opened(opened, &mut res.env());
+                }
+                Next::NoDelay => {
+                    let _ = conn.stream.set_nodelay(true);
+                    conn.session.nodelay_set();
+                }
+                Next::Shutdown => {
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    conn.session.shut_down(res.now);
+                }
+                Next::Close => return self.close_now(index, conn),
+                // The kernel's part: start it, hear back when it is done.
+                Next::Recv | Next::Send { .. } | Next::SendFile { .. } => break,
+            }
+        }
+        let deadline = conn.session.deadline(&self.shell.config.timeouts);
+        self.shell.set_deadline(index, deadline);
+        let idle = conn.session.is_idle();
+        let pools = &mut self.shell.res.pools;
+        match self.ring.submit(index as u64, conn, |c| c.operation(pools)) {
+            Ok(op) => self.shell.slots[index].state = Slot::InRing { op, idle },
+            Err(e) => {
+                // The connection was dropped with the failed submission.
+                eprintln!("io_uring submit: {e}");
+                self.shell.release(index);
+            }
+        }
+    }
+    // ANCHOR_END: on_conn
+
+    /// A connection is done with: its buffers go back, its socket closes.
+    fn close_now(&mut self, index: usize, conn: Box<Conn>) {
+        let Conn {
+            stream, session, ..
+        } = *conn;
+        session.release(&mut self.shell.res.pools);
+        drop(stream);
+        self.shell.release(index);
+    }
+
+    /// Closes a connection that is in the ring: cancel its operation, and
+    /// close it when the cancellation completes.
+    fn cancel(&mut self, index: usize, timed_out: bool) {
+        if let Slot::InRing { op, .. } = self.shell.slots[index].state {
+            if let Err(e) = self.ring.cancel(op) {
+                eprintln!("io_uring cancel: {e}");
+            }
+            self.shell.slots[index].state = Slot::Cancelled { timed_out };
+        }
+    }
+
+    fn expire(&mut self) {
+        self.shell.on_alarm(&mut self.due);
+        while let Some(index) = self.due.pop() {
+            self.cancel(index, true);
+        }
+    }
+
+    // ANCHOR: uring_accept
+    fn submit_accept(&mut self) -> io::Result<()> {
+        if let Some(listener) = self.shell.listener() {
+            self.accept = Some(self.ring.accept(ACCEPT, listener)?);
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, c: Completion<Box<Conn>>) -> io::Result<()> {
+        self.accept = None;
+        match (c.accepted, c.result) {
+            (Some(stream), _) => {
+                self.incoming.push(stream);
+                self.submit_accept()
+            }
+            // Out of descriptors. An accept (io_uring's, like accept4)
+            // takes a descriptor *before* it looks for a connection, so it
+            // fails at once whether one is waiting or not: resubmitting it
+            // would spin. Shed the waiting connection if there is one; if
+            // there is none, wait for one with a poll, which needs no
+            // descriptor.
+            (None, Err(e)) if sys::is_out_of_descriptors(&e) => {
+                if self.shell.shed_one() {
+                    self.submit_accept()
+                } else if let Some(listener) = self.shell.listener() {
+                    self.accept = Some(self.ring.poll(LISTEN, listener.as_fd())?);
+                    Ok(())
+                } else {
+                    Ok(())
+                }
+            }
+            // Cancelled: the worker is stopping.
+            (None, Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(()),
+            (None, _) => self.submit_accept(),
+        }
+    }
+    // ANCHOR_END: uring_accept
+
+    /// Polls one of the loop's own descriptors for readability (one-shot).
+    fn poll(&mut self, tag: u64) -> io::Result<()> {
+        let [signals, alarm, channel] = self.shell.own_fds();
+        let fd = match tag {
+            SIGNALS => signals,
+            ALARM => alarm,
+            _ => channel,
+        };
+        self.ring.poll(tag, fd).map(|_| ())
+    }
+
+    /// SIGTERM, SIGINT or the master's exit: stop accepting, close the idle
+    /// connections (cancel their receive).
+    fn begin_stop(&mut self) {
+        if let Some(listener) = self.shell.begin_stop() {
+            // The accept in flight holds the listener open, and in the
+            // reuseport group, until it completes: cancel it.
+            if let Some(op) = self.accept.take() {
+                let _ = self.ring.cancel(op);
+            }
+            drop(listener);
+        }
+        for index in 0..self.shell.slots.len() {
+            if matches!(
+                self.shell.slots[index].state,
+                Slot::InRing { idle: true, .. }
+            ) {
+                self.cancel(index, false);
+            }
+        }
+    }
+
+    /// The end: cancel whatever is in flight and close each connection as
+    /// it comes back (within a second; the ring leaks what never does).
+    fn close_all(&mut self) {
+        for index in 0..self.shell.slots.len() {
+            self.cancel(index, false);
+        }
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut completions = Vec::new();
+        while self.ring.owners_in_flight() > 0 && Instant::now() < until {
+            let wait = Some(Duration::from_millis(10));
+            if self.ring.submit_and_wait(&mut completions, wait).is_err() {
+                return;
+            }
+            for c in completions.drain(..) {
+                if let Some(conn) = c.owner {
+                    self.close_now(c.tag as usize, conn);
+                }
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Whether `chunk` holds the file's bytes at `offset`.
+    fn holds(&self, offset: u64) -> bool {
+        offset >= self.chunk_at && offset < self.chunk_at + self.chunk.len() as u64
+    }
+
+    // ANCHOR: operation
+    /// The operation the session asks for, in this connection's memory.
+    /// Called by the ring once the connection is in it.
+    fn operation(&mut self, pools: &mut Pools) -> Op<'_> {
+        self.pending = match self.session.next() {
+            Next::SendFile { offset, .. } if self.holds(offset) => Pending::SendChunk,
+            Next::SendFile { offset, .. } => Pending::ReadFile { at: offset },
+            Next::Send { .. } => Pending::Send,
+            // `advance` submits only the three I/O arms: this is `Recv`.
+            _ => Pending::Recv,
+        };
+        let socket = self.stream.as_fd();
+        // Sending nothing completes with 0, which closes the connection: the
+        // answer to a session that asked for something else (it cannot).
+        let nothing = Op::Send {
+            socket,
+            head: &[],
+            body: &[],
+        };
+        match self.pending {
+            Pending::Recv => Op::Recv {
+                socket,
+                buf: self.session.read_buf(pools),
+            },
+            Pending::Send => match self.session.next() {
+                Next::Send { head, body, .. } => Op::Send { socket, head, body },
+                _ => nothing,
+            },
+            Pending::SendChunk => match self.session.next() {
+                Next::SendFile { offset, .. } => {
+                    let from = (offset - self.chunk_at) as usize;
+                    let (head, body) = (&self.chunk[from..], &[][..]);
+                    Op::Send { socket, head, body }
+                }
+                _ => nothing,
+            },
+            Pending::ReadFile { at } => match self.session.next() {
+                Next::SendFile { file, len, .. } => {
+                    self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
+                    let buf = &mut self.chunk[..];
+                    Op::Read {
+                        file: file.as_fd(),
+                        offset: at,
+                        buf,
+                    }
+                }
+                _ => nothing,
+            },
+        }
+    }
+    // ANCHOR_END: operation
+}
