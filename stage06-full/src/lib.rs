@@ -8,47 +8,49 @@
 //! files, client resets, idle and slow clients.
 //!
 //! This stage adds:
-//! - [`http::parser`]: an incremental state-machine parser for the request
-//!   head that resumes at any byte and rejects a bad byte at once, with the
-//!   limits and their statuses (414, 431, 505);
-//! - [`http::body`]: body framing with the request-smuggling checks, and a
-//!   chunked decoder that reads past a body up to a limit (413);
+//! - [`http::session`]: one HTTP/1.1 connection as a state machine that
+//!   makes no system call. It is told what happened (bytes received, bytes
+//!   sent, a file opened, a deadline passed) and says what to do next
+//!   (`Next`: receive, parse, open, send, sendfile, shut down, close). The
+//!   sans-I/O design of h11, quinn-proto and rustls: the protocol is
+//!   written and tested once, and any I/O model can drive it;
+//! - [`http::parser`]: an incremental parser for the request head that
+//!   resumes at any byte and rejects a bad byte at once, with the limits
+//!   and their statuses (414, 431, 505); [`http::body`]: body framing with
+//!   the request-smuggling checks (413 past a limit);
+//! - [`http::response`]: every response: error pages, redirects,
+//!   conditional (304) and range (206, 416) answers, keep-alive;
 //! - [`http::path`] and `sys::Root`: percent-decoding, normalising, and
 //!   opening files that the kernel confines to the root (`openat2`);
-//! - [`conn`]: the connection's phases (head, body, send, linger), keep-alive
-//!   and pipelining, conditional and range requests, `writev` for head and
-//!   small body, `sendfile` for large files;
-//! - [`pool`]: per-worker buffer pools, and preallocated connection slots
-//!   (503 when they are all taken);
-//! - [`file_cache`]: the open-file cache: a file served in the last second
-//!   is served again without opening, stat-ing or reading it;
-//! - [`log`]: the access log, written by its own thread through a bounded
-//!   queue;
+//! - [`pool`]: buffer pools, and preallocated connection slots (503 when
+//!   every slot is taken); [`file_cache`]: a file served in the last second
+//!   is served again without opening, stat-ing or reading it; [`log`]: the
+//!   access log, written by its own thread through a bounded queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
 //!   keep-alive timeout; SIGTERM lets responses in flight finish;
-//! - `--model`: the same server as a Reactor (the default), as the
-//!   write-ups' simulated Proactor with a thread pool per worker
-//!   ([`offload`]), or as a true Proactor on io_uring (`reactor::uring`).
+//! - `--model`: three drivers of the same session, over one worker shell
+//!   ([`worker`]): a Reactor (the default), the write-ups' simulated
+//!   Proactor with a thread pool per worker, and a true Proactor on
+//!   io_uring.
 //!
 //! ## What this stage leaves out
 //! - Dynamic content, TLS, HTTP/2, compression, directory listings: the
 //!   exercises add some; none changes the structure.
 //!
 //! ## Modules
-//! - [`sys`]: the stage's system calls and nearly all of its `unsafe`: the
-//!   listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
-//!   `openat2`, `sendfile`, `send` with `MSG_MORE`. The io_uring submissions
-//!   are `unsafe` too, and stay in `reactor/uring.rs` beside the rule that
-//!   makes them sound.
+//! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
+//!   response, dates, paths, ranges, content types.
+//! - [`worker`]: a worker process. [`worker::shell`]: what every model
+//!   shares (signals, timers, slots, accepting, the master's channel,
+//!   stopping); [`worker::reactor`], [`worker::proactor_sim`],
+//!   [`worker::uring`]: the three drivers.
+//! - [`master`]: the master and the pool of workers (from stage05).
+//! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
+//!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
+//!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys_uring`]: a safe
+//!   io_uring that owns what the kernel may write into.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
-//! - [`http`]: the protocol, free of I/O: parser, body, dates, paths,
-//!   ranges, content types, responses.
-//! - [`conn`]: one HTTP connection.
-//! - [`pool`], [`file_cache`], [`log`]: buffer pools, the open-file cache
-//!   and the access log.
-//! - [`reactor`]: a worker's loop (and, in `reactor/uring.rs`, its io_uring
-//!   variant); [`offload`]: the simulated Proactor's thread pool;
-//!   [`master`]: the master and the pool of workers.
+//! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!
 //! ## Run it
 //! ```text

@@ -638,8 +638,55 @@ macro_rules! suite {
         }
 
         #[test]
+        fn a_burst_of_two_thousand_connections_is_answered_in_every_dispatch_mode() {
+            if !enough_descriptors(2 * 2000 + 200) {
+                return;
+            }
+            let site = Site::new();
+            let modes: [&[&str]; 4] = [
+                &["--dispatch", "pass"],
+                &["--dispatch", "shared"],
+                &["--dispatch", "shared", "--exclusive"],
+                &["--dispatch", "reuseport"],
+            ];
+            let request = b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+            for mode in modes {
+                let server = start(&site, mode);
+                let answers = testkit::burst(server.addr, 2000, request);
+                let unanswered: Vec<String> = answers
+                    .iter()
+                    .filter_map(|a| match a {
+                        Ok(bytes) if bytes.starts_with(b"HTTP/1.1 200 OK\r\n")
+                            && bytes.ends_with(b"hello world\n") => None,
+                        Ok(bytes) => Some(format!("{:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(20)]))),
+                        Err(e) => Some(e.kind().to_string()),
+                    })
+                    .collect();
+                assert!(unanswered.is_empty(), "{mode:?}: {} of 2000 unanswered: {:?}", unanswered.len(), &unanswered[..unanswered.len().min(5)]);
+                // And the server still answers a lone client afterwards.
+                assert_eq!(get(&server, "/small.txt").status, 200, "{mode:?}");
+            }
+        }
+
+        #[test]
+        fn no_client_gets_503_while_a_worker_has_a_free_slot() {
+            let site = Site::new();
+            let server = start(&site, &["--workers", "2", "--max-conns", "2"]);
+            let mut kept: Vec<Client> = (0..4).map(|_| Client::new(&server)).collect();
+            for c in &mut kept {
+                c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                assert_eq!(c.response().status, 200);
+            }
+            let mut fifth = Client::new(&server);
+            assert_eq!(fifth.response().status, 503);
+            assert!(fifth.closed());
+        }
+
+        #[test]
         fn a_thousand_concurrent_keep_alive_connections() {
-            assert!(raise_fd_limit(4096) >= 2100);
+            if !enough_descriptors(2100) {
+                return;
+            }
             let site = Site::new();
             let server = start(&site, &[]);
             let mut clients: Vec<Client> = (0..1000).map(|_| Client::new(&server)).collect();
@@ -941,6 +988,17 @@ macro_rules! each_test {
             }
         )*
     };
+}
+
+/// Raises this process's descriptor limit (servers started afterwards
+/// inherit it) to at least `needed`; where the hard limit is lower, says
+/// the test is skipped, and why.
+fn enough_descriptors(needed: u64) -> bool {
+    let limit = raise_fd_limit(needed);
+    if limit < needed {
+        eprintln!("skipped: needs {needed} descriptors, the hard limit allows {limit}");
+    }
+    limit >= needed
 }
 
 /// Whether the tests of `model` cannot run here: only `uring`, and only
