@@ -38,9 +38,13 @@
 //! stage03 gives every connection an idle timer kept in a sorted list,
 //! checked on a SIGALRM tick that reaches the loop through a self-pipe.
 
+// `unsafe` is refused everywhere but in the sys module.
+#![deny(unsafe_code)]
+
 pub mod conn;
 pub mod poller;
 pub mod reactor;
+#[allow(unsafe_code)]
 pub mod sys;
 
 pub use poller::{Interest, Poller, Token, Trigger};

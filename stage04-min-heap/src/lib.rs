@@ -39,9 +39,13 @@
 //! stage05 runs this loop in N worker processes under a master that accepts
 //! connections and passes each to the least-loaded worker.
 
+// `unsafe` is refused everywhere but in the sys module.
+#![deny(unsafe_code)]
+
 pub mod conn;
 pub mod poller;
 pub mod reactor;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod timer_heap;
 

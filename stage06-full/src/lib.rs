@@ -63,13 +63,18 @@
 //! (`scripts/bench-http.sh`); the exercises extend it (ETag, directory
 //! listings, OPTIONS).
 
+// `unsafe` is refused everywhere but in the sys module.
+#![deny(unsafe_code)]
+
 pub mod file_cache;
 pub mod http;
 pub mod log;
 pub mod master;
 pub mod poller;
 pub mod pool;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod sys_uring;
 pub mod timer_heap;
 pub mod worker;

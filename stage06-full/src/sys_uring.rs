@@ -71,7 +71,7 @@ pub struct Completion<T> {
 struct InFlight<T> {
     tag: u64,
     owner: Option<T>,
-    iov: [libc::iovec; 2],
+    iov: [nix::libc::iovec; 2],
     accept: bool,
 }
 
@@ -90,13 +90,13 @@ pub fn available() -> io::Result<()> {
 /// The tag of a cancellation, whose own completion nobody wants.
 const CANCEL: u64 = u64::MAX;
 
-const NO_IOVEC: libc::iovec = libc::iovec {
+const NO_IOVEC: nix::libc::iovec = nix::libc::iovec {
     iov_base: std::ptr::null_mut(),
     iov_len: 0,
 };
 
-fn iovec(bytes: &[u8]) -> libc::iovec {
-    libc::iovec {
+fn iovec(bytes: &[u8]) -> nix::libc::iovec {
+    nix::libc::iovec {
         iov_base: bytes.as_ptr() as *mut _,
         iov_len: bytes.len(),
     }
@@ -155,7 +155,7 @@ impl<T> Ring<T> {
 
     /// Waits for `fd` to be readable (one-shot).
     pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
-        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build();
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
         self.push(entry, Self::plain(tag, false))
     }
 
@@ -164,7 +164,7 @@ impl<T> Ring<T> {
     pub fn accept(&mut self, tag: u64, listener: &TcpListener) -> io::Result<OpId> {
         let fd = types::Fd(listener.as_raw_fd());
         let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .flags(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)
             .build();
         self.push(entry, Self::plain(tag, true))
     }
@@ -242,7 +242,7 @@ impl<T> Ring<T> {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    Some(nix::libc::ETIME | nix::libc::EINTR | nix::libc::EBUSY)
                 ) => {}
             Err(e) => return Err(e),
         }

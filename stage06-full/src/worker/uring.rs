@@ -332,7 +332,7 @@ impl Uring {
                 }
             }
             // Cancelled: the worker is stopping.
-            (None, Err(e)) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(()),
+            (None, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => Ok(()),
             (None, _) => self.submit_accept(),
         }
     }
