@@ -1,7 +1,8 @@
 //! The session without sockets: a fake driver feeds it bytes in chosen
 //! pieces, "opens" files from a table, and collects what it is asked to
 //! send. Every byte of every response is checked, and any chunking of a
-//! pipelined input must give the same bytes as the whole input.
+//! pipelined input must give the same bytes as the whole input. Built for
+//! `cargo test` only (`#[cfg(test)] mod tests;` in session.rs).
 
 use std::collections::HashMap;
 use std::io::Write;
