@@ -47,7 +47,7 @@
 //! - [`master`]: the master and the pool of workers (from stage05).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
-//!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys_uring`]: a safe
+//!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
 //!   io_uring that owns what the kernel may write into.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
@@ -74,8 +74,6 @@ pub mod poller;
 pub mod pool;
 #[allow(unsafe_code)]
 pub mod sys;
-#[allow(unsafe_code)]
-pub mod sys_uring;
 pub mod timer_heap;
 pub mod worker;
 

@@ -155,7 +155,8 @@ impl<T> Ring<T> {
 
     /// Waits for `fd` to be readable (one-shot).
     pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
-        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
+        let entry =
+            opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
         self.push(entry, Self::plain(tag, false))
     }
 

@@ -10,13 +10,13 @@
 //!
 //! The session is the Reactor's; what differs is who holds the connection.
 //! While an operation is in flight, the connection (socket, session,
-//! buffers) is *in the ring* (`sys_uring::Ring` keeps it, so the kernel's
+//! buffers) is *in the ring* (`sys::uring::Ring` keeps it, so the kernel's
 //! writes land in memory nobody else can touch or free) and the slot only
 //! knows which operation to cancel; the completion hands it back.
 //!
 //! The rules that keep this sound, and that a Reactor never needs:
 //! - A buffer handed to the kernel must stay where it is until its
-//!   completion arrives: the ring owns it meanwhile (see `sys_uring`).
+//!   completion arrives: the ring owns it meanwhile (see `sys::uring`).
 //! - A connection cannot be closed while the kernel works on it: closing
 //!   cancels the operation, and the connection is closed when the
 //!   cancellation completes (`Slot::Cancelled`).
@@ -37,8 +37,8 @@ use super::shell::{Counts, Shell};
 use super::{Config, Intake};
 use crate::http::session::{Next, Session};
 use crate::pool::Pools;
+use crate::sys::uring::{Completion, Op, OpId, Ring};
 use crate::sys::{self};
-use crate::sys_uring::{Completion, Op, OpId, Ring};
 
 /// Submission queue entries; the completion queue gets twice as many.
 const RING_ENTRIES: u32 = 4096;
@@ -105,7 +105,7 @@ pub struct Uring {
 }
 
 /// Whether this kernel (and its sandbox) lets a process use io_uring.
-pub use crate::sys_uring::available;
+pub use crate::sys::uring::available;
 
 /// Sets up a worker's Proactor and runs it until it stops.
 pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
