@@ -72,7 +72,18 @@ struct InFlight<T> {
     tag: u64,
     owner: Option<T>,
     iov: [nix::libc::iovec; 2],
-    accept: bool,
+    kind: Kind,
+}
+
+/// What an operation's result means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Bytes moved (or a poll's events).
+    Bytes,
+    /// A new descriptor.
+    Accept,
+    /// A cancellation, whose own completion nobody wants.
+    Cancel,
 }
 
 /// An io_uring and the operations it has in flight, by user data.
@@ -86,9 +97,6 @@ pub struct Ring<T> {
 pub fn available() -> io::Result<()> {
     IoUring::new(8).map(|_| ())
 }
-
-/// The tag of a cancellation, whose own completion nobody wants.
-const CANCEL: u64 = u64::MAX;
 
 const NO_IOVEC: nix::libc::iovec = nix::libc::iovec {
     iov_base: std::ptr::null_mut(),
@@ -126,7 +134,7 @@ impl<T> Ring<T> {
             tag,
             owner: Some(owner),
             iov: [NO_IOVEC; 2],
-            accept: false,
+            kind: Kind::Bytes,
         });
         let InFlight { owner, iov, .. } = &mut *flight;
         let Some(owner) = owner.as_mut() else {
@@ -157,7 +165,7 @@ impl<T> Ring<T> {
     pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
         let entry =
             opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
-        self.push(entry, Self::plain(tag, false))
+        self.push(entry, Self::plain(tag, Kind::Bytes))
     }
 
     /// Accepts one connection from `listener`, non-blocking and
@@ -167,14 +175,14 @@ impl<T> Ring<T> {
         let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
             .flags(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)
             .build();
-        self.push(entry, Self::plain(tag, true))
+        self.push(entry, Self::plain(tag, Kind::Accept))
     }
 
     /// Asks the kernel to cancel an operation in flight; it then completes
     /// (with `ECANCELED`, unless it finished first).
     pub fn cancel(&mut self, op: OpId) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(op.0 as u64).build();
-        self.push(entry, Self::plain(CANCEL, false)).map(|_| ())
+        self.push(entry, Self::plain(0, Kind::Cancel)).map(|_| ())
     }
 
     /// Operations in flight that hold an owner.
@@ -183,12 +191,12 @@ impl<T> Ring<T> {
         self.ops.iter().filter(|f| held(f)).count()
     }
 
-    fn plain(tag: u64, accept: bool) -> Box<InFlight<T>> {
+    fn plain(tag: u64, kind: Kind) -> Box<InFlight<T>> {
         Box::new(InFlight {
             tag,
             owner: None,
             iov: [NO_IOVEC; 2],
-            accept,
+            kind,
         })
     }
 
@@ -263,8 +271,8 @@ impl<T> Ring<T> {
                 continue;
             };
             self.free.push(index);
-            if flight.tag == CANCEL {
-                continue; // a cancellation's own completion
+            if flight.kind == Kind::Cancel {
+                continue;
             }
             out.push(complete(*flight, result));
         }
@@ -276,7 +284,7 @@ impl<T> Ring<T> {
 fn complete<T>(flight: InFlight<T>, result: i32) -> Completion<T> {
     let (result, accepted) = match result {
         r if r < 0 => (Err(io::Error::from_raw_os_error(-r)), None),
-        fd if flight.accept => {
+        fd if flight.kind == Kind::Accept => {
             // SAFETY: a successful accept's result is a new descriptor that
             // the kernel installed for us and nothing else owns.
             let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -298,7 +306,7 @@ impl<T> Drop for Ring<T> {
     /// kernel may yet write into it.
     fn drop(&mut self) {
         let running: Vec<usize> = (0..self.ops.len())
-            .filter(|&i| self.ops[i].as_ref().is_some_and(|f| f.tag != CANCEL))
+            .filter(|&i| self.ops[i].as_ref().is_some_and(|f| f.kind != Kind::Cancel))
             .collect();
         for op in running {
             let _ = self.cancel(OpId(op));

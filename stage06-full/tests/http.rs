@@ -600,18 +600,26 @@ macro_rules! suite {
             let mut c = Client::new(&server);
             let start = Instant::now();
             c.send("GET / HTTP/1.1\r\nHost: t\r\n");
-            // Trickle a byte every 100 ms: activity must not extend the deadline.
-            for _ in 0..40 {
-                thread::sleep(Duration::from_millis(100));
-                if c.writer.write_all(b"X").is_err() {
-                    break;
+            // Trickle a byte every 100 ms until the answer comes: activity
+            // must not extend the deadline. The client is still sending when
+            // the 408 leaves, so the server must linger, not reset.
+            let stream = c.reader.get_ref().try_clone().unwrap();
+            stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            loop {
+                match stream.peek(&mut [0u8; 1]) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("no answer: {e}"),
                 }
-                if start.elapsed() > Duration::from_secs(3) {
-                    break;
-                }
+                assert!(start.elapsed() < Duration::from_secs(3), "no 408 in 3 s");
+                c.writer.write_all(b"X").expect("the server reset us");
             }
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
             let r = c.response();
             assert_eq!(r.status, 408);
+            assert_eq!(r.header("connection"), Some("close"));
+            // Our half-close ends the server's lingering at once.
+            c.writer.shutdown(std::net::Shutdown::Write).unwrap();
             assert!(c.closed());
             assert!(
                 start.elapsed() < Duration::from_secs(3),

@@ -464,11 +464,16 @@ impl Session {
     }
 
     /// The deadline passed. A client in the middle of a request head gets a
-    /// 408: the bytes of a whole response, for one best-effort write before
-    /// the connection closes.
-    pub fn timed_out(&self, date: &str) -> Option<Vec<u8>> {
-        let mid_head = matches!(self.phase, Phase::Head) && self.parser.started();
-        mid_head.then(|| response::complete(408, date))
+    /// 408, sent like any response, and the close lingers (the client may
+    /// still be sending: closing at once would reset the connection and
+    /// could destroy the 408 on its way). In any other phase the connection
+    /// just closes.
+    pub fn timed_out(&mut self, env: &mut Env<'_>) {
+        if matches!(self.phase, Phase::Head) && self.parser.started() {
+            self.refuse(408, None, env);
+        } else {
+            self.phase = Phase::Closed;
+        }
     }
 
     /// Idle between requests: nothing read, nothing to send.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::reactor::{self, Conn, Processing, Step};
-use super::shell::{ALARM, CHANNEL, Counts, LISTENER, SIGNALS, Shell};
+use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, DateCache, Intake, Resources};
 use crate::file_cache::FileCache;
 use crate::http::session::{Env, Next, SMALL_BODY};
@@ -122,18 +122,13 @@ impl ProactorSim {
             for event in events.iter() {
                 match event.token {
                     OFFLOAD => self.on_done(),
-                    LISTENER => self.shell.accept(&mut self.incoming),
-                    CHANNEL => {
-                        if !self.shell.on_channel(&mut self.incoming) {
-                            self.begin_stop();
+                    own @ (LISTENER | CHANNEL | SIGNALS | ALARM) => {
+                        match self.shell.on_own(own, &mut self.incoming) {
+                            Own::Done => {}
+                            Own::Stop => self.begin_stop(),
+                            Own::Expire => self.expire(),
                         }
                     }
-                    SIGNALS => {
-                        if self.shell.on_signals() {
-                            self.begin_stop();
-                        }
-                    }
-                    ALARM => self.expire(),
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
@@ -241,7 +236,7 @@ impl ProactorSim {
     fn expire(&mut self) {
         self.shell.on_alarm(&mut self.due);
         while let Some(index) = self.due.pop() {
-            match &self.shell.slots[index].state {
+            match &mut self.shell.slots[index].state {
                 // In the pool: look again when it is back (its deadline is
                 // recomputed then).
                 Slot::Away => {
@@ -249,9 +244,8 @@ impl ProactorSim {
                     self.shell.set_deadline(index, later);
                 }
                 Slot::Here(conn) => {
-                    let date = self.shell.res.date.current();
-                    reactor::time_out(&conn.stream, &conn.session, date);
-                    self.close(index);
+                    conn.session.timed_out(&mut self.shell.res.env());
+                    self.step(index);
                 }
                 Slot::Free => {}
             }

@@ -18,7 +18,7 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::OwnedFd;
 
-use super::shell::{ALARM, CHANNEL, LISTENER, SIGNALS, Shell};
+use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, Intake, Resources};
 use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
@@ -67,7 +67,9 @@ pub enum Processing {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, session: Session, trigger: Trigger) -> Conn {
+    /// A new connection waits for its first request: reading is watched.
+    pub fn new(stream: TcpStream, session: Session) -> Conn {
+        let (read, write) = (true, false);
         Conn {
             stream,
             session,
@@ -75,17 +77,8 @@ impl Conn {
             // A new socket's send buffer is empty.
             writable: true,
             fin: false,
-            interest: Interest {
-                read: true,
-                write: false,
-            },
+            interest: Interest { read, write },
         }
-        .with_interest(trigger)
-    }
-
-    fn with_interest(mut self, trigger: Trigger) -> Conn {
-        self.interest = self.wanted(trigger);
-        self
     }
 
     /// Records an event's readiness.
@@ -236,7 +229,7 @@ pub fn admit<S: Default>(
         return;
     };
     let trigger = shell.config.trigger;
-    let conn = Conn::new(stream, Session::new(shell.res.now), trigger);
+    let conn = Conn::new(stream, Session::new(shell.res.now));
     if let Err(e) = poller.add(&conn.stream, token, conn.interest, trigger) {
         eprintln!("epoll add: {e}");
         shell.release(index);
@@ -255,15 +248,6 @@ pub fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger)
         poller.modify(&conn.stream, token, wanted, trigger)?;
     }
     Ok(())
-}
-
-/// A connection's deadline passed: a client in the middle of a head gets
-/// its 408, in one best-effort write, before the connection closes.
-pub fn time_out(stream: &TcpStream, session: &Session, date: &str) {
-    if let Some(answer) = session.timed_out(date) {
-        let _ = (&*stream).write(&answer);
-        let _ = stream.shutdown(Shutdown::Write);
-    }
 }
 
 /// The Reactor: a shell, an epoll instance, and a connection per slot.
@@ -313,35 +297,29 @@ impl Reactor {
             self.shell.res.tick();
             for event in events.iter() {
                 match event.token {
-                    LISTENER => self.shell.accept(&mut self.incoming),
-                    CHANNEL => {
-                        if !self.shell.on_channel(&mut self.incoming) {
-                            self.begin_stop();
+                    own @ (LISTENER | CHANNEL | SIGNALS | ALARM) => {
+                        match self.shell.on_own(own, &mut self.incoming) {
+                            Own::Done => {}
+                            Own::Stop => self.begin_stop(),
+                            Own::Expire => self.expire(),
                         }
                     }
-                    SIGNALS => {
-                        if self.shell.on_signals() {
-                            self.begin_stop();
-                        }
-                    }
-                    ALARM => self.expire(),
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
-                    self.admit(stream);
+                    admit(&mut self.shell, &self.poller, stream, Some);
                 }
             }
             self.shell.report_load();
         }
         self.shell.report(Default::default());
-        self.close_all();
+        // After the grace period, a response still in flight is cut off.
+        for index in 0..self.shell.slots.len() {
+            self.close(index);
+        }
         Ok(())
     }
     // ANCHOR_END: run
-
-    fn admit(&mut self, stream: TcpStream) {
-        admit(&mut self.shell, &self.poller, stream, Some);
-    }
 
     fn on_ready(&mut self, token: Token, ready: Readiness) {
         let Some(index) = self.shell.find(token) else {
@@ -372,15 +350,15 @@ impl Reactor {
     }
 
     // ANCHOR: expire
-    /// Closes every connection whose deadline has passed; a client in the
-    /// middle of a head gets its 408 first (one best-effort write).
+    /// Tells every session whose deadline has passed, and drives it: most
+    /// close at once; a client in the middle of a head is sent its 408 first.
     fn expire(&mut self) {
         self.shell.on_alarm(&mut self.due);
         while let Some(index) = self.due.pop() {
-            if let Some(conn) = &self.shell.slots[index].state {
-                time_out(&conn.stream, &conn.session, self.shell.res.date.current());
+            if let Some(conn) = self.shell.slots[index].state.as_mut() {
+                conn.session.timed_out(&mut self.shell.res.env());
+                self.step(index, self.shell.token(index));
             }
-            self.close(index);
         }
     }
     // ANCHOR_END: expire
@@ -409,14 +387,6 @@ impl Reactor {
         if let Some(conn) = self.shell.slots[index].state.take() {
             conn.session.release(&mut self.shell.res.pools);
             self.shell.release(index);
-        }
-    }
-
-    /// The end: whatever is left is closed (after the grace period, a
-    /// response still in flight is cut off).
-    fn close_all(&mut self) {
-        for index in 0..self.shell.slots.len() {
-            self.close(index);
         }
     }
 }

@@ -363,9 +363,25 @@ impl<S: Default> Shell<S> {
     }
     // ANCHOR_END: alarm
 
+    // ANCHOR: on_own
+    /// An event on one of the worker's own descriptors (`LISTENER`,
+    /// `CHANNEL`, `SIGNALS`, `ALARM`): accepted or passed connections go
+    /// into `incoming`, and the answer says what the driver must do.
+    pub fn on_own(&mut self, token: Token, incoming: &mut Vec<TcpStream>) -> Own {
+        match token {
+            LISTENER => self.accept(incoming),
+            CHANNEL if !self.on_channel(incoming) => return Own::Stop,
+            SIGNALS if self.on_signals() => return Own::Stop,
+            ALARM => return Own::Expire,
+            _ => {}
+        }
+        Own::Done
+    }
+    // ANCHOR_END: on_own
+
     /// The signalfd is readable. True if SIGTERM or SIGINT is among what
     /// was pending: the driver then stops.
-    pub fn on_signals(&mut self) -> bool {
+    fn on_signals(&mut self) -> bool {
         let mut stop = false;
         let drained = sys::drain_signal_fd(&self.signals, |signal| {
             stop |= matches!(signal, Signal::SIGTERM | Signal::SIGINT);
@@ -401,7 +417,7 @@ impl<S: Default> Shell<S> {
     // ANCHOR: on_channel
     /// The master's channel is readable: passed connections go into
     /// `incoming`. False when the master is gone: the worker must stop.
-    pub fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
+    fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
         let mut buf = [0u8; 16];
         loop {
             match sys::recv_message(&self.channel, &mut buf) {
@@ -445,7 +461,7 @@ impl<S: Default> Shell<S> {
     /// The listener is readable: accept into `incoming`, until the queue is
     /// empty under an edge-triggered listener, one under a level-triggered
     /// one (it stays readable while more wait, and the next wait says so).
-    pub fn accept(&mut self, incoming: &mut Vec<TcpStream>) {
+    fn accept(&mut self, incoming: &mut Vec<TcpStream>) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
@@ -513,6 +529,17 @@ impl<S: Default> Shell<S> {
             eprintln!("access log: {} lines dropped", log.dropped());
         }
     }
+}
+
+/// What an event on one of the worker's own descriptors asks of its driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Own {
+    /// Nothing more (new connections, if any, are in `incoming`).
+    Done,
+    /// SIGTERM, SIGINT or the master's exit: stop.
+    Stop,
+    /// The timerfd fired: expire what is due (`on_alarm`).
+    Expire,
 }
 
 /// Buffer and cache counts kept outside the shell.

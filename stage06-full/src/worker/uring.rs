@@ -3,39 +3,29 @@
 //! The Reactor asks the kernel "tell me when this socket is ready" and then
 //! does the I/O itself. Here the worker asks the kernel to *do* the I/O
 //! (accept, receive, send, read a file) and is told when each operation has
-//! completed, with its result. Operations go into the submission queue, one
-//! `io_uring_enter` submits them all and waits for at least one completion,
-//! and the loop reaps the completion queue: one system call per batch, in
-//! place of `epoll_wait` plus a `read` and a `writev` per request.
+//! completed, with its result. One `io_uring_enter` submits every queued
+//! operation and waits for a completion; the loop then reaps the completion
+//! queue: one system call per batch, in place of `epoll_wait` plus a `read`
+//! and a `writev` per request.
 //!
 //! The session is the Reactor's; what differs is who holds the connection.
 //! While an operation is in flight, the connection (socket, session,
-//! buffers) is *in the ring* (`sys::uring::Ring` keeps it, so the kernel's
-//! writes land in memory nobody else can touch or free) and the slot only
-//! knows which operation to cancel; the completion hands it back.
-//!
-//! The rules that keep this sound, and that a Reactor never needs:
-//! - A buffer handed to the kernel must stay where it is until its
-//!   completion arrives: the ring owns it meanwhile (see `sys::uring`).
-//! - A connection cannot be closed while the kernel works on it: closing
-//!   cancels the operation, and the connection is closed when the
-//!   cancellation completes (`Slot::Cancelled`).
-//! - There is no `sendfile` in io_uring: a large file is read into a 64 KiB
-//!   chunk and sent from there, one copy through user memory that the
-//!   Reactor does not pay (`splice` through a pipe would avoid it).
-//! - An accept takes a descriptor before it looks for a connection: out of
-//!   descriptors, it fails at once, so it must not simply be resubmitted
-//!   (see `on_accept`).
+//! buffers) is *in the ring*: `sys::uring::Ring` owns it, so the kernel
+//! writes into memory nobody else can touch or free, and the completion
+//! hands it back. Closing it means cancelling its operation first
+//! (`Slot::Cancelled`). io_uring has no `sendfile`: a large file is read
+//! into a 64 KiB chunk and sent from there, a copy through user memory the
+//! Reactor does not pay (`splice` through a pipe would avoid it).
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::reactor;
-use super::shell::{Counts, Shell};
+use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, Intake};
 use crate::http::session::{Next, Session};
+use crate::poller::Token;
 use crate::pool::Pools;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
 use crate::sys::{self};
@@ -46,13 +36,11 @@ const RING_ENTRIES: u32 = 4096;
 const FILE_CHUNK: u64 = 64 * 1024;
 
 // What an operation is about. A connection's operations are tagged with
-// its slot index; the loop's own, with these.
-const SIGNALS: u64 = u64::MAX - 1;
-const ALARM: u64 = u64::MAX - 2;
-const CHANNEL: u64 = u64::MAX - 3;
-const ACCEPT: u64 = u64::MAX - 4;
+// its slot index; polls of the worker's own descriptors, with their tokens
+// (`SIGNALS`, `ALARM`, `CHANNEL`); the accept, with this.
+const ACCEPT: u64 = u64::MAX - 8;
 /// A poll of the listener, used only while out of descriptors.
-const LISTEN: u64 = u64::MAX - 5;
+const LISTEN: u64 = LISTENER.0;
 
 /// A connection of the Proactor: its socket, its session, the piece of a
 /// large file read and not yet sent, and what it asked the kernel for.
@@ -88,8 +76,9 @@ pub enum Slot {
     /// In the ring; `idle`: it waits for the next request of a keep-alive
     /// connection (closed at once when the worker stops).
     InRing { op: OpId, idle: bool },
-    /// Its operation was cancelled: close it when it comes back, with a
-    /// 408 first if `timed_out` in the middle of a head.
+    /// Its operation was cancelled: when it comes back, close it, or, if
+    /// its deadline passed (`timed_out`), tell its session and go on (a
+    /// client in the middle of a head gets its 408 first).
     Cancelled { timed_out: bool },
 }
 // ANCHOR_END: uring_slot
@@ -117,8 +106,8 @@ pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
         incoming: Vec::new(),
         due: Vec::new(),
     };
-    for tag in [SIGNALS, ALARM, CHANNEL] {
-        uring.poll(tag)?;
+    for own in [SIGNALS, ALARM, CHANNEL] {
+        uring.poll(own)?;
     }
     uring.submit_accept()?;
     uring.shell.ready()?;
@@ -147,19 +136,18 @@ impl Uring {
 
     fn on_completion(&mut self, c: Completion<Box<Conn>>) -> io::Result<()> {
         match c.tag {
-            SIGNALS => {
-                if self.shell.on_signals() {
-                    self.begin_stop();
+            tag if [SIGNALS, ALARM, CHANNEL].contains(&Token(tag)) => {
+                let own = self.shell.on_own(Token(tag), &mut self.incoming);
+                // At EOF the channel is readable for ever: stop polling it.
+                if !(own == Own::Stop && Token(tag) == CHANNEL) {
+                    self.poll(Token(tag))?;
                 }
-                self.poll(SIGNALS)?;
+                match own {
+                    Own::Done => {}
+                    Own::Stop => self.begin_stop(),
+                    Own::Expire => self.expire(),
+                }
             }
-            ALARM => {
-                self.expire();
-                self.poll(ALARM)?;
-            }
-            // At EOF the channel is readable for ever: stop polling it.
-            CHANNEL if self.shell.on_channel(&mut self.incoming) => self.poll(CHANNEL)?,
-            CHANNEL => self.begin_stop(),
             ACCEPT => self.on_accept(c)?,
             LISTEN => {
                 self.accept = None;
@@ -197,15 +185,17 @@ impl Uring {
     /// A connection's operation completed: tell its session what the
     /// kernel did, then let it go on.
     fn on_conn(&mut self, index: usize, result: io::Result<usize>, mut conn: Box<Conn>) {
-        if let Slot::Cancelled { timed_out } = self.shell.slots[index].state {
-            if timed_out {
-                let date = self.shell.res.date.current();
-                reactor::time_out(&conn.stream, &conn.session, date);
-            }
+        let cancelled = match self.shell.slots[index].state {
+            Slot::Cancelled { timed_out } => Some(timed_out),
+            _ => None,
+        };
+        if cancelled == Some(false) {
             return self.close_now(index, conn);
         }
         let res = &mut self.shell.res;
         let ok = match (conn.pending, result) {
+            // Cancelled before it did anything: its deadline, below.
+            (_, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => cancelled.is_some(),
             // A reset, a broken pipe, a file that cannot be read.
             (_, Err(_)) => false,
             // Nothing sent, or the file shrank under us: the promised
@@ -227,11 +217,13 @@ impl Uring {
                 true
             }
         };
-        if ok {
-            self.advance(index, conn);
-        } else {
-            self.close_now(index, conn);
+        if !ok {
+            return self.close_now(index, conn);
         }
+        if cancelled == Some(true) {
+            conn.session.timed_out(&mut res.env());
+        }
+        self.advance(index, conn);
     }
 
     /// Runs the session until it needs the kernel, then submits that.
@@ -274,11 +266,8 @@ impl Uring {
 
     /// A connection is done with: its buffers go back, its socket closes.
     fn close_now(&mut self, index: usize, conn: Box<Conn>) {
-        let Conn {
-            stream, session, ..
-        } = *conn;
-        session.release(&mut self.shell.res.pools);
-        drop(stream);
+        let conn = *conn;
+        conn.session.release(&mut self.shell.res.pools);
         self.shell.release(index);
     }
 
@@ -338,15 +327,16 @@ impl Uring {
     }
     // ANCHOR_END: uring_accept
 
-    /// Polls one of the loop's own descriptors for readability (one-shot).
-    fn poll(&mut self, tag: u64) -> io::Result<()> {
+    /// Polls one of the worker's own descriptors for readability (one-shot).
+    fn poll(&mut self, own: Token) -> io::Result<()> {
         let [signals, alarm, channel] = self.shell.own_fds();
-        let fd = match tag {
-            SIGNALS => signals,
-            ALARM => alarm,
-            _ => channel,
-        };
-        self.ring.poll(tag, fd).map(|_| ())
+        let fd = [(SIGNALS, signals), (ALARM, alarm), (CHANNEL, channel)]
+            .into_iter()
+            .find_map(|(token, fd)| (token == own).then_some(fd));
+        match fd {
+            Some(fd) => self.ring.poll(own.0, fd).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// SIGTERM, SIGINT or the master's exit: stop accepting, close the idle
