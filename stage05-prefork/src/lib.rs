@@ -32,6 +32,8 @@
 //! - [`sys`]: the listener, `accept4`, signalfd, timerfd, `fork`, the
 //!   channel with descriptor passing, reaping; every `unsafe` of the stage.
 //! - [`poller`]: the narrow epoll wrapper, plus `add_exclusive`.
+//! - [`accept`]: the accept loop's expected conditions and the
+//!   reserve-descriptor shed, for the master and the workers alike.
 //! - [`conn`]: one connection's state and handlers (unchanged).
 //! - [`timer_heap`]: the min-heap of timers (unchanged).
 //! - [`reactor`]: a worker's loop.
@@ -50,6 +52,7 @@
 //! connection: an incremental parser, keep-alive and pipelining, `sendfile`,
 //! buffer pools, an open-file cache and an access log.
 
+pub mod accept;
 pub mod conn;
 pub mod master;
 pub mod poller;

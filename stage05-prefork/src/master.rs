@@ -6,7 +6,6 @@
 //! per worker, on which workers report their load. It never touches a
 //! connection's bytes.
 
-use std::fs::File;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -17,6 +16,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{ForkResult, Pid};
 
+use crate::accept::Acceptor;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::reactor::{self, BACKLOG, Intake, message};
 use crate::sys;
@@ -116,7 +116,8 @@ pub struct Master {
     poller: Poller,
     signals: SignalFd,
     workers: Vec<Worker>,
-    reserve: Option<File>,
+    /// `pass`: accepts from `listener`, and sheds when out of descriptors.
+    acceptor: Acceptor,
     events: Option<Events>,
     /// Set by SIGTERM/SIGINT: the time after which workers get SIGKILL.
     stop_deadline: Option<Instant>,
@@ -160,7 +161,7 @@ impl Master {
             poller,
             signals,
             workers,
-            reserve: Some(File::open("/dev/null")?),
+            acceptor: Acceptor::new()?,
             events: Some(Events::with_capacity(64)),
             stop_deadline: None,
         };
@@ -283,7 +284,7 @@ impl Master {
         let mut inherited: Vec<RawFd> = vec![self.poller.as_raw_fd(), self.signals.as_raw_fd()];
         inherited.extend(self.listener.as_ref().map(|l| l.as_raw_fd()));
         inherited.extend(self.port_holder.as_ref().map(|f| f.as_raw_fd()));
-        inherited.extend(self.reserve.as_ref().map(|f| f.as_raw_fd()));
+        inherited.extend(self.acceptor.reserve_fd());
         for (j, w) in self.workers.iter().enumerate() {
             if j != i {
                 inherited.extend(w.channel.as_ref().map(|c| c.as_raw_fd()));
@@ -302,21 +303,10 @@ impl Master {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            match sys::accept_nonblocking(listener) {
-                Ok(stream) => self.pass(stream),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) if sys::is_out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    return;
-                }
-            }
+            let Some(stream) = self.acceptor.next(listener) else {
+                return;
+            };
+            self.pass(stream);
         }
     }
 
@@ -359,18 +349,6 @@ impl Master {
             .map(|(i, _)| i)
     }
     // ANCHOR_END: pass
-
-    /// Out of descriptors with connections queued: the reserve-descriptor
-    /// trick of stage02, in the master.
-    fn shed_one(&mut self) -> bool {
-        drop(self.reserve.take());
-        let shed = matches!(
-            self.listener.as_ref().map(sys::accept_nonblocking),
-            Some(Ok(_))
-        );
-        self.reserve = File::open("/dev/null").ok();
-        shed
-    }
 
     /// A worker's channel is readable: READY, LOAD, or EOF.
     fn on_worker_message(&mut self, i: usize) {

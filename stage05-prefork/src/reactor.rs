@@ -11,7 +11,6 @@
 //! other way round: the application starts the I/O and the kernel reports
 //! its completion; see the Reactor vs Proactor chapter.)
 
-use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::accept::Acceptor;
 use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys::{self, Alarm};
@@ -144,9 +144,8 @@ pub struct Reactor {
     slots: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
-    /// An open descriptor kept in reserve for the moment the process runs out
-    /// (EMFILE): see [`Reactor::shed_one`]. `None` only while it is in use.
-    reserve: Option<File>,
+    /// Accepts from `listener`, and sheds when out of descriptors.
+    acceptor: Acceptor,
     scratch: Vec<u8>,
     /// One idle timer per connection, valued by the connection's token.
     timers: TimerHeap<Token>,
@@ -215,7 +214,7 @@ impl Reactor {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            reserve: Some(open_reserve()?),
+            acceptor: Acceptor::new()?,
             scratch: vec![0; READ_BUF],
             timers: TimerHeap::new(),
             signals,
@@ -405,23 +404,10 @@ impl Reactor {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            match sys::accept_nonblocking(listener) {
-                Ok(stream) => self.register(stream),
-                // The queue is empty: under ET this is the drain's end.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // The client gave up between handshake and accept; next.
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) if sys::is_out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    return;
-                }
-            }
+            let Some(stream) = self.acceptor.next(listener) else {
+                return;
+            };
+            self.register(stream);
             // Level-triggered: one accept per event is enough; if more are
             // queued the listener is still readable and the next wait says
             // so. Edge-triggered: keep accepting until WouldBlock, or the
@@ -432,27 +418,6 @@ impl Reactor {
         }
     }
     // ANCHOR_END: accept
-
-    // ANCHOR: shed
-    /// Out of descriptors with connections still queued. Doing nothing is
-    /// not an option: under LT the listener stays readable and the loop would
-    /// spin at 100% CPU; under ET the queued clients would hang forever. So
-    /// free the reserve descriptor, accept the connection with it and close
-    /// it at once (the client sees the connection closed, a clear answer),
-    /// then take the reserve back. Returns false if that was impossible.
-    fn shed_one(&mut self) -> bool {
-        drop(self.reserve.take());
-        let shed = match self.listener.as_ref().map(sys::accept_nonblocking) {
-            Some(Ok(stream)) => {
-                drop(stream);
-                true
-            }
-            _ => false,
-        };
-        self.reserve = open_reserve().ok();
-        shed
-    }
-    // ANCHOR_END: shed
 
     fn register(&mut self, stream: TcpStream) {
         if self.live >= self.config.max_conns {
@@ -545,10 +510,6 @@ impl Reactor {
             self.live -= 1;
         }
     }
-}
-
-fn open_reserve() -> io::Result<File> {
-    File::open("/dev/null")
 }
 
 /// A worker process's whole life: set up the loop, run it, and return the
