@@ -20,7 +20,8 @@
 //!     the kernel spreads connections;
 //! - process management: SIGCHLD reaps and restarts a dead worker (with a
 //!   back-off), SIGTERM/SIGINT stops every worker and exits 0 with no
-//!   zombie, a worker whose master dies exits, SIGUSR1 prints the load.
+//!   zombie (and says which worker did not exit cleanly, if one did not),
+//!   a worker whose master dies exits, SIGUSR1 prints the load.
 //!
 //! The worker's loop is stage04's Reactor, changed only where connections
 //! come from ([`reactor::Intake`]) and to talk to the master.
@@ -60,7 +61,7 @@ pub mod reactor;
 pub mod sys;
 pub mod timer_heap;
 
-pub use master::{Dispatch, Master, MasterConfig};
+pub use master::{Dispatch, Master, MasterConfig, StopReport};
 pub use poller::{Interest, Poller, Token, Trigger};
 pub use reactor::{Config, Intake, Reactor};
 pub use timer_heap::{TimerHeap, TimerId};

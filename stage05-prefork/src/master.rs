@@ -19,7 +19,7 @@ use nix::unistd::{ForkResult, Pid};
 use crate::accept::Acceptor;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::reactor::{self, BACKLOG, Intake, message};
-use crate::sys;
+use crate::sys::{self, Exit};
 
 /// How connections reach the workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +105,24 @@ impl Worker {
     }
 }
 
+/// How the pool stopped: how each worker still running at SIGTERM/SIGINT
+/// ended. Returned by [`Master::run`].
+#[derive(Debug, Default)]
+pub struct StopReport {
+    /// Every worker reaped after the stop began, in the order they ended.
+    pub exits: Vec<(Pid, Exit)>,
+    /// Set if some worker was still running when the grace ran out, and so
+    /// got SIGKILL.
+    pub grace_ran_out: bool,
+}
+
+impl StopReport {
+    /// True if every worker finished and exited with status 0.
+    pub fn is_clean(&self) -> bool {
+        self.exits.iter().all(|(_, exit)| exit.is_clean())
+    }
+}
+
 pub struct Master {
     config: MasterConfig,
     /// `pass` and `shared`: the listening socket (workers inherit it in
@@ -121,6 +139,8 @@ pub struct Master {
     events: Option<Events>,
     /// Set by SIGTERM/SIGINT: the time after which workers get SIGKILL.
     stop_deadline: Option<Instant>,
+    /// Filled as workers are reaped after the stop began.
+    stop_report: StopReport,
 }
 
 impl Master {
@@ -164,6 +184,7 @@ impl Master {
             acceptor: Acceptor::new()?,
             events: Some(Events::with_capacity(64)),
             stop_deadline: None,
+            stop_report: StopReport::default(),
         };
         for i in 0..master.workers.len() {
             master.spawn(i)?;
@@ -184,15 +205,16 @@ impl Master {
     }
 
     // ANCHOR: run
-    /// Runs until SIGTERM/SIGINT has stopped every worker.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until SIGTERM/SIGINT has stopped every worker, and says how
+    /// they ended.
+    pub fn run(&mut self) -> io::Result<StopReport> {
         while !(self.stop_deadline.is_some() && self.workers.iter().all(|w| w.pid.is_none())) {
             let timeout = self.next_timeout();
             self.turn(timeout)?;
             self.respawn_due();
             self.enforce_grace();
         }
-        Ok(())
+        Ok(std::mem::take(&mut self.stop_report))
     }
 
     /// One iteration: wait, then dispatch every event.
@@ -416,7 +438,8 @@ impl Master {
 
     /// Reaps every exited worker (signals coalesce: one SIGCHLD may stand
     /// for several deaths, so loop until none is left) and schedules its
-    /// replacement. An unreaped child stays a zombie.
+    /// replacement, or, when stopping, records how it ended. An unreaped
+    /// child stays a zombie.
     fn reap(&mut self) {
         loop {
             let (pid, how) = match sys::reap_one() {
@@ -430,7 +453,6 @@ impl Master {
             let Some(i) = self.workers.iter().position(|w| w.pid == Some(pid)) else {
                 continue;
             };
-            let stopping = self.stop_deadline.is_some();
             let w = &mut self.workers[i];
             w.pid = None;
             w.ready = false;
@@ -438,7 +460,8 @@ impl Master {
             if let Some(channel) = w.channel.take() {
                 let _ = self.poller.delete(&channel);
             }
-            if stopping {
+            if self.stop_deadline.is_some() {
+                self.stop_report.exits.push((pid, how));
                 continue;
             }
             let lived = w.started.elapsed();
@@ -497,6 +520,7 @@ impl Master {
             for w in &self.workers {
                 if let Some(pid) = w.pid {
                     sys::send_signal(pid, Signal::SIGKILL);
+                    self.stop_report.grace_ran_out = true;
                 }
             }
         }

@@ -332,13 +332,38 @@ pub fn close_in_child(fds: &[RawFd]) {
     }
 }
 
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl Exit {
+    /// Exited with status 0: it finished what it was doing and left.
+    pub fn is_clean(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Signal(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
 /// Reaps one child that has exited, if any: `Ok(None)` when none has.
-pub fn reap_one() -> io::Result<Option<(Pid, String)>> {
+pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, format!("exit {code}")))),
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, Exit::Code(code)))),
             Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                return Ok(Some((pid, format!("killed by {signal}"))));
+                return Ok(Some((pid, Exit::Signal(signal))));
             }
             Ok(WaitStatus::StillAlive) => return Ok(None),
             // Stopped or continued: not an exit; look for another child.
