@@ -129,6 +129,18 @@ fn a_burst_of_two_thousand_is_answered_in_every_mode() {
     }
 }
 
+/// Raises the descriptor limit for a test that fills channels and queues:
+/// about 1,100 clients here, as many sockets in the server. False (and
+/// says so) if the hard limit is too low.
+fn enough_descriptors() -> bool {
+    const NEEDED: u64 = 4096;
+    let limit = raise_fd_limit(NEEDED);
+    if limit < NEEDED {
+        println!("skipped: the descriptor hard limit is {limit}, below {NEEDED}");
+    }
+    limit >= NEEDED
+}
+
 /// A client that has sent its number and waits for the echo.
 struct Client {
     stream: TcpStream,
@@ -189,7 +201,9 @@ fn settled(server: &mut Server, opened: u64) -> Vec<Channel> {
 
 #[test]
 fn a_killed_worker_loses_only_what_its_channel_held() {
-    raise_fd_limit(20_000);
+    if !enough_descriptors() {
+        return;
+    }
     let mut server = start(&["--dispatch", "pass"]);
     let (workers, _) = channels(&mut server);
     let (victim, survivor) = (workers[0].pid, workers[1].pid);
@@ -241,7 +255,9 @@ fn a_killed_worker_loses_only_what_its_channel_held() {
 
 #[test]
 fn with_every_queue_full_the_backlog_waits_for_the_replacement() {
-    raise_fd_limit(20_000);
+    if !enough_descriptors() {
+        return;
+    }
     let mut server = start(&["--dispatch", "pass", "--workers", "1"]);
     let (workers, _) = channels(&mut server);
     let only = workers[0].pid;
