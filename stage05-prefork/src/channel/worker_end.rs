@@ -20,9 +20,10 @@ pub enum Incoming {
     Other,
 }
 
-/// A worker's end of its channel. Created by the master before the fork,
-/// kept by the worker for its life; dropping it (at exit) is the EOF the
-/// master reads.
+/// A worker's end of its channel. Made by the worker, in `Reactor::new`,
+/// from its half of the socketpair the master created before the fork;
+/// kept for the worker's life. Dropping it (at exit) is the EOF the master
+/// reads.
 pub struct WorkerEnd {
     fd: OwnedFd,
     /// Connections received so far, as the master counts them.
