@@ -13,14 +13,19 @@
 //! - three ways to spread connections (`--dispatch`):
 //!   - `pass`: the master accepts and passes each connection to the worker
 //!     with the fewest live connections, as a descriptor over a socketpair
-//!     (`SCM_RIGHTS`); workers report their load back on the same channel;
+//!     (`SCM_RIGHTS`, several to a message); workers report their load back
+//!     on the same channel. A worker that falls behind gets a bounded queue
+//!     in the master, never a closed connection; when every queue is full
+//!     the master stops accepting and the listen backlog holds the rest;
 //!   - `shared`: every worker accepts from the inherited listener (the
 //!     thundering herd; `--exclusive` adds EPOLLEXCLUSIVE, its cure);
 //!   - `reuseport`: every worker has its own `SO_REUSEPORT` listener and
 //!     the kernel spreads connections;
 //! - process management: SIGCHLD reaps and restarts a dead worker (with a
 //!   back-off), SIGTERM/SIGINT stops every worker and exits 0 with no
-//!   zombie, a worker whose master dies exits, SIGUSR1 prints the load.
+//!   zombie (and says which worker did not exit cleanly, if one did not),
+//!   a worker whose master dies exits, SIGUSR1 prints the load, SIGUSR2
+//!   the channels' queues.
 //!
 //! The worker's loop is stage04's Reactor, changed only where connections
 //! come from ([`reactor::Intake`]) and to talk to the master.
@@ -29,9 +34,13 @@
 //! - HTTP: stage06 turns the echo into a static-file web server.
 //!
 //! ## Modules
-//! - [`sys`]: the listener, `accept4`, signalfd, timerfd, `fork`, the
-//!   channel with descriptor passing, reaping; every `unsafe` of the stage.
+//! - [`sys`]: the listener, `accept4`, signalfd, timerfd, `fork`, sending
+//!   and receiving descriptors, reaping; every `unsafe` of the stage.
 //! - [`poller`]: the narrow epoll wrapper, plus `add_exclusive`.
+//! - [`accept`]: the accept loop's expected conditions and the
+//!   reserve-descriptor shed, for the master and the workers alike.
+//! - [`channel`]: the master-worker channel: its message format, the
+//!   master's queues and back-pressure, the worker's end.
 //! - [`conn`]: one connection's state and handlers (unchanged).
 //! - [`timer_heap`]: the min-heap of timers (unchanged).
 //! - [`reactor`]: a worker's loop.
@@ -42,6 +51,7 @@
 //! cargo run -p stage05-prefork -- --workers 4 --dispatch pass
 //! nc 127.0.0.1 8080
 //! kill -USR1 <master pid>    # prints: workers PID:LIVE:TAKEN …
+//! kill -USR2 <master pid>    # prints: channels PID:QUEUED:SENT:RECEIVED … accepting
 //! ```
 //!
 //! ## Next
@@ -50,6 +60,8 @@
 //! connection: an incremental parser, keep-alive and pipelining, `sendfile`,
 //! buffer pools, an open-file cache and an access log.
 
+pub mod accept;
+pub mod channel;
 pub mod conn;
 pub mod master;
 pub mod poller;
@@ -57,7 +69,7 @@ pub mod reactor;
 pub mod sys;
 pub mod timer_heap;
 
-pub use master::{Dispatch, Master, MasterConfig};
+pub use master::{Dispatch, Master, MasterConfig, StopReport};
 pub use poller::{Interest, Poller, Token, Trigger};
 pub use reactor::{Config, Intake, Reactor};
 pub use timer_heap::{TimerHeap, TimerId};

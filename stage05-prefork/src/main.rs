@@ -83,7 +83,18 @@ fn main() -> anyhow::Result<()> {
         args.dispatch,
         std::process::id()
     );
-    master.run()?;
-    eprintln!("shut down cleanly");
-    Ok(())
+    let report = master.run()?;
+    if report.is_clean() {
+        eprintln!("shut down cleanly");
+        return Ok(());
+    }
+    for (pid, exit) in report.exits.iter().filter(|(_, exit)| !exit.is_clean()) {
+        eprintln!("worker {pid}: {exit}");
+    }
+    if report.grace_ran_out {
+        eprintln!("(workers still running when the grace ran out got SIGKILL)");
+    }
+    // A failing exit status, so whoever started us (systemd, a script)
+    // learns it without reading the log; the workers are gone either way.
+    anyhow::bail!("shut down, but not every worker exited cleanly")
 }

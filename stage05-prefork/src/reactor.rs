@@ -11,7 +11,6 @@
 //! other way round: the application starts the I/O and the kernel reports
 //! its completion; see the Reactor vs Proactor chapter.)
 
-use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +19,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::accept::Acceptor;
+use crate::channel::{Incoming, WorkerEnd};
 use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys::{self, Alarm};
@@ -77,36 +78,6 @@ pub enum Intake {
 }
 // ANCHOR_END: intake
 
-/// The messages of the master-worker channel (one per `SOCK_SEQPACKET`
-/// packet). Worker to master: `READY`, then `LOAD` whenever its load
-/// changes. Master to worker: `CONN` with a descriptor attached.
-pub mod message {
-    pub const READY: u8 = b'R';
-    /// Followed by live connections (u32) and connections taken in so far
-    /// (u64), little-endian.
-    pub const LOAD: u8 = b'L';
-    pub const CONN: u8 = b'C';
-    pub const LOAD_LEN: usize = 1 + 4 + 8;
-
-    pub fn load(live: u32, total: u64) -> [u8; LOAD_LEN] {
-        let mut m = [0u8; LOAD_LEN];
-        m[0] = LOAD;
-        m[1..5].copy_from_slice(&live.to_le_bytes());
-        m[5..13].copy_from_slice(&total.to_le_bytes());
-        m
-    }
-
-    /// Decodes a `LOAD` message into (live, total).
-    pub fn parse_load(m: &[u8]) -> Option<(u32, u64)> {
-        if m.len() != LOAD_LEN || m[0] != LOAD {
-            return None;
-        }
-        let live = u32::from_le_bytes(m[1..5].try_into().ok()?);
-        let total = u64::from_le_bytes(m[5..13].try_into().ok()?);
-        Some((live, total))
-    }
-}
-
 // ANCHOR: slot
 /// A slab entry. `generation` grows each time the slot is reused and is part
 /// of the token, so an event meant for a connection that was closed earlier
@@ -135,18 +106,16 @@ pub struct Reactor {
     listener: Option<TcpListener>,
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.
-    channel: OwnedFd,
-    /// The load last reported to the master, and connections taken in.
-    reported: (usize, u64),
+    channel: WorkerEnd,
+    /// Connections taken in so far, for the load reports.
     taken: u64,
     poller: Poller,
     /// Connections by slab index; `free` lists the empty slots.
     slots: Vec<Slot>,
     free: Vec<usize>,
     live: usize,
-    /// An open descriptor kept in reserve for the moment the process runs out
-    /// (EMFILE): see [`Reactor::shed_one`]. `None` only while it is in use.
-    reserve: Option<File>,
+    /// Accepts from `listener`, and sheds when out of descriptors.
+    acceptor: Acceptor,
     scratch: Vec<u8>,
     /// One idle timer per connection, valued by the connection's token.
     timers: TimerHeap<Token>,
@@ -197,6 +166,7 @@ impl Reactor {
                 Some(listener)
             }
         };
+        let channel = WorkerEnd::new(channel);
         poller.add(&channel, CHANNEL, read_only, Trigger::Level)?;
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
@@ -204,18 +174,17 @@ impl Reactor {
         poller.add(&signals, SIGNALS, read_only, Trigger::Level)?;
         let alarm = Alarm::new()?;
         poller.add(&alarm, ALARM, read_only, Trigger::Level)?;
-        sys::send_message(&channel, &[message::READY], None)?;
+        channel.ready()?;
         Ok(Reactor {
             config,
             listener,
             channel,
-            reported: (0, 0),
             taken: 0,
             poller,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            reserve: Some(open_reserve()?),
+            acceptor: Acceptor::new()?,
             scratch: vec![0; READ_BUF],
             timers: TimerHeap::new(),
             signals,
@@ -265,22 +234,23 @@ impl Reactor {
     // ANCHOR_END: run
 
     // ANCHOR: on_channel
-    /// The master's channel is readable: passed connections, or EOF.
+    /// The master's channel is readable: batches of passed connections, or
+    /// EOF.
     fn on_channel(&mut self) {
-        let mut buf = [0u8; 16];
         loop {
-            match sys::recv_message(&self.channel, &mut buf) {
+            match self.channel.receive() {
+                Ok(Incoming::Conns(streams)) => {
+                    for stream in streams {
+                        self.register(stream);
+                    }
+                }
                 // EOF: the master is gone. A worker without a master would
                 // serve on with nobody to restart it or stop it: stop now.
-                Ok(received) if received.len == 0 => {
+                Ok(Incoming::Closed) => {
                     self.stopping = true;
                     return;
                 }
-                Ok(received) => {
-                    if let Some(fd) = received.fd {
-                        self.register(TcpStream::from(fd));
-                    }
-                }
+                Ok(Incoming::Other) => {}
                 // Nothing more waiting.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -300,20 +270,10 @@ impl Reactor {
 
     /// Tells the master the current load, once per loop iteration at most
     /// and only when it changed: the master picks the least-loaded worker
-    /// from these reports.
+    /// from these reports. A batch of connections passed together is
+    /// registered in one iteration, so it costs one report, not one each.
     fn report_load(&mut self) {
-        let load = (self.live, self.taken);
-        if load == self.reported {
-            return;
-        }
-        let live = u32::try_from(self.live).unwrap_or(u32::MAX);
-        match sys::send_message(&self.channel, &message::load(live, self.taken), None) {
-            Ok(()) => self.reported = load,
-            // The channel is full (the master is slow): report next time.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            // The master is gone; the EOF on the channel will stop us.
-            Err(_) => {}
-        }
+        self.channel.report(self.live, self.taken);
     }
     // ANCHOR_END: on_channel
 
@@ -405,23 +365,10 @@ impl Reactor {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            match sys::accept_nonblocking(listener) {
-                Ok(stream) => self.register(stream),
-                // The queue is empty: under ET this is the drain's end.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // The client gave up between handshake and accept; next.
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) if sys::is_out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    return;
-                }
-            }
+            let Some(stream) = self.acceptor.next(listener) else {
+                return;
+            };
+            self.register(stream);
             // Level-triggered: one accept per event is enough; if more are
             // queued the listener is still readable and the next wait says
             // so. Edge-triggered: keep accepting until WouldBlock, or the
@@ -432,27 +379,6 @@ impl Reactor {
         }
     }
     // ANCHOR_END: accept
-
-    // ANCHOR: shed
-    /// Out of descriptors with connections still queued. Doing nothing is
-    /// not an option: under LT the listener stays readable and the loop would
-    /// spin at 100% CPU; under ET the queued clients would hang forever. So
-    /// free the reserve descriptor, accept the connection with it and close
-    /// it at once (the client sees the connection closed, a clear answer),
-    /// then take the reserve back. Returns false if that was impossible.
-    fn shed_one(&mut self) -> bool {
-        drop(self.reserve.take());
-        let shed = match self.listener.as_ref().map(sys::accept_nonblocking) {
-            Some(Ok(stream)) => {
-                drop(stream);
-                true
-            }
-            _ => false,
-        };
-        self.reserve = open_reserve().ok();
-        shed
-    }
-    // ANCHOR_END: shed
 
     fn register(&mut self, stream: TcpStream) {
         if self.live >= self.config.max_conns {
@@ -545,10 +471,6 @@ impl Reactor {
             self.live -= 1;
         }
     }
-}
-
-fn open_reserve() -> io::Result<File> {
-    File::open("/dev/null")
 }
 
 /// A worker process's whole life: set up the loop, run it, and return the

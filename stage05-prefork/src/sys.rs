@@ -226,9 +226,9 @@ impl AsFd for Alarm {
 /// A connected pair of Unix sockets for one master-worker channel.
 ///
 /// `SOCK_SEQPACKET` rather than `SOCK_STREAM`: it keeps message boundaries,
-/// so a worker's load report or a passed connection is always read whole,
-/// one message per `recvmsg`, with no framing code. Both ends are
-/// non-blocking and close-on-exec.
+/// so a worker's load report or a batch of passed connections is always
+/// read whole, one message per `recvmsg`, with no framing code. Both ends
+/// are non-blocking and close-on-exec.
 pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socketpair(
         AddressFamily::Unix,
@@ -238,17 +238,25 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
-/// Sends one message, with a descriptor attached if `fd` is given.
+/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD`
+/// (include/net/scm.h); `scm_fp_copy` in net/core/scm.c refuses more with
+/// EINVAL.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Sends one message, with `fds` attached (none, or up to
+/// [`MAX_FDS_PER_MESSAGE`]).
 ///
 /// Passing a descriptor with `SCM_RIGHTS` makes the kernel install a new
 /// descriptor in the receiving process that refers to the same open socket,
 /// as `dup` does within one process. The sender's copy stays open until it
-/// closes it; the connection lives while either copy does.
-pub fn send_message(channel: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+/// closes it; the connection lives while either copy does. On a
+/// `SOCK_SEQPACKET` socket the message goes whole or not at all: `Err`
+/// means nothing was sent and every descriptor is still the caller's.
+pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
-    let raw: [RawFd; 1] = [fd.map_or(-1, |f| f.as_raw_fd())];
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage] = if fd.is_some() { &rights } else { &[] };
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &rights };
     // MSG_NOSIGNAL: a dead peer gives EPIPE, not SIGPIPE.
     sendmsg::<()>(
         channel.as_raw_fd(),
@@ -265,14 +273,20 @@ pub fn send_message(channel: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>)
 pub struct Received {
     /// Bytes of payload; 0 means the peer closed its end (EOF).
     pub len: usize,
-    /// The descriptor passed with the message, if any.
-    pub fd: Option<OwnedFd>,
+    /// The descriptors passed with the message, in the order sent.
+    pub fds: Vec<OwnedFd>,
 }
 
 /// Reads one message. `Err` of kind `WouldBlock` means none is waiting.
+///
+/// The control buffer has room for [`MAX_FDS_PER_MESSAGE`] descriptors, so
+/// whatever the sender attached arrives. If this process is out of
+/// descriptors, the kernel installs what it can, closes the rest and sets
+/// MSG_CTRUNC: those clients see their connection close, and `fds` is
+/// shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
     // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
     let msg = recvmsg::<()>(
         channel.as_raw_fd(),
@@ -280,26 +294,31 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
-    let mut fd = None;
-    // A message whose descriptor could not be installed (the receiver is
-    // out of descriptors) arrives with MSG_CTRUNC and no descriptor: the
-    // kernel has closed it, and the client sees its connection close.
+    let mut fds = Vec::new();
     if let Ok(cmsgs) = msg.cmsgs() {
         for cmsg in cmsgs {
             if let ControlMessageOwned::ScmRights(raws) = cmsg {
                 for raw in raws {
                     // SAFETY: the kernel just installed `raw` in this process
-                    // for us; nothing else owns it. A second one (never sent
-                    // by our master) is wrapped too, so it is closed.
-                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                    if fd.is_none() {
-                        fd = Some(owned);
-                    }
+                    // for us; nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
                 }
             }
         }
     }
-    Ok(Received { len: msg.bytes, fd })
+    Ok(Received {
+        len: msg.bytes,
+        fds,
+    })
+}
+
+/// True for the error a send of descriptors gets when too many are in
+/// flight: ETOOMANYREFS, from `too_many_unix_fds` in net/unix/af_unix.c.
+/// Descriptors sent but not yet received count against the *sending*
+/// user, up to the sender's RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE
+/// or CAP_SYS_ADMIN.
+pub fn is_too_many_in_flight(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ETOOMANYREFS)
 }
 
 // ANCHOR: fork
@@ -332,13 +351,38 @@ pub fn close_in_child(fds: &[RawFd]) {
     }
 }
 
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl Exit {
+    /// Exited with status 0: it finished what it was doing and left.
+    pub fn is_clean(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Signal(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
 /// Reaps one child that has exited, if any: `Ok(None)` when none has.
-pub fn reap_one() -> io::Result<Option<(Pid, String)>> {
+pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, format!("exit {code}")))),
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, Exit::Code(code)))),
             Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                return Ok(Some((pid, format!("killed by {signal}"))));
+                return Ok(Some((pid, Exit::Signal(signal))));
             }
             Ok(WaitStatus::StillAlive) => return Ok(None),
             // Stopped or continued: not an exit; look for another child.

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use testkit::{PATIENCE, Server, eventually, process_exists, roundtrip, sees_close};
+use testkit::{PATIENCE, Server, eventually, process_exists, process_state, roundtrip, sees_close};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage05-prefork");
 
@@ -232,4 +232,43 @@ fn pass_spreads_short_connections_too() {
     let (a, b) = (loads[0].taken, loads[1].taken);
     assert_eq!(a + b, 40, "{loads:?}");
     assert!(a.abs_diff(b) <= 2, "taken {a} / {b}");
+}
+
+/// Sends a signal by name to a process, with kill(1).
+fn kill(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn shutdown_names_a_worker_that_did_not_exit_cleanly() {
+    let args = ["--addr", "127.0.0.1:0", "--workers", "2"];
+    let mut clean = Server::start_capturing_stderr(BIN, &args);
+    clean.signal("TERM");
+    let exit = clean.wait_exit(PATIENCE).expect("the master exits");
+    assert!(exit.success(), "{exit:?}");
+    assert!(clean.stderr_to_end().contains("shut down cleanly"));
+
+    let mut server = Server::start_capturing_stderr(BIN, &args);
+    let workers = status(&mut server);
+    let (stuck, other) = (workers[0].pid, workers[1].pid);
+    // Stopped, it cannot act on the master's SIGTERM.
+    kill(stuck, "STOP");
+    assert!(eventually(PATIENCE, || process_state(stuck) == Some('T')));
+    server.signal("TERM");
+    // The other worker finished and was reaped: the master is stopping.
+    assert!(eventually(PATIENCE, || !process_exists(other)));
+    kill(stuck, "KILL");
+    let exit = server.wait_exit(PATIENCE).expect("the master exits");
+    assert!(!exit.success(), "{exit:?}");
+    let stderr = server.stderr_to_end();
+    assert!(
+        stderr.contains(&format!("worker {stuck}: killed by SIGKILL")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("shut down cleanly"), "{stderr}");
 }

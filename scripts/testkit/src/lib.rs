@@ -24,27 +24,51 @@ pub struct Server {
     /// Kept open so the server never gets EPIPE on stdout; the rest of its
     /// output can be read with [`Server::read_stdout_line`].
     stdout: BufReader<ChildStdout>,
+    /// With [`Server::start_capturing_stderr`]: a thread reading stderr to
+    /// its end, so the server never blocks on a full pipe.
+    stderr: Option<thread::JoinHandle<String>>,
 }
 
 impl Server {
     /// Starts `bin` with `args` (which should include `--addr 127.0.0.1:0`).
     pub fn start(bin: &str, args: &[&str]) -> Server {
-        Self::spawn(Command::new(bin).args(args))
+        Self::spawn(Command::new(bin).args(args), false)
+    }
+
+    /// [`Server::start`], with stderr captured for [`Server::stderr_to_end`]
+    /// instead of shown.
+    pub fn start_capturing_stderr(bin: &str, args: &[&str]) -> Server {
+        Self::spawn(Command::new(bin).args(args), true)
     }
 
     /// Starts `bin` under `sh -c 'ulimit -n NOFILE; exec bin args…'`, for the
     /// tests that need a low descriptor limit.
     pub fn start_with_nofile(nofile: u32, bin: &str, args: &[&str]) -> Server {
         let script = format!("ulimit -n {nofile} && exec \"$0\" \"$@\"");
-        Self::spawn(Command::new("sh").arg("-c").arg(script).arg(bin).args(args))
+        Self::spawn(
+            Command::new("sh").arg("-c").arg(script).arg(bin).args(args),
+            false,
+        )
     }
 
-    fn spawn(cmd: &mut Command) -> Server {
+    fn spawn(cmd: &mut Command, capture_stderr: bool) -> Server {
+        let stderr = if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn server");
+        let stderr = child.stderr.take().map(|mut pipe| {
+            thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        });
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read first line");
@@ -58,7 +82,19 @@ impl Server {
             child,
             addr,
             stdout,
+            stderr,
         }
+    }
+
+    /// Everything the server (and its children, which share its stderr)
+    /// wrote on stderr, once every one of them has exited: call it after
+    /// [`Server::wait_exit`]. Empty unless started with
+    /// [`Server::start_capturing_stderr`].
+    pub fn stderr_to_end(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| reader.join().expect("stderr reader"))
+            .unwrap_or_default()
     }
 
     /// The server's process id, for `/proc/PID/…` and for signals.
@@ -160,6 +196,13 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 /// True if a process with this pid exists (running, or a zombie).
 pub fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The state letter of a process from `/proc/PID/stat` (`R` running, `S`
+/// sleeping, `T` stopped by a signal, `Z` zombie…), or `None` if it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 impl Drop for Server {
@@ -391,7 +434,24 @@ pub mod http {
 /// EOF. Returns one result per connection: the bytes read, or why none
 /// came. A server that drops a connection shows here as an empty answer or
 /// a reset; one that hangs, as a timeout after [`PATIENCE`].
+///
+/// For a server that closes after answering (HTTP with `Connection:
+/// close`). An echo server closes only once the client has: use
+/// [`burst_with`] and `half_close`.
 pub fn burst(addr: SocketAddr, n: usize, request: &[u8]) -> Vec<io::Result<Vec<u8>>> {
+    burst_with(addr, n, request, false)
+}
+
+/// [`burst`], and with `half_close` each client shuts down its writing side
+/// right after its request: an echo server then sees EOF, sends the last of
+/// the echo and closes, so reading to EOF ends. Without it, reading an echo
+/// to EOF waits for the server's idle timeout.
+pub fn burst_with(
+    addr: SocketAddr,
+    n: usize,
+    request: &[u8],
+    half_close: bool,
+) -> Vec<io::Result<Vec<u8>>> {
     const THREADS: usize = 4;
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -403,6 +463,9 @@ pub fn burst(addr: SocketAddr, n: usize, request: &[u8]) -> Vec<io::Result<Vec<u
                         let mut s = TcpStream::connect_timeout(&addr, PATIENCE)?;
                         s.set_read_timeout(Some(PATIENCE))?;
                         s.write_all(&request)?;
+                        if half_close {
+                            s.shutdown(Shutdown::Write)?;
+                        }
                         Ok(s)
                     })
                     .collect();
