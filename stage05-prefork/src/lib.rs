@@ -60,12 +60,16 @@
 //! connection: an incremental parser, keep-alive and pipelining, `sendfile`,
 //! buffer pools, an open-file cache and an access log.
 
+// `unsafe` is refused everywhere but in the sys module.
+#![deny(unsafe_code)]
+
 pub mod accept;
 pub mod channel;
 pub mod conn;
 pub mod master;
 pub mod poller;
 pub mod reactor;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod timer_heap;
 
