@@ -44,7 +44,8 @@
 //!   shares (signals, timers, slots, accepting, the master's channel,
 //!   stopping); [`worker::reactor`], [`worker::proactor_sim`],
 //!   [`worker::uring`]: the three drivers.
-//! - [`master`]: the master and the pool of workers (from stage05).
+//! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
+//!   and the channel to each, with back-pressure (unchanged from stage05).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
@@ -66,6 +67,8 @@
 // `unsafe` is refused everywhere but in the sys module.
 #![deny(unsafe_code)]
 
+pub mod accept;
+pub mod channel;
 pub mod file_cache;
 pub mod http;
 pub mod log;

@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     if args.model == Model::Uring {
         // Say so once, here, rather than let every worker fail and the
         // master restart them for ever.
-        if let Err(e) = stage06_full::worker::uring::available() {
+        if let Err(e) = stage06_full::sys::uring::available() {
             bail!("--model uring: io_uring is not available here ({e})");
         }
     }
@@ -165,7 +165,18 @@ fn main() -> anyhow::Result<()> {
         args.workers,
         std::process::id()
     );
-    master.run()?;
-    eprintln!("shut down cleanly");
-    Ok(())
+    let report = master.run()?;
+    if report.is_clean() {
+        eprintln!("shut down cleanly");
+        return Ok(());
+    }
+    for (pid, exit) in report.exits.iter().filter(|(_, exit)| !exit.is_clean()) {
+        eprintln!("worker {pid}: {exit}");
+    }
+    if report.grace_ran_out {
+        eprintln!("(workers still running when the grace ran out got SIGKILL)");
+    }
+    // A failing exit status, so whoever started us (systemd, a script)
+    // learns it without reading the log; the workers are gone either way.
+    bail!("shut down, but not every worker exited cleanly")
 }

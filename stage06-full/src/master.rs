@@ -2,14 +2,13 @@
 //! hands out connections (in `pass` mode), and keeps the pool alive.
 //!
 //! The master runs its own small epoll loop over: the listener (`pass` mode
-//! only), a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGUSR1), and one channel
-//! per worker, on which workers report their load. It never touches a
-//! connection's bytes.
+//! only), a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2), and one
+//! channel per worker, on which workers report their load (see
+//! [`crate::channel`]). It never touches a connection's bytes.
 
-use std::fs::File;
-use std::io::{self, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -17,10 +16,13 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{ForkResult, Pid};
 
+use crate::accept::Acceptor;
+use crate::channel::Channels;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
-use crate::sys;
-use crate::worker::shell::message;
+use crate::sys::{self, Exit};
 use crate::worker::{self, BACKLOG, Intake};
+
+mod status;
 
 /// How connections reach the workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,17 +77,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One place in the pool. Its worker process comes and goes; the slot stays.
+/// Its channel, readiness and load are in [`Channels`], under the same index.
 struct Worker {
     /// Set by `spawn`, cleared when the process is reaped.
     pid: Option<Pid>,
-    /// The master's end of the socketpair; dropped (closed) on EOF or reap.
-    channel: Option<OwnedFd>,
-    /// Set when the worker sends READY.
-    ready: bool,
-    /// Live connections and connections taken in so far: the worker's last
-    /// report, plus what the master passed since (reports are snapshots).
-    live: u32,
-    taken: u64,
     started: Instant,
     backoff: Duration,
     /// When to start a replacement, after a death.
@@ -96,14 +91,28 @@ impl Worker {
     fn empty() -> Worker {
         Worker {
             pid: None,
-            channel: None,
-            ready: false,
-            live: 0,
-            taken: 0,
             started: Instant::now(),
             backoff: Duration::ZERO,
             respawn_at: None,
         }
+    }
+}
+
+/// How the pool stopped: how each worker still running at SIGTERM/SIGINT
+/// ended. Returned by [`Master::run`].
+#[derive(Debug, Default)]
+pub struct StopReport {
+    /// Every worker reaped after the stop began, in the order they ended.
+    pub exits: Vec<(Pid, Exit)>,
+    /// Set if some worker was still running when the grace ran out, and so
+    /// got SIGKILL.
+    pub grace_ran_out: bool,
+}
+
+impl StopReport {
+    /// True if every worker finished and exited with status 0.
+    pub fn is_clean(&self) -> bool {
+        self.exits.iter().all(|(_, exit)| exit.is_clean())
     }
 }
 
@@ -118,10 +127,20 @@ pub struct Master {
     poller: Poller,
     signals: SignalFd,
     workers: Vec<Worker>,
-    reserve: Option<File>,
+    /// Every worker's channel, by the same index as `workers`.
+    channels: Channels,
+    /// `pass`: accepts from `listener`, and sheds when out of descriptors.
+    acceptor: Acceptor,
+    /// Set when accepting stopped because no worker had room, with
+    /// connections perhaps left in the listen backlog. The listener is
+    /// edge-triggered, so no new event would come for those: `turn`
+    /// resumes accepting as soon as a channel has room.
+    accept_paused: bool,
     events: Option<Events>,
     /// Set by SIGTERM/SIGINT: the time after which workers get SIGKILL.
     stop_deadline: Option<Instant>,
+    /// Filled as workers are reaped after the stop began.
+    stop_report: StopReport,
 }
 
 impl Master {
@@ -135,6 +154,7 @@ impl Master {
             Signal::SIGTERM,
             Signal::SIGINT,
             Signal::SIGUSR1,
+            Signal::SIGUSR2,
         ])?;
         sys::ignore_sigpipe()?;
         let (listener, port_holder, addr) = match config.dispatch {
@@ -151,9 +171,7 @@ impl Master {
         };
         let poller = Poller::new()?;
         poller.add(&signals, SIGNALS, READ, Trigger::Level)?;
-        let workers = (0..config.workers.max(1))
-            .map(|_| Worker::empty())
-            .collect();
+        let slots = config.workers.max(1);
         let mut master = Master {
             config,
             listener,
@@ -161,10 +179,13 @@ impl Master {
             addr,
             poller,
             signals,
-            workers,
-            reserve: Some(File::open("/dev/null")?),
+            workers: (0..slots).map(|_| Worker::empty()).collect(),
+            channels: Channels::new(slots),
+            acceptor: Acceptor::new()?,
+            accept_paused: false,
             events: Some(Events::with_capacity(64)),
             stop_deadline: None,
+            stop_report: StopReport::default(),
         };
         for i in 0..master.workers.len() {
             master.spawn(i)?;
@@ -185,15 +206,16 @@ impl Master {
     }
 
     // ANCHOR: run
-    /// Runs until SIGTERM/SIGINT has stopped every worker.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until SIGTERM/SIGINT has stopped every worker, and says how
+    /// they ended.
+    pub fn run(&mut self) -> io::Result<StopReport> {
         while !(self.stop_deadline.is_some() && self.workers.iter().all(|w| w.pid.is_none())) {
             let timeout = self.next_timeout();
             self.turn(timeout)?;
             self.respawn_due();
             self.enforce_grace();
         }
-        Ok(())
+        Ok(std::mem::take(&mut self.stop_report))
     }
 
     /// One iteration: wait, then dispatch every event.
@@ -208,11 +230,18 @@ impl Master {
                 match event.token {
                     LISTENER => self.on_acceptable(),
                     SIGNALS => self.on_signals(),
-                    Token(i) => self.on_worker_message(i as usize),
+                    Token(i) => self
+                        .channels
+                        .on_event(i as usize, event.readiness, &self.poller),
                 }
             }
         }
         self.events = Some(events);
+        // A channel has room again, or a worker became ready: take the
+        // connections that waited in the backlog while accepting paused.
+        if self.accept_paused && self.channels.has_room() {
+            self.on_acceptable();
+        }
         match waited {
             Err(e) if e.kind() != ErrorKind::Interrupted => Err(e),
             _ => Ok(()),
@@ -222,7 +251,7 @@ impl Master {
 
     fn wait_until_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.workers.iter().all(|w| w.ready) {
+        while !(0..self.workers.len()).all(|i| self.channels.is_ready(i)) {
             let now = Instant::now();
             if now >= deadline || self.stop_deadline.is_some() {
                 return Err(io::Error::other("the workers did not start"));
@@ -242,29 +271,23 @@ impl Master {
                 // From here on this is the new worker process. It never
                 // returns into the master's code.
                 drop(master_end);
-                let code = self.become_worker(i, worker_end);
+                let code = self.become_worker(worker_end);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
                 drop(worker_end);
-                self.poller
-                    .add(&master_end, Token(i as u64), READ, Trigger::Level)?;
                 let w = &mut self.workers[i];
                 w.pid = Some(child);
-                w.channel = Some(master_end);
-                w.ready = false;
-                w.live = 0;
-                w.taken = 0;
                 w.started = Instant::now();
                 w.respawn_at = None;
-                Ok(())
+                self.channels.attach(i, master_end, &self.poller)
             }
         }
     }
 
     /// In the child: keep what the worker needs, close every other
     /// descriptor inherited from the master, run the worker's loop.
-    fn become_worker(&mut self, i: usize, channel: OwnedFd) -> i32 {
+    fn become_worker(&mut self, channel: OwnedFd) -> i32 {
         let intake = match self.config.dispatch {
             Dispatch::Pass => Intake::Passed,
             Dispatch::Shared => match self.listener.as_ref().map(TcpListener::try_clone) {
@@ -280,147 +303,60 @@ impl Master {
         // would deliver our events to the master and its to us), its
         // signalfd, the listener (in `shared` mode the worker keeps its own
         // duplicate, made above), the port holder, the reserve descriptor,
-        // and the other workers' channels (holding one would keep that
-        // worker's channel open after the master dies: no EOF, no exit).
+        // the other workers' channels (holding one would keep that worker's
+        // channel open after the master dies: no EOF, no exit), and the
+        // connections queued in the master (holding one would keep it open
+        // after the worker it goes to has closed it: the client would never
+        // see the close).
         let mut inherited: Vec<RawFd> = vec![self.poller.as_raw_fd(), self.signals.as_raw_fd()];
         inherited.extend(self.listener.as_ref().map(|l| l.as_raw_fd()));
         inherited.extend(self.port_holder.as_ref().map(|f| f.as_raw_fd()));
-        inherited.extend(self.reserve.as_ref().map(|f| f.as_raw_fd()));
-        for (j, w) in self.workers.iter().enumerate() {
-            if j != i {
-                inherited.extend(w.channel.as_ref().map(|c| c.as_raw_fd()));
-            }
-        }
+        inherited.extend(self.acceptor.reserve_fd());
+        inherited.extend(self.channels.raw_fds());
         sys::close_in_child(&inherited);
         worker::run_worker(self.config.worker.clone(), intake, channel)
     }
     // ANCHOR_END: spawn
 
-    // ANCHOR: pass
-    /// The listener is readable (`pass` mode): accept until EAGAIN and hand
-    /// each connection to the least-loaded worker.
+    // ANCHOR: accept
+    /// The listener is readable (`pass` mode): accept until EAGAIN, give
+    /// each connection to a worker, then send the batches. Accept only
+    /// while some worker has room: once none has, leave the rest in the
+    /// listen backlog and remember it (`accept_paused`). Accepting anyway
+    /// and closing what no worker could take, as this stage once did,
+    /// answers a burst by dropping hundreds of clients that the backlog
+    /// would have held for free.
     fn on_acceptable(&mut self) {
+        self.accept_paused = false;
         loop {
+            if !self.channels.has_room() {
+                self.accept_paused = true;
+                break;
+            }
             let Some(listener) = self.listener.as_ref() else {
-                return;
+                break;
             };
-            match sys::accept_nonblocking(listener) {
-                Ok(stream) => self.pass(stream),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) if sys::is_out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    return;
-                }
+            let Some(stream) = self.acceptor.next(listener) else {
+                break;
+            };
+            if self.channels.pass(stream, &self.poller).is_err() {
+                // Unreachable: `has_room` and `pass` choose alike, and
+                // nothing ran in between. Said aloud if it ever happens.
+                eprintln!("no worker had room for an accepted connection; closed it");
             }
         }
+        self.channels.flush(&self.poller);
     }
-
-    /// Sends `stream` to the worker with the fewest live connections, then
-    /// closes the master's copy (when `stream` is dropped at the end): from
-    /// then on the worker's descriptor is the only one, and the master holds
-    /// nothing per connection.
-    fn pass(&mut self, stream: TcpStream) {
-        let Some(i) = self.least_loaded() else {
-            // No worker is ready (all are restarting): closing is the answer.
-            return;
-        };
-        let w = &mut self.workers[i];
-        let Some(channel) = w.channel.as_ref() else {
-            return;
-        };
-        match sys::send_message(channel, &[message::CONN], Some(stream.as_fd())) {
-            Ok(()) => {
-                // Counted at once, not at the worker's next report, so a
-                // burst spreads evenly instead of all going to one worker.
-                w.live += 1;
-                w.taken += 1;
-            }
-            // WouldBlock: the worker's channel is full (it is stuck or very
-            // slow); closing this connection beats queueing it there.
-            Err(e) => eprintln!("passing a connection to worker {i}: {e}"),
-        }
-    }
-
-    /// The ready worker with the fewest live connections. Ties go to the
-    /// one that has taken the fewest so far: with short connections every
-    /// worker is often at zero, and "lowest index wins" would send every
-    /// connection to worker 0 while the others sleep.
-    fn least_loaded(&self) -> Option<usize> {
-        self.workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.ready && w.channel.is_some())
-            .min_by_key(|(i, w)| (w.live, w.taken, *i))
-            .map(|(i, _)| i)
-    }
-    // ANCHOR_END: pass
-
-    /// Out of descriptors with connections queued: the reserve-descriptor
-    /// trick of stage02, in the master.
-    fn shed_one(&mut self) -> bool {
-        drop(self.reserve.take());
-        let shed = matches!(
-            self.listener.as_ref().map(sys::accept_nonblocking),
-            Some(Ok(_))
-        );
-        self.reserve = File::open("/dev/null").ok();
-        shed
-    }
-
-    /// A worker's channel is readable: READY, LOAD, or EOF.
-    fn on_worker_message(&mut self, i: usize) {
-        let mut buf = [0u8; 32];
-        loop {
-            let Some(w) = self.workers.get_mut(i) else {
-                return; // stale: not a worker's token
-            };
-            let Some(channel) = w.channel.as_ref() else {
-                return; // stale: the channel was closed earlier
-            };
-            match sys::recv_message(channel, &mut buf) {
-                // EOF: the worker closed its end, so it is exiting. SIGCHLD
-                // will reap it; stop watching the channel now.
-                Ok(received) if received.len == 0 => {
-                    if let Some(channel) = w.channel.take() {
-                        let _ = self.poller.delete(&channel);
-                    }
-                    w.ready = false;
-                    return;
-                }
-                Ok(received) => match buf[0] {
-                    message::READY => w.ready = true,
-                    message::LOAD => {
-                        if let Some((live, taken)) = message::parse_load(&buf[..received.len]) {
-                            w.live = live;
-                            w.taken = taken;
-                        }
-                    }
-                    _ => {}
-                },
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("worker {i} channel: {e}");
-                    return;
-                }
-            }
-        }
-    }
+    // ANCHOR_END: accept
 
     // ANCHOR: signals
     fn on_signals(&mut self) {
-        let (mut child, mut stop, mut status) = (false, false, false);
+        let (mut child, mut stop, mut status, mut queues) = (false, false, false, false);
         let drained = sys::drain_signal_fd(&self.signals, |signal| match signal {
             Signal::SIGCHLD => child = true,
             Signal::SIGTERM | Signal::SIGINT => stop = true,
             Signal::SIGUSR1 => status = true,
+            Signal::SIGUSR2 => queues = true,
             _ => {}
         });
         if let Err(e) = drained {
@@ -436,11 +372,15 @@ impl Master {
         if status {
             self.print_status();
         }
+        if queues {
+            self.print_channels();
+        }
     }
 
     /// Reaps every exited worker (signals coalesce: one SIGCHLD may stand
-    /// for several deaths, so loop until none is left) and schedules its
-    /// replacement. An unreaped child stays a zombie.
+    /// for several deaths, so loop until none is left), sends what was
+    /// queued for it to the others, and schedules its replacement, or, when
+    /// stopping, records how it ended. An unreaped child stays a zombie.
     fn reap(&mut self) {
         loop {
             let (pid, how) = match sys::reap_one() {
@@ -454,15 +394,11 @@ impl Master {
             let Some(i) = self.workers.iter().position(|w| w.pid == Some(pid)) else {
                 continue;
             };
-            let stopping = self.stop_deadline.is_some();
+            self.channels.detach(i, &self.poller);
             let w = &mut self.workers[i];
             w.pid = None;
-            w.ready = false;
-            w.live = 0;
-            if let Some(channel) = w.channel.take() {
-                let _ = self.poller.delete(&channel);
-            }
-            if stopping {
+            if self.stop_deadline.is_some() {
+                self.stop_report.exits.push((pid, how));
                 continue;
             }
             let lived = w.started.elapsed();
@@ -499,7 +435,8 @@ impl Master {
 
     /// SIGTERM/SIGINT: stop accepting, ask every worker to finish its
     /// responses in flight, and give them their grace period (and `GRACE`
-    /// more) before SIGKILL.
+    /// more) before SIGKILL. Connections still queued in the master are
+    /// closed, as the workers close their idle ones.
     fn begin_stop(&mut self) {
         if self.stop_deadline.is_some() {
             return;
@@ -509,6 +446,8 @@ impl Master {
             let _ = self.poller.delete(&listener);
         }
         self.port_holder = None;
+        self.accept_paused = false;
+        self.channels.clear_queues();
         for w in &mut self.workers {
             w.respawn_at = None;
             if let Some(pid) = w.pid {
@@ -522,6 +461,7 @@ impl Master {
             for w in &self.workers {
                 if let Some(pid) = w.pid {
                     sys::send_signal(pid, Signal::SIGKILL);
+                    self.stop_report.grace_ran_out = true;
                 }
             }
         }
@@ -535,25 +475,6 @@ impl Master {
             .chain(self.stop_deadline)
             .min()
             .map(|at| at.saturating_duration_since(now))
-    }
-
-    /// SIGUSR1: one line on stdout, `workers PID:LIVE:TAKEN …`, after reading
-    /// every pending load report so the figures are current.
-    fn print_status(&mut self) {
-        for i in 0..self.workers.len() {
-            self.on_worker_message(i);
-        }
-        let line: Vec<String> = self
-            .workers
-            .iter()
-            .map(|w| {
-                let pid = w.pid.map_or(0, Pid::as_raw);
-                format!("{pid}:{}:{}", w.live, w.taken)
-            })
-            .collect();
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "workers {}", line.join(" "));
-        let _ = out.flush();
     }
 }
 

@@ -8,13 +8,19 @@
 //! returns a blocking socket that needs a second call (`fcntl`) to become
 //! non-blocking. Here the listener gets the backlog we choose and `accept4`
 //! hands back a socket that is already non-blocking and close-on-exec, in one
-//! call. Every `unsafe` block of the stage is in this file.
+//! call. Every `unsafe` block of the stage is in this module: this file,
+//! `sys_fs.rs` and `sys_uring.rs`.
 
-// The safe io_uring of `--model uring`, in a file of its own. (Its name
-// starts with `sys` so the shape check, which allows `unsafe` only in files
-// named so, sees it for what it is: part of this module.)
+// Two parts in files of their own: opening files beneath the document root
+// and sending them, and the safe io_uring of `--model uring`. (Their names
+// start with `sys` so the shape check, which allows `unsafe` only in files
+// named so, sees them for what they are: parts of this module.)
+#[path = "sys_fs.rs"]
+pub mod fs;
 #[path = "sys_uring.rs"]
 pub mod uring;
+
+pub use fs::{Root, send_file, send_more};
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -233,9 +239,9 @@ impl AsFd for Alarm {
 /// A connected pair of Unix sockets for one master-worker channel.
 ///
 /// `SOCK_SEQPACKET` rather than `SOCK_STREAM`: it keeps message boundaries,
-/// so a worker's load report or a passed connection is always read whole,
-/// one message per `recvmsg`, with no framing code. Both ends are
-/// non-blocking and close-on-exec.
+/// so a worker's load report or a batch of passed connections is always
+/// read whole, one message per `recvmsg`, with no framing code. Both ends
+/// are non-blocking and close-on-exec.
 pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socketpair(
         AddressFamily::Unix,
@@ -245,17 +251,25 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
-/// Sends one message, with a descriptor attached if `fd` is given.
+/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD`
+/// (include/net/scm.h); `scm_fp_copy` in net/core/scm.c refuses more with
+/// EINVAL.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Sends one message, with `fds` attached (none, or up to
+/// [`MAX_FDS_PER_MESSAGE`]).
 ///
 /// Passing a descriptor with `SCM_RIGHTS` makes the kernel install a new
 /// descriptor in the receiving process that refers to the same open socket,
 /// as `dup` does within one process. The sender's copy stays open until it
-/// closes it; the connection lives while either copy does.
-pub fn send_message(channel: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+/// closes it; the connection lives while either copy does. On a
+/// `SOCK_SEQPACKET` socket the message goes whole or not at all: `Err`
+/// means nothing was sent and every descriptor is still the caller's.
+pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
-    let raw: [RawFd; 1] = [fd.map_or(-1, |f| f.as_raw_fd())];
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage] = if fd.is_some() { &rights } else { &[] };
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &rights };
     // MSG_NOSIGNAL: a dead peer gives EPIPE, not SIGPIPE.
     sendmsg::<()>(
         channel.as_raw_fd(),
@@ -272,14 +286,20 @@ pub fn send_message(channel: &OwnedFd, bytes: &[u8], fd: Option<BorrowedFd<'_>>)
 pub struct Received {
     /// Bytes of payload; 0 means the peer closed its end (EOF).
     pub len: usize,
-    /// The descriptor passed with the message, if any.
-    pub fd: Option<OwnedFd>,
+    /// The descriptors passed with the message, in the order sent.
+    pub fds: Vec<OwnedFd>,
 }
 
 /// Reads one message. `Err` of kind `WouldBlock` means none is waiting.
+///
+/// The control buffer has room for [`MAX_FDS_PER_MESSAGE`] descriptors, so
+/// whatever the sender attached arrives. If this process is out of
+/// descriptors, the kernel installs what it can, closes the rest and sets
+/// MSG_CTRUNC: those clients see their connection close, and `fds` is
+/// shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
     // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
     let msg = recvmsg::<()>(
         channel.as_raw_fd(),
@@ -287,26 +307,31 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
-    let mut fd = None;
-    // A message whose descriptor could not be installed (the receiver is
-    // out of descriptors) arrives with MSG_CTRUNC and no descriptor: the
-    // kernel has closed it, and the client sees its connection close.
+    let mut fds = Vec::new();
     if let Ok(cmsgs) = msg.cmsgs() {
         for cmsg in cmsgs {
             if let ControlMessageOwned::ScmRights(raws) = cmsg {
                 for raw in raws {
                     // SAFETY: the kernel just installed `raw` in this process
-                    // for us; nothing else owns it. A second one (never sent
-                    // by our master) is wrapped too, so it is closed.
-                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                    if fd.is_none() {
-                        fd = Some(owned);
-                    }
+                    // for us; nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
                 }
             }
         }
     }
-    Ok(Received { len: msg.bytes, fd })
+    Ok(Received {
+        len: msg.bytes,
+        fds,
+    })
+}
+
+/// True for the error a send of descriptors gets when too many are in
+/// flight: ETOOMANYREFS, from `too_many_unix_fds` in net/unix/af_unix.c.
+/// Descriptors sent but not yet received count against the *sending*
+/// user, up to the sender's RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE
+/// or CAP_SYS_ADMIN.
+pub fn is_too_many_in_flight(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ETOOMANYREFS)
 }
 
 // ANCHOR: fork
@@ -339,13 +364,38 @@ pub fn close_in_child(fds: &[RawFd]) {
     }
 }
 
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl Exit {
+    /// Exited with status 0: it finished what it was doing and left.
+    pub fn is_clean(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Signal(signal) => write!(f, "killed by {signal}"),
+        }
+    }
+}
+
 /// Reaps one child that has exited, if any: `Ok(None)` when none has.
-pub fn reap_one() -> io::Result<Option<(Pid, String)>> {
+pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, format!("exit {code}")))),
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, Exit::Code(code)))),
             Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                return Ok(Some((pid, format!("killed by {signal}"))));
+                return Ok(Some((pid, Exit::Signal(signal))));
             }
             Ok(WaitStatus::StillAlive) => return Ok(None),
             // Stopped or continued: not an exit; look for another child.
@@ -360,183 +410,4 @@ pub fn reap_one() -> io::Result<Option<(Pid, String)>> {
 /// Sends `signal` to process `pid`; a process already gone is not an error.
 pub fn send_signal(pid: Pid, signal: Signal) {
     let _ = nix::sys::signal::kill(pid, signal);
-}
-
-// ANCHOR: open_beneath
-/// The document root, opened once per worker.
-pub struct Root {
-    dir: OwnedFd,
-    /// The canonical path, for the fallback below.
-    path: std::path::PathBuf,
-    /// openat2(2) is missing (Linux before 5.6) or forbidden here.
-    no_openat2: std::sync::atomic::AtomicBool,
-}
-
-impl Root {
-    pub fn open(path: &std::path::Path) -> io::Result<Root> {
-        let path = std::fs::canonicalize(path)?;
-        let dir = std::fs::File::open(&path)?;
-        if !dir.metadata()?.is_dir() {
-            return Err(io::Error::other(format!(
-                "{} is not a directory",
-                path.display()
-            )));
-        }
-        Ok(Root {
-            dir: OwnedFd::from(dir),
-            path,
-            no_openat2: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// Opens `relative` (already normalised, no `..`) for reading, and
-    /// refuses with `EXDEV` any path that leaves the root, symbolic links
-    /// included.
-    ///
-    /// `openat2` with `RESOLVE_BENEATH` makes the kernel enforce it during
-    /// path resolution, in the same system call as the open: there is no
-    /// window between a check and the open for a link to be swapped in, and
-    /// no extra system call per path component as with `realpath`.
-    /// `O_NONBLOCK`: opening a FIFO someone left in the root must not block
-    /// the worker (only regular files are served anyway).
-    pub fn open_beneath(&self, relative: &str) -> io::Result<std::fs::File> {
-        use std::sync::atomic::Ordering;
-        let path = if relative.is_empty() { "." } else { relative };
-        let c_path = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let flags = nix::libc::O_RDONLY
-            | nix::libc::O_CLOEXEC
-            | nix::libc::O_NONBLOCK
-            | nix::libc::O_NOCTTY;
-        if !self.no_openat2.load(Ordering::Relaxed) {
-            // SAFETY: open_how is a plain C struct; all-zero is valid and
-            // means "no flags" for the fields we do not set.
-            let mut how: nix::libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = nix::libc::RESOLVE_BENEATH | nix::libc::RESOLVE_NO_MAGICLINKS;
-            // SAFETY: the pointers are to a live NUL-terminated string and a
-            // live open_how of the size passed.
-            let fd = unsafe {
-                nix::libc::syscall(
-                    nix::libc::SYS_openat2,
-                    self.dir.as_raw_fd(),
-                    c_path.as_ptr(),
-                    &how as *const nix::libc::open_how,
-                    std::mem::size_of::<nix::libc::open_how>(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a new descriptor that nothing else owns.
-                return Ok(std::fs::File::from(unsafe {
-                    OwnedFd::from_raw_fd(fd as RawFd)
-                }));
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(nix::libc::ENOSYS) | Some(nix::libc::EPERM) => {
-                    self.no_openat2.store(true, Ordering::Relaxed);
-                }
-                _ => return Err(err),
-            }
-        }
-        // Fallback: resolve every link, then check the result is inside.
-        let full = std::fs::canonicalize(self.path.join(path))?;
-        if !full.starts_with(&self.path) {
-            return Err(io::Error::from_raw_os_error(nix::libc::EXDEV));
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-            .open(full)
-    }
-}
-// ANCHOR_END: open_beneath
-
-// ANCHOR: sendfile
-/// Sends up to `count` bytes of `file` from `offset` straight to the
-/// socket: the kernel copies page cache to socket buffer, with no trip
-/// through this process's memory. Returns how many went; `WouldBlock`
-/// means the socket's send buffer is full.
-pub fn send_file(
-    socket: &TcpStream,
-    file: &std::fs::File,
-    offset: u64,
-    count: u64,
-) -> io::Result<usize> {
-    let mut off = offset as nix::libc::off64_t;
-    // One call sends at most about 2 GiB; the rest goes on the next call.
-    let count = count.min(1 << 30) as usize;
-    Ok(nix::sys::sendfile::sendfile64(
-        socket,
-        file,
-        Some(&mut off),
-        count,
-    )?)
-}
-// ANCHOR_END: sendfile
-
-/// `send` with `MSG_MORE`: the kernel may hold these bytes back until more
-/// follow (at most 200 ms), to fill a packet with them.
-pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // nix has no MSG_MORE. SAFETY: the pointer and length describe `buf`,
-    // which outlives the call; the descriptor is open while `socket` is.
-    let n = unsafe {
-        nix::libc::send(
-            socket.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::Ordering;
-
-    /// Both ways of opening beneath the root refuse every way out, so the
-    /// fallback (old kernels, sandboxes) is as safe as `openat2`.
-    #[test]
-    fn open_beneath_refuses_links_out_with_and_without_openat2() {
-        let top = std::env::temp_dir().join(format!("stage06-beneath-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&top);
-        let root_dir = top.join("root");
-        std::fs::create_dir_all(root_dir.join("sub")).unwrap();
-        std::fs::write(top.join("secret"), "secret").unwrap();
-        std::fs::write(root_dir.join("sub/file"), "inside").unwrap();
-        std::os::unix::fs::symlink("sub/file", root_dir.join("link-in")).unwrap();
-        std::os::unix::fs::symlink("../secret", root_dir.join("link-out")).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root_dir.join("link-abs")).unwrap();
-        let root = Root::open(&root_dir).unwrap();
-        for fallback in [false, true] {
-            root.no_openat2.store(fallback, Ordering::Relaxed);
-            let read = |p: &str| {
-                root.open_beneath(p).and_then(|mut f| {
-                    let mut s = String::new();
-                    std::io::Read::read_to_string(&mut f, &mut s).map(|_| s)
-                })
-            };
-            assert_eq!(read("sub/file").unwrap(), "inside", "fallback {fallback}");
-            assert_eq!(read("link-in").unwrap(), "inside", "fallback {fallback}");
-            for out in ["link-out", "link-abs"] {
-                let e = root.open_beneath(out).expect_err(out);
-                assert_eq!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EXDEV),
-                    "{out}, fallback {fallback}"
-                );
-            }
-            assert!(
-                root.open_beneath("").is_ok(),
-                "the root itself, fallback {fallback}"
-            );
-        }
-        std::fs::remove_dir_all(&top).unwrap();
-    }
 }

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use stage06_full::channel::QUEUE_BOUND;
 use testkit::http::{Response, read_response};
 use testkit::{PATIENCE, Server, raise_fd_limit, reset, sees_close};
 
@@ -677,6 +680,50 @@ macro_rules! suite {
         }
 
         #[test]
+        fn a_killed_worker_loses_only_what_its_channel_held() {
+            if !enough_descriptors(4096) {
+                return;
+            }
+            let site = Site::new();
+            let mut server = start(&site, &["--dispatch", "pass"]);
+            let (workers, _) = channels(&mut server);
+            let (victim, survivor) = (workers[0].pid, workers[1].pid);
+            // Stop both workers, one after the other, and open keep-alive
+            // clients (each sends a request) until both channels are full
+            // and both queues at their bound: the master stops accepting.
+            stop(victim);
+            let mut clients = Vec::new();
+            while channels(&mut server).0[0].queued == 0 {
+                assert!(clients.len() < 10_000, "the stopped worker's channel never filled");
+                clients.push(requesting(&server));
+            }
+            stop(survivor);
+            while channels(&mut server).1 {
+                assert!(clients.len() < 20_000, "the master never stopped accepting");
+                clients.push(requesting(&server));
+            }
+            // A few more wait in the listen backlog.
+            for _ in 0..10 {
+                clients.push(requesting(&server));
+            }
+            let (full, _) = channels(&mut server);
+            assert_eq!(full[0].queued, QUEUE_BOUND as u64, "{full:?}");
+            assert_eq!(full[1].queued, QUEUE_BOUND as u64, "{full:?}");
+            // The survivor resumes and takes in its channel, its queue and
+            // the backlog; the victim's queue waits.
+            signal(survivor, Signal::SIGCONT);
+            let opened = clients.len() as u64;
+            let before = settled(&mut server, opened);
+            assert_eq!(before[0].queued, QUEUE_BOUND as u64, "{before:?}");
+            // What the victim's channel held dies with it; what the master
+            // had queued for it goes to the survivor, and is answered.
+            signal(victim, Signal::SIGKILL);
+            let got = answered(&mut clients);
+            assert_eq!(got, opened - before[0].sent, "{before:?}");
+            assert_eq!(get(&server, "/small.txt").status, 200);
+        }
+
+        #[test]
         fn no_client_gets_503_while_a_worker_has_a_free_slot() {
             let site = Site::new();
             let server = start(&site, &["--workers", "2", "--max-conns", "2"]);
@@ -996,6 +1043,101 @@ macro_rules! each_test {
             }
         )*
     };
+}
+
+/// One worker's entry in the master's SIGUSR2 status line.
+#[derive(Debug, Clone, Copy)]
+struct Channel {
+    pid: u32,
+    queued: u64,
+    sent: u64,
+}
+
+/// Asks the master for `channels PID:QUEUED:SENT:RECEIVED … accepting|paused`
+/// (SIGUSR2): an entry per worker, and whether it is accepting.
+fn channels(server: &mut Server) -> (Vec<Channel>, bool) {
+    server.signal("USR2");
+    let line = server.read_stdout_line().expect("status line");
+    let mut words: Vec<&str> = line
+        .trim()
+        .strip_prefix("channels ")
+        .unwrap_or_else(|| panic!("unexpected status line {line:?}"))
+        .split(' ')
+        .collect();
+    let accepting = match words.pop() {
+        Some("accepting") => true,
+        Some("paused") => false,
+        other => panic!("no accepting|paused in {line:?}: {other:?}"),
+    };
+    let workers = words
+        .iter()
+        .map(|w| {
+            let f: Vec<u64> = w.split(':').map(|x| x.parse().expect("number")).collect();
+            Channel {
+                pid: f[0] as u32,
+                queued: f[1],
+                sent: f[2],
+            }
+        })
+        .collect();
+    (workers, accepting)
+}
+
+fn signal(pid: u32, signal: Signal) {
+    kill(Pid::from_raw(pid as i32), signal).expect("kill");
+}
+
+/// SIGSTOPs `pid` and returns once it is stopped.
+fn stop(pid: u32) {
+    signal(pid, Signal::SIGSTOP);
+    assert!(
+        testkit::eventually(PATIENCE, || testkit::process_state(pid) == Some('T')),
+        "worker {pid} did not stop"
+    );
+}
+
+/// A keep-alive client that has sent one request.
+fn requesting(server: &Server) -> Client {
+    let mut c = Client::new(server);
+    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    c
+}
+
+/// How many clients got their answer; every other one must have seen its
+/// connection closed, not a hang.
+fn answered(clients: &mut [Client]) -> u64 {
+    let mut answered = 0;
+    for c in clients.iter_mut() {
+        match read_response(&mut c.reader, false) {
+            Ok(r) => {
+                assert_eq!(r.body, b"hello world\n");
+                answered += 1;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ),
+                "a lost client must see its connection closed, not {e}"
+            ),
+        }
+    }
+    answered
+}
+
+/// Waits until the master has taken in all `opened` connections (each in a
+/// channel or queued) and returns the channels' status.
+fn settled(server: &mut Server, opened: u64) -> Vec<Channel> {
+    let mut last = Vec::new();
+    let done = testkit::eventually(PATIENCE, || {
+        last = channels(server).0;
+        last.iter().map(|c| c.sent + c.queued).sum::<u64>() == opened
+    });
+    assert!(
+        done,
+        "the master did not take {opened} connections in: {last:?}"
+    );
+    last
 }
 
 /// Raises this process's descriptor limit (servers started afterwards

@@ -81,8 +81,7 @@ pub enum Next<'a> {
     /// Receive bytes into [`Session::read_buf`], then call
     /// [`Session::received`] (with 0 for end of stream).
     Recv,
-    /// Bytes wait to be parsed: call [`Session::process`]. Work for the
-    /// CPU only, no I/O.
+    /// Bytes wait to be parsed: call [`Session::process`] (CPU only).
     Process,
     /// Open `path` beneath the root (`dir`: it ended with `/`), then call
     /// [`Session::opened`].
@@ -98,8 +97,7 @@ pub enum Next<'a> {
         body: &'a [u8],
         more: bool,
     },
-    /// Send `len` bytes of `file` from `offset`, then call
-    /// [`Session::sent`].
+    /// Send `len` bytes of `file` from `offset`; then [`Session::sent`].
     SendFile {
         file: &'a File,
         offset: u64,
@@ -235,9 +233,8 @@ impl Session {
     // ANCHOR_END: session_next
 
     // ANCHOR: session_input
-    /// Where the next bytes go: the free end of the read buffer (taken from
-    /// the pool if the session has none). When `next` says `Recv` the
-    /// buffer is empty, so this is all of it.
+    /// Where the next bytes go: the read buffer's free end (the whole buffer
+    /// when `next` says `Recv`), taken from the pool if need be.
     pub fn read_buf(&mut self, pools: &mut Pools) -> &mut [u8] {
         if self.input.is_empty() {
             self.input = pools.inputs.take();
@@ -400,7 +397,7 @@ impl Session {
         self.phase = Phase::Send;
     }
 
-    /// `TCP_NODELAY` is now set on the socket.
+    /// `TCP_NODELAY` is set now.
     pub fn nodelay_set(&mut self) {
         self.nodelay = true;
     }
@@ -440,8 +437,8 @@ impl Session {
     }
     // ANCHOR_END: sent
 
-    /// Our sending side is shut down: read and drop input until the client
-    /// closes, or the linger deadline passes.
+    /// Our side is shut down: drop input until the client closes or the
+    /// linger deadline passes.
     pub fn shut_down(&mut self, now: Instant) {
         self.start = self.end;
         self.phase = Phase::Linger(now);
@@ -464,10 +461,8 @@ impl Session {
     }
 
     /// The deadline passed. A client in the middle of a request head gets a
-    /// 408, sent like any response, and the close lingers (the client may
-    /// still be sending: closing at once would reset the connection and
-    /// could destroy the 408 on its way). In any other phase the connection
-    /// just closes.
+    /// 408 and a lingering close (it may still be sending: closing at once
+    /// could reset the connection and destroy the 408); else, just close.
     pub fn timed_out(&mut self, env: &mut Env<'_>) {
         if matches!(self.phase, Phase::Head) && self.parser.started() {
             self.refuse(408, None, env);

@@ -9,7 +9,6 @@
 //! the model keeps there (`S`), one enum per model (see each driver's
 //! `Slot` type), and `S::default()` is the empty slot.
 
-use std::fs::File;
 use std::io::{self, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,6 +19,8 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::{BACKLOG, Buffers, Config, DateCache, Intake, Resources};
+use crate::accept::Acceptor;
+use crate::channel::{Incoming, WorkerEnd};
 use crate::file_cache::FileCache;
 use crate::http::response;
 use crate::http::session::{READ_BUF, SMALL_BODY, WRITE_BUF};
@@ -43,36 +44,6 @@ pub const CHANNEL: Token = Token(u64::MAX - 3);
 /// a descriptor (counted against the same limit as connections) and up to
 /// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
 const OPEN_FILES: usize = 512;
-
-/// The messages of the master-worker channel (one per `SOCK_SEQPACKET`
-/// packet). Worker to master: `READY`, then `LOAD` whenever its load
-/// changes. Master to worker: `CONN` with a descriptor attached.
-pub mod message {
-    pub const READY: u8 = b'R';
-    /// Followed by live connections (u32) and connections taken in so far
-    /// (u64), little-endian.
-    pub const LOAD: u8 = b'L';
-    pub const CONN: u8 = b'C';
-    pub const LOAD_LEN: usize = 1 + 4 + 8;
-
-    pub fn load(live: u32, total: u64) -> [u8; LOAD_LEN] {
-        let mut m = [0u8; LOAD_LEN];
-        m[0] = LOAD;
-        m[1..5].copy_from_slice(&live.to_le_bytes());
-        m[5..13].copy_from_slice(&total.to_le_bytes());
-        m
-    }
-
-    /// Decodes a `LOAD` message into (live, total).
-    pub fn parse_load(m: &[u8]) -> Option<(u32, u64)> {
-        if m.len() != LOAD_LEN || m[0] != LOAD {
-            return None;
-        }
-        let live = u32::from_le_bytes(m[1..5].try_into().ok()?);
-        let total = u64::from_le_bytes(m[5..13].try_into().ok()?);
-        Some((live, total))
-    }
-}
 
 // ANCHOR: slot
 /// A connection slot. `generation` grows each time the slot is reused and is
@@ -105,20 +76,18 @@ pub struct Shell<S> {
     listener: Option<TcpListener>,
     /// `shared --exclusive`: register the listener with EPOLLEXCLUSIVE.
     exclusive: bool,
-    /// An open descriptor kept in reserve for the moment the process runs
-    /// out (EMFILE): see [`Shell::shed_one`]. `None` only while in use.
-    reserve: Option<File>,
+    /// Accepts from `listener`, and sheds when out of descriptors.
+    acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.
-    channel: OwnedFd,
+    channel: WorkerEnd,
     /// The connection slots, every one allocated before the first client;
     /// `free` lists the empty ones.
     pub slots: Vec<Slot<S>>,
     free: Vec<usize>,
     live: usize,
-    /// Connections taken in so far, and the load last reported.
+    /// Connections taken in so far.
     taken: u64,
-    reported: (usize, u64),
     /// One timer per connection, valued by the connection's token.
     timers: TimerHeap<Token>,
     /// Blocked SIGTERM and SIGINT, readable as events.
@@ -160,13 +129,12 @@ impl<S: Default> Shell<S> {
         Ok(Shell {
             listener,
             exclusive,
-            reserve: Some(File::open("/dev/null")?),
-            channel,
+            acceptor: Acceptor::new()?,
+            channel: WorkerEnd::new(channel),
             slots,
             free: (0..config.max_conns).rev().collect(),
             live: 0,
             taken: 0,
-            reported: (0, 0),
             timers: TimerHeap::new(),
             signals,
             alarm: Alarm::new()?,
@@ -230,14 +198,15 @@ impl<S: Default> Shell<S> {
         poller.add(&self.alarm, ALARM, read, Trigger::Level)
     }
 
-    /// The descriptors a driver without epoll polls another way: the
-    /// signalfd, the timerfd and the channel.
-    pub fn own_fds(&self) -> [BorrowedFd<'_>; 3] {
-        [
-            self.signals.as_fd(),
-            self.alarm.as_fd(),
-            self.channel.as_fd(),
-        ]
+    /// The descriptor behind one of the worker's own tokens (`SIGNALS`,
+    /// `ALARM`, `CHANNEL`), for a driver without epoll to poll another way.
+    pub fn own_fd(&self, token: Token) -> Option<BorrowedFd<'_>> {
+        match token {
+            SIGNALS => Some(self.signals.as_fd()),
+            ALARM => Some(self.alarm.as_fd()),
+            CHANNEL => Some(self.channel.as_fd()),
+            _ => None,
+        }
     }
 
     /// The listener, while the worker accepts for itself.
@@ -247,7 +216,7 @@ impl<S: Default> Shell<S> {
 
     /// Tells the master this worker is ready for connections.
     pub fn ready(&self) -> io::Result<()> {
-        sys::send_message(&self.channel, &[message::READY], None)
+        self.channel.ready()
     }
 
     // ANCHOR: admit
@@ -418,13 +387,13 @@ impl<S: Default> Shell<S> {
     /// The master's channel is readable: passed connections go into
     /// `incoming`. False when the master is gone: the worker must stop.
     fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
-        let mut buf = [0u8; 16];
         loop {
-            match sys::recv_message(&self.channel, &mut buf) {
+            match self.channel.receive() {
+                Ok(Incoming::Conns(streams)) => incoming.extend(streams),
                 // EOF: the master is gone. A worker without a master would
                 // serve on with nobody to restart it or stop it.
-                Ok(received) if received.len == 0 => return false,
-                Ok(received) => incoming.extend(received.fd.map(TcpStream::from)),
+                Ok(Incoming::Closed) => return false,
+                Ok(Incoming::Other) => {}
                 // Nothing more waiting.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -442,18 +411,7 @@ impl<S: Default> Shell<S> {
     /// and only when it changed: the master picks the least-loaded worker
     /// from these reports.
     pub fn report_load(&mut self) {
-        let load = (self.live, self.taken);
-        if load == self.reported {
-            return;
-        }
-        let live = u32::try_from(self.live).unwrap_or(u32::MAX);
-        match sys::send_message(&self.channel, &message::load(live, self.taken), None) {
-            Ok(()) => self.reported = load,
-            // The channel is full (the master is slow): report next time.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            // The master is gone; the EOF on the channel will stop us.
-            Err(_) => {}
-        }
+        self.channel.report(self.live, self.taken);
     }
     // ANCHOR_END: on_channel
 
@@ -461,52 +419,20 @@ impl<S: Default> Shell<S> {
     /// The listener is readable: accept into `incoming`, until the queue is
     /// empty under an edge-triggered listener, one under a level-triggered
     /// one (it stays readable while more wait, and the next wait says so).
+    /// Out of descriptors, the acceptor sheds waiting connections (stage
+    /// 2's reserve descriptor) rather than leave them hanging.
     fn accept(&mut self, incoming: &mut Vec<TcpStream>) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match sys::accept_nonblocking(listener) {
-                Ok(stream) => incoming.push(stream),
-                // The queue is empty: under ET this is the drain's end.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // The client gave up between handshake and accept; next.
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) if sys::is_out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    return;
-                }
-            }
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        while let Some(stream) = self.acceptor.next(listener) {
+            incoming.push(stream);
             if self.config.listen_trigger == Trigger::Level {
                 return;
             }
         }
     }
     // ANCHOR_END: accept
-
-    // ANCHOR: shed
-    /// Out of descriptors with connections still queued. Doing nothing is
-    /// not an option: under LT the listener stays readable and the loop would
-    /// spin at 100% CPU; under ET the queued clients would hang forever. So
-    /// free the reserve descriptor, accept the connection with it and close
-    /// it at once (the client sees the connection closed, a clear answer),
-    /// then take the reserve back. Returns false if that was impossible.
-    pub fn shed_one(&mut self) -> bool {
-        drop(self.reserve.take());
-        let shed = matches!(
-            self.listener.as_ref().map(sys::accept_nonblocking),
-            Some(Ok(_))
-        );
-        self.reserve = File::open("/dev/null").ok();
-        shed
-    }
-    // ANCHOR_END: shed
 
     /// The worker's last words, in one write: stderr is unbuffered, and the
     /// workers exit together, so several writes would interleave with the

@@ -20,19 +20,18 @@
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, Intake};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::pool::Pools;
+use crate::sys;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
-use crate::sys::{self};
 
-/// Submission queue entries; the completion queue gets twice as many.
+/// Submission queue entries (the completion queue gets twice as many), and
+/// bytes of a large file read per operation.
 const RING_ENTRIES: u32 = 4096;
-/// Bytes of a large file read per operation.
 const FILE_CHUNK: u64 = 64 * 1024;
 
 // What an operation is about. A connection's operations are tagged with
@@ -42,12 +41,11 @@ const ACCEPT: u64 = u64::MAX - 8;
 /// A poll of the listener, used only while out of descriptors.
 const LISTEN: u64 = LISTENER.0;
 
-/// A connection of the Proactor: its socket, its session, the piece of a
-/// large file read and not yet sent, and what it asked the kernel for.
+/// A connection of the Proactor: its socket, its session, a piece of a
+/// large file (`chunk`, from offset `chunk_at`), what it asked the kernel for.
 pub struct Conn {
     stream: TcpStream,
     session: Session,
-    /// `chunk` holds the file's bytes from offset `chunk_at`.
     chunk: Vec<u8>,
     chunk_at: u64,
     pending: Pending,
@@ -58,10 +56,8 @@ pub struct Conn {
 enum Pending {
     Recv,
     Send,
-    /// Reading the file from this offset into `chunk`.
-    ReadFile {
-        at: u64,
-    },
+    /// Reading the file, from this offset, into `chunk`.
+    ReadFile(u64),
     /// Sending from `chunk`.
     SendChunk,
 }
@@ -83,18 +79,15 @@ pub enum Slot {
 }
 // ANCHOR_END: uring_slot
 
-/// The Proactor: a shell, a ring, and the accept in flight.
+/// The Proactor: a shell, a ring, and the accept (or listener poll) in
+/// flight, to cancel when stopping.
 pub struct Uring {
     shell: Shell<Slot>,
     ring: Ring<Box<Conn>>,
-    /// The accept (or listener poll) in flight, to cancel when stopping.
     accept: Option<OpId>,
     incoming: Vec<TcpStream>,
     due: Vec<usize>,
 }
-
-/// Whether this kernel (and its sandbox) lets a process use io_uring.
-pub use crate::sys::uring::available;
 
 /// Sets up a worker's Proactor and runs it until it stops.
 pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
@@ -129,8 +122,9 @@ impl Uring {
             }
             self.shell.report_load();
         }
-        self.close_all();
         self.shell.report(Counts::default());
+        // Connections still in the ring (the grace period ran out) are
+        // cancelled and closed when the ring is dropped.
         Ok(())
     }
 
@@ -149,15 +143,9 @@ impl Uring {
                 }
             }
             ACCEPT => self.on_accept(c)?,
-            LISTEN => {
-                self.accept = None;
-                self.submit_accept()?;
-            }
-            index => {
-                if let Some(conn) = c.owner {
-                    self.on_conn(index as usize, c.result, conn);
-                }
-            }
+            LISTEN => self.submit_accept()?,
+            // A connection's operation; its owner, the connection, is back.
+            index => self.on_conn(index as usize, c.result, c.owner),
         }
         while let Some(stream) = self.incoming.pop() {
             self.admit(stream);
@@ -184,7 +172,10 @@ impl Uring {
     // ANCHOR: on_conn
     /// A connection's operation completed: tell its session what the
     /// kernel did, then let it go on.
-    fn on_conn(&mut self, index: usize, result: io::Result<usize>, mut conn: Box<Conn>) {
+    fn on_conn(&mut self, index: usize, result: io::Result<usize>, conn: Option<Box<Conn>>) {
+        let Some(mut conn) = conn else {
+            return; // every submission of a connection has an owner
+        };
         let cancelled = match self.shell.slots[index].state {
             Slot::Cancelled { timed_out } => Some(timed_out),
             _ => None,
@@ -200,7 +191,7 @@ impl Uring {
             (_, Err(_)) => false,
             // Nothing sent, or the file shrank under us: the promised
             // length cannot be kept.
-            (Pending::Send | Pending::SendChunk | Pending::ReadFile { .. }, Ok(0)) => false,
+            (Pending::Send | Pending::SendChunk | Pending::ReadFile(_), Ok(0)) => false,
             (Pending::Recv, Ok(n)) => {
                 conn.session.received(n, res.now);
                 true
@@ -211,7 +202,7 @@ impl Uring {
                 }
                 true
             }
-            (Pending::ReadFile { at }, Ok(n)) => {
+            (Pending::ReadFile(at), Ok(n)) => {
                 conn.chunk.truncate(n);
                 conn.chunk_at = at;
                 true
@@ -226,7 +217,7 @@ impl Uring {
         self.advance(index, conn);
     }
 
-    /// Runs the session until it needs the kernel, then submits that.
+    /// Runs the session until it needs the kernel; submits that.
     fn advance(&mut self, index: usize, mut conn: Box<Conn>) {
         let res = &mut self.shell.res;
         loop {
@@ -255,8 +246,8 @@ impl Uring {
         let pools = &mut self.shell.res.pools;
         match self.ring.submit(index as u64, conn, |c| c.operation(pools)) {
             Ok(op) => self.shell.slots[index].state = Slot::InRing { op, idle },
+            // The connection was dropped with the failed submission.
             Err(e) => {
-                // The connection was dropped with the failed submission.
                 eprintln!("io_uring submit: {e}");
                 self.shell.release(index);
             }
@@ -264,7 +255,7 @@ impl Uring {
     }
     // ANCHOR_END: on_conn
 
-    /// A connection is done with: its buffers go back, its socket closes.
+    /// Done with: its buffers go back, its socket closes.
     fn close_now(&mut self, index: usize, conn: Box<Conn>) {
         let conn = *conn;
         conn.session.release(&mut self.shell.res.pools);
@@ -291,9 +282,10 @@ impl Uring {
 
     // ANCHOR: uring_accept
     fn submit_accept(&mut self) -> io::Result<()> {
-        if let Some(listener) = self.shell.listener() {
-            self.accept = Some(self.ring.accept(ACCEPT, listener)?);
-        }
+        self.accept = match self.shell.listener() {
+            Some(listener) => Some(self.ring.accept(ACCEPT, listener)?),
+            None => None,
+        };
         Ok(())
     }
 
@@ -307,18 +299,15 @@ impl Uring {
             // Out of descriptors. An accept (io_uring's, like accept4)
             // takes a descriptor *before* it looks for a connection, so it
             // fails at once whether one is waiting or not: resubmitting it
-            // would spin. Shed the waiting connection if there is one; if
-            // there is none, wait for one with a poll, which needs no
-            // descriptor.
+            // would spin. Let the shell's acceptor take what waits (it
+            // sheds when it must), then wait for the next connection with a
+            // poll, which needs no descriptor.
             (None, Err(e)) if sys::is_out_of_descriptors(&e) => {
-                if self.shell.shed_one() {
-                    self.submit_accept()
-                } else if let Some(listener) = self.shell.listener() {
+                let _ = self.shell.on_own(LISTENER, &mut self.incoming);
+                if let Some(listener) = self.shell.listener() {
                     self.accept = Some(self.ring.poll(LISTEN, listener.as_fd())?);
-                    Ok(())
-                } else {
-                    Ok(())
                 }
+                Ok(())
             }
             // Cancelled: the worker is stopping.
             (None, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => Ok(()),
@@ -329,11 +318,7 @@ impl Uring {
 
     /// Polls one of the worker's own descriptors for readability (one-shot).
     fn poll(&mut self, own: Token) -> io::Result<()> {
-        let [signals, alarm, channel] = self.shell.own_fds();
-        let fd = [(SIGNALS, signals), (ALARM, alarm), (CHANNEL, channel)]
-            .into_iter()
-            .find_map(|(token, fd)| (token == own).then_some(fd));
-        match fd {
+        match self.shell.own_fd(own) {
             Some(fd) => self.ring.poll(own.0, fd).map(|_| ()),
             None => Ok(()),
         }
@@ -351,32 +336,8 @@ impl Uring {
             drop(listener);
         }
         for index in 0..self.shell.slots.len() {
-            if matches!(
-                self.shell.slots[index].state,
-                Slot::InRing { idle: true, .. }
-            ) {
+            if let Slot::InRing { idle: true, .. } = self.shell.slots[index].state {
                 self.cancel(index, false);
-            }
-        }
-    }
-
-    /// The end: cancel whatever is in flight and close each connection as
-    /// it comes back (within a second; the ring leaks what never does).
-    fn close_all(&mut self) {
-        for index in 0..self.shell.slots.len() {
-            self.cancel(index, false);
-        }
-        let until = Instant::now() + Duration::from_secs(1);
-        let mut completions = Vec::new();
-        while self.ring.owners_in_flight() > 0 && Instant::now() < until {
-            let wait = Some(Duration::from_millis(10));
-            if self.ring.submit_and_wait(&mut completions, wait).is_err() {
-                return;
-            }
-            for c in completions.drain(..) {
-                if let Some(conn) = c.owner {
-                    self.close_now(c.tag as usize, conn);
-                }
             }
         }
     }
@@ -394,7 +355,7 @@ impl Conn {
     fn operation(&mut self, pools: &mut Pools) -> Op<'_> {
         self.pending = match self.session.next() {
             Next::SendFile { offset, .. } if self.holds(offset) => Pending::SendChunk,
-            Next::SendFile { offset, .. } => Pending::ReadFile { at: offset },
+            Next::SendFile { offset, .. } => Pending::ReadFile(offset),
             Next::Send { .. } => Pending::Send,
             // `advance` submits only the three I/O arms: this is `Recv`.
             _ => Pending::Recv,
@@ -424,15 +385,11 @@ impl Conn {
                 }
                 _ => nothing,
             },
-            Pending::ReadFile { at } => match self.session.next() {
+            Pending::ReadFile(offset) => match self.session.next() {
                 Next::SendFile { file, len, .. } => {
                     self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
-                    let buf = &mut self.chunk[..];
-                    Op::Read {
-                        file: file.as_fd(),
-                        offset: at,
-                        buf,
-                    }
+                    let (file, buf) = (file.as_fd(), &mut self.chunk[..]);
+                    Op::Read { file, offset, buf }
                 }
                 _ => nothing,
             },
