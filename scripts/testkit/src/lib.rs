@@ -254,12 +254,25 @@ pub fn echo_large(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
 pub fn stays_silent(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.set_read_timeout(Some(wait)).expect("timeout");
     let mut byte = [0u8; 1];
-    let silent = match stream.read(&mut byte) {
-        Err(e) => matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-        Ok(_) => false,
+    let until = Instant::now() + wait;
+    let silent = loop {
+        match stream.read(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // A signal to this process cut the wait short: wait on.
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break true;
+                }
+                stream.set_read_timeout(Some(left)).expect("timeout");
+            }
+            Err(e) => {
+                break matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
+            }
+            Ok(_) => break false,
+        }
     };
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     silent
