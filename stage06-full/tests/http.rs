@@ -67,6 +67,14 @@ impl Site {
         self.start_nofile(None, extra)
     }
 
+    /// Starts the server with its stderr captured (`Server::stderr_to_end`).
+    fn start_capturing(&self, extra: &[&str]) -> Server {
+        let root = self.root();
+        let mut args = vec!["--addr", "127.0.0.1:0", "--root", root.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Server::start_capturing_stderr(BIN, &args)
+    }
+
     /// Starts the server, under a descriptor limit of `nofile` if given.
     fn start_nofile(&self, nofile: Option<u32>, extra: &[&str]) -> Server {
         let root = self.root();
@@ -724,6 +732,40 @@ macro_rules! suite {
             let got = answered(&mut clients);
             assert_eq!(got, opened - before[0].sent, "{before:?}");
             assert_eq!(get(&server, "/small.txt").status, 200);
+        }
+
+        #[test]
+        fn buffers_and_cache_lookups_are_counted_and_come_back_to_the_pools() {
+            let site = Site::new();
+            let mut server =
+                site.start_capturing(&["--model", $model, "--workers", "1", "--threads", "2"]);
+            let mut clients: Vec<Client> = (0..5).map(|_| Client::new(&server)).collect();
+            for _ in 0..100 {
+                for c in &mut clients {
+                    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                    assert_eq!(c.response().body, b"hello world\n");
+                }
+            }
+            server.signal("TERM");
+            assert!(server.wait_exit(PATIENCE).is_some_and(|s| s.success()));
+            let stderr = server.stderr_to_end();
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("buffers allocated"))
+                .unwrap_or_else(|| panic!("no report in {stderr:?}"));
+            let numbers: Vec<u64> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            let [_pid, allocated, reused, hits, misses] = numbers[..] else {
+                panic!("{line}");
+            };
+            // 500 responses, each with a head and a body buffer: all but the
+            // first few come from the pools, whichever thread built them.
+            assert!(allocated <= 20, "{line}");
+            assert!(reused >= 900, "{line}");
+            // Every lookup is counted, the pool threads' included.
+            assert!(hits + misses >= 500, "{line}");
         }
 
         #[test]
