@@ -22,7 +22,7 @@
 //! not stall the other connections of the loop, up to `--threads` of them
 //! at once.
 
-use std::io::{self, ErrorKind};
+use std::io;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -112,13 +112,7 @@ impl ProactorSim {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.shell.finished() {
-            self.shell.arm_alarm();
-            match self.poller.wait(&mut events, None) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            self.shell.res.tick();
+            reactor::wait(&mut self.shell, &self.poller, &mut events)?;
             for event in events.iter() {
                 match event.token {
                     OFFLOAD => self.on_done(),

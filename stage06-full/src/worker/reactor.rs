@@ -5,14 +5,12 @@
 //! does what the connection's session asks (`Session::next`) as far as the
 //! socket allows: read, parse, open, `writev`, `sendfile`, until a call
 //! would block. That is the Reactor pattern: the kernel reports readiness,
-//! the application performs the I/O. (A Proactor is the other way round:
-//! the application starts the I/O and the kernel reports its completion;
-//! see `uring`.)
+//! the application performs the I/O. (In a Proactor, `uring`, the kernel
+//! does the I/O and reports its completion.)
 //!
 //! Readiness is remembered per connection (`Conn::readable`,
 //! `Conn::writable`) until a call says `EAGAIN`: edge-triggered epoll says
-//! "ready" once, so a read that stopped because the session had no room
-//! must be resumed without a new event.
+//! "ready" once, and a read the session stopped must resume without it.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -45,24 +43,22 @@ pub struct Conn {
     pub interest: Interest,
 }
 
-/// What became of a connection after `drive`.
+/// What became of a connection after `drive`: it waits for its socket (or
+/// its timer); its session has CPU work for the simulated Proactor's pool;
+/// it is done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Waiting for the socket (or, at most, for its timer).
     Wait,
-    /// The session wants parsing or a file opened, which the simulated
-    /// Proactor leaves to its pool.
     Offload,
     Close,
 }
 
-/// Where a session's CPU work (parsing, deciding the response, opening the
-/// file) runs.
+/// Where a session's CPU work (parsing, deciding, opening the file) runs:
+/// in the loop between two I/O calls (the Reactor), or elsewhere (the
+/// simulated Proactor's loop does only the I/O).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Processing {
-    /// In the loop, between two I/O calls: the Reactor.
     InLoop,
-    /// Elsewhere: the simulated Proactor's loop does only the I/O.
     Elsewhere,
 }
 
@@ -240,6 +236,27 @@ pub fn admit<S: Default>(
     shell.set_deadline(index, deadline);
 }
 
+/// One wait of an epoll loop: the alarm armed for the nearest deadline,
+/// `epoll_wait`, and the clock read once for the whole batch.
+pub fn wait<S: Default>(
+    shell: &mut Shell<S>,
+    poller: &Poller,
+    events: &mut Events,
+) -> io::Result<()> {
+    shell.arm_alarm();
+    loop {
+        match poller.wait(events, None) {
+            Ok(()) => break,
+            // Signals are blocked, so this is rare (a debugger, SIGSTOP and
+            // SIGCONT); nothing is lost, wait again.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    shell.res.tick();
+    Ok(())
+}
+
 /// After `drive` said `Wait`: watch what the connection now waits for.
 pub fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger) -> io::Result<()> {
     let wanted = conn.wanted(trigger);
@@ -286,15 +303,7 @@ impl Reactor {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.shell.finished() {
-            self.shell.arm_alarm();
-            match self.poller.wait(&mut events, None) {
-                Ok(()) => {}
-                // Signals are blocked, so this is rare (a debugger, SIGSTOP
-                // and SIGCONT); nothing is lost, wait again.
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            self.shell.res.tick();
+            wait(&mut self.shell, &self.poller, &mut events)?;
             for event in events.iter() {
                 match event.token {
                     own @ (LISTENER | CHANNEL | SIGNALS | ALARM) => {
