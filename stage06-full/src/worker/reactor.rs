@@ -22,8 +22,7 @@ use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
 
-/// Room for events per `epoll_wait`. More ready sockets than this are simply
-/// reported by the next call.
+/// Room for events per `epoll_wait`; more are reported by the next call.
 const EVENTS_PER_WAIT: usize = 1024;
 
 /// A connection of a readiness model: its socket, its session, and the
