@@ -76,7 +76,7 @@ impl AccessLog {
         self.line(format!(
             "{peer} - - [{}] \"{}\" {} {}\n",
             date::format_clf(when),
-            exchange.request_line,
+            escape(&exchange.request_line),
             exchange.status,
             exchange.length
         ));
@@ -95,6 +95,26 @@ impl Drop for AccessLog {
         }
     }
 }
+
+// ANCHOR: escape
+/// A request line as it may stand between the quotes of a log line: `"`,
+/// `\`, control bytes and bytes past ASCII become `\xHH`, as nginx
+/// escapes its variables in `log_format` (`ngx_http_log_escape` in
+/// src/http/modules/ngx_http_log_module.c). A target holding `"` would
+/// otherwise end the quoted field early, and a control byte could forge a
+/// line; every line must parse as Common Log Format.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("\\x{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+// ANCHOR_END: escape
 
 fn write_lines(receiver: &Receiver<String>, file: File, dropped: &AtomicU64) {
     let mut out = BufWriter::with_capacity(64 * 1024, file);
@@ -125,6 +145,16 @@ fn write_lines(receiver: &Receiver<String>, file: File, dropped: &AtomicU64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_backslashes_and_control_bytes_are_escaped() {
+        assert_eq!(escape("GET /a\"b HTTP/1.1"), "GET /a\\x22b HTTP/1.1");
+        assert_eq!(
+            escape("GET /a\\b\u{1}\u{e9}"),
+            "GET /a\\x5Cb\\x01\\xC3\\xA9"
+        );
+        assert_eq!(escape("GET / HTTP/1.1"), "GET / HTTP/1.1");
+    }
 
     #[test]
     fn lines_reach_the_file_in_order() {

@@ -960,6 +960,95 @@ macro_rules! suite {
         }
 
         #[test]
+        fn redirects_stay_on_this_host() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            for target in [
+                "/docs",
+                "//evil.example/..//docs",
+                "/\\evil.example/..//docs",
+                "///evil.example/../docs",
+            ] {
+                let r = fetch(&server, &format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+                assert_eq!(r.status, 301, "{target}");
+                assert_eq!(r.header("location"), Some("/docs/"), "{target}");
+            }
+        }
+
+        #[test]
+        fn empty_lines_are_skipped_but_keep_no_connection_alive() {
+            let site = Site::new();
+            let server = start(&site, &["--header-timeout", "1", "--keepalive-timeout", "1"]);
+            // A few empty lines before a request line are skipped (RFC 9112
+            // §2.2); too many are refused.
+            let r = fetch(&server, "\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(r.status, 200);
+            assert_eq!(fetch(&server, &"\r\n".repeat(20)).status, 400);
+            // Trickled, they restart no timer: a new connection, and one
+            // after a response, are closed quietly when their 1 s is up,
+            // long before the trickle would have reached the cap (2 s).
+            let mut fresh = Client::new(&server);
+            assert_eq!(trickle_until_answered(&mut fresh), b"", "a 400 means the timer restarted");
+            let mut kept = Client::new(&server);
+            kept.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(kept.response().status, 200);
+            assert_eq!(trickle_until_answered(&mut kept), b"", "a 400 means the timer restarted");
+        }
+
+        #[test]
+        fn a_host_must_be_a_host() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            for (host, status) in [("a b", 400), ("a/b", 400), ("x@y", 400), ("[::1]:80", 200), ("t:8080", 200)] {
+                let r = fetch(&server, &format!("GET /small.txt HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+                assert_eq!(r.status, status, "Host: {host}");
+            }
+        }
+
+        #[test]
+        fn http_1_0_with_transfer_encoding_is_refused_and_closed() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\n");
+            let r = c.response();
+            assert_eq!(r.status, 400);
+            assert_eq!(r.header("connection"), Some("close"));
+            assert!(c.closed());
+        }
+
+        #[test]
+        fn expect_100_continue_is_answered_without_waiting_for_the_body() {
+            let site = Site::new();
+            let server = start(&site, &["--max-body", "1000"]);
+            let expect = |path: &str, length: usize| {
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n")
+            };
+            // The body will be read: 100 first, then the answer to the body.
+            let mut c = Client::new(&server);
+            c.send(&expect("/small.txt", 5));
+            let interim = c.head_response();
+            assert_eq!(interim.status, 100);
+            c.send("hello");
+            assert_eq!(c.response().body, b"hello world\n");
+            // It will not be: the final answer at once, and a close.
+            for (path, length, status) in [("/nope", 5, 404), ("/small.txt", 5000, 413)] {
+                let mut c = Client::new(&server);
+                c.send(&expect(path, length));
+                let r = c.response();
+                assert_eq!(r.status, status, "{path}");
+                assert_eq!(r.header("connection"), Some("close"), "{path}");
+                c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+                assert!(c.closed(), "{path}");
+            }
+            // HTTP/1.0 knows no 100: the body is read as usual.
+            let mut c = Client::new(&server);
+            c.send("GET /small.txt HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello");
+            let r = c.response();
+            assert_eq!(r.status, 200);
+        }
+
+        #[test]
         fn the_access_log_has_a_common_log_format_line_per_request() {
             let site = Site::new();
             let log = site.top.join("access.log");
@@ -969,12 +1058,18 @@ macro_rules! suite {
             let mut c = Client::new(&server);
             c.send("BREW / HTTP/1.1\r\nHost: t\r\n\r\n");
             assert_eq!(c.response().status, 501);
+            // A quote or a backslash in the target must not break the line.
+            assert_eq!(get(&server, "/a\"b\\c").status, 404);
             let text = || std::fs::read_to_string(&log).unwrap_or_default();
             assert!(
-                testkit::eventually(PATIENCE, || text().lines().count() >= 3),
+                testkit::eventually(PATIENCE, || text().lines().count() >= 4),
                 "{}",
                 text()
             );
+            for line in text().lines() {
+                assert_eq!(line.matches('"').count(), 2, "not Common Log Format: {line}");
+            }
+            assert!(text().contains("\"GET /a\\x22b\\x5Cc HTTP/1.1\" 404 "), "{}", text());
             let text = text();
             assert!(
                 text.contains("\"GET /small.txt HTTP/1.1\" 200 12"),
@@ -1139,6 +1234,25 @@ fn stop(pid: u32) {
         testkit::eventually(PATIENCE, || testkit::process_state(pid) == Some('T')),
         "worker {pid} did not stop"
     );
+}
+
+/// Sends an empty line every 400 ms until something comes back or the
+/// connection closes (10 s at most); returns what came back, which is
+/// empty when the server closed quietly.
+fn trickle_until_answered(c: &mut Client) -> Vec<u8> {
+    let start = Instant::now();
+    let stream = c.reader.get_mut();
+    while start.elapsed() < Duration::from_secs(10) {
+        if !testkit::stays_silent(stream, Duration::from_millis(400)) {
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            return answer;
+        }
+        if c.writer.write_all(b"\r\n").is_err() {
+            return Vec::new();
+        }
+    }
+    panic!("still open after 10 s of empty lines");
 }
 
 /// A keep-alive client that has sent one request.

@@ -6,7 +6,7 @@
 //! a front proxy and this server must agree on it, so every ambiguous case
 //! is refused and the connection closed.
 
-use super::parser::Head;
+use super::parser::{Head, Version};
 
 /// How the body of a request is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,15 @@ pub enum Framing {
 /// - Two `Content-Length` values that differ, or one that is not a number:
 ///   400.
 /// - A transfer coding other than plain `chunked`: 501.
+/// - `Transfer-Encoding` in an HTTP/1.0 request: 400.
 pub fn framing(head: &Head) -> Result<Framing, u16> {
     let te: Vec<&[u8]> = head.headers_named("transfer-encoding").collect();
+    // HTTP/1.0 has no transfer codings: a 1.0 message that names one must
+    // be treated as if its framing were faulty (RFC 9112 §6.1), whatever
+    // Content-Length says. Refused, and the connection closes.
+    if head.version == Version::Http10 && !te.is_empty() {
+        return Err(400);
+    }
     let mut length: Option<u64> = None;
     for value in head.headers_named("content-length") {
         // A list ("5, 5") counts as several values.

@@ -28,6 +28,11 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most header fields accepted.
 pub const MAX_HEADERS: usize = 100;
+/// The most bytes of empty lines (CR, LF) skipped before a request line.
+/// RFC 9112 §2.2 asks a server to skip at least one empty line there (a
+/// client may send a CRLF after a POST body); a few are plenty, and a
+/// client that sends them for ever is refused rather than kept.
+pub const MAX_EMPTY_LINE_BYTES: usize = 8;
 
 /// The protocol version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +249,7 @@ impl Parser {
     fn request_line(&mut self, b: u8) -> Result<State, ParseError> {
         use State::*;
         Ok(match (self.state, b) {
-            (Start, b'\r' | b'\n') => Start,
+            (Start, b'\r' | b'\n') if self.line_bytes <= MAX_EMPTY_LINE_BYTES => Start,
             (Start | Method, b) if is_tchar(b) => {
                 self.method.push(b as char);
                 Method

@@ -35,8 +35,6 @@ pub struct Resolved {
     pub relative: String,
     /// The decoded path ended with `/` (a directory was asked for).
     pub trailing_slash: bool,
-    /// The path as the client wrote it, before `?`, for redirects.
-    pub raw_path: String,
 }
 
 // ANCHOR: resolve
@@ -77,10 +75,54 @@ pub fn resolve(target: &[u8]) -> Result<Resolved, PathError> {
     Ok(Resolved {
         relative: segments.join("/"),
         trailing_slash: path.ends_with(b"/"),
-        raw_path: String::from_utf8_lossy(path).into_owned(),
     })
 }
 // ANCHOR_END: resolve
+
+/// Whether a `Host` field value is an authority without userinfo (RFC 9112
+/// §3.2, RFC 3986 §3.2.2): an IP literal in brackets, or a reg-name or IPv4
+/// address (unreserved characters, sub-delims and %XX), then an optional
+/// `:port`. Empty is allowed (a target without authority). `a b` and `a/b`
+/// are not hosts.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().rposition(|&b| b == b':' || b == b']') {
+        Some(i) if value[i] == b':' => (&value[..i], &value[i + 1..]),
+        _ => (value, &b""[..]),
+    };
+    let host_ok = match host {
+        [b'[', inner @ .., b']'] => inner
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b":.vV".contains(&b)),
+        _ => host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)),
+    };
+    host_ok && port.iter().all(u8::is_ascii_digit)
+}
+
+// ANCHOR: location
+/// The absolute path of a normalised `relative` path on this host, for a
+/// `Location` field: `/` and the segments, each percent-encoded where a
+/// byte is not a `pchar` (RFC 3986 §3.3).
+///
+/// Built from the *normalised* path, never from what the client wrote: a
+/// target such as `//evil.example/..//docs` names `docs` here, and echoing
+/// it back would give `Location: //evil.example/..//docs/`, which a browser
+/// reads as another host (an open redirect).
+pub fn location(relative: &str) -> String {
+    let mut out = String::with_capacity(relative.len() + 2);
+    out.push('/');
+    for &b in relative.as_bytes() {
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+// ANCHOR_END: location
 
 fn strip_authority(target: &[u8]) -> &[u8] {
     for scheme in [&b"http://"[..], b"https://"] {
@@ -128,6 +170,48 @@ mod tests {
         assert_eq!(rel("http://host:8080/x/y"), Ok("x/y".into()));
         assert_eq!(rel("/a/.."), Ok(String::new()));
         assert!(resolve(b"/docs/").unwrap().trailing_slash);
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            "t",
+            "example.com:8080",
+            "127.0.0.1",
+            "[::1]:80",
+            "",
+            "a-b_c~d",
+            "x:",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "a?b",
+            "a#b",
+            "user@host",
+            "[::1",
+            "h:8x",
+            "\\x",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_location_is_on_this_host_and_encoded() {
+        for (target, expected) in [
+            ("/docs", "/docs"),
+            ("//evil.example/..//docs", "/docs"),
+            ("/\\evil.example/..//docs", "/docs"),
+            ("///evil.example/../docs", "/docs"),
+            ("/a%20b/c", "/a%20b/c"),
+            ("/%C3%A9t%C3%A9", "/%C3%A9t%C3%A9"),
+        ] {
+            let relative = resolve(target.as_bytes()).unwrap().relative;
+            assert_eq!(location(&relative), expected, "{target}");
+        }
     }
 
     #[test]

@@ -144,6 +144,17 @@ pub fn wants_keep_alive(head: &Head) -> bool {
 }
 // ANCHOR_END: keep_alive
 
+/// Makes `r` the last response of its connection: `Connection: close` in
+/// its head (once), and `close` set.
+pub fn close_after(r: &mut Response) {
+    if !r.close {
+        r.head.truncate(r.head.len() - 2);
+        field(&mut r.head, "Connection", "close");
+        end(&mut r.head);
+        r.close = true;
+    }
+}
+
 /// The `Connection` field a response needs, if any.
 fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
     if close {
@@ -235,7 +246,7 @@ pub fn for_request(
         Opened::Redirect => {
             // `/docs` is a directory: send the client to `/docs/`, so the
             // page's relative links resolve inside it.
-            let location = format!("{}/", path.raw_path);
+            let location = format!("{}/", super::path::location(&path.relative));
             let extra = Some(("Location", location.as_str()));
             error_with(301, head_only, close, date, outputs, extra)
         }

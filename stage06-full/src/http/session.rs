@@ -36,14 +36,15 @@
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use super::body::{self, BodySkipper};
-use super::parser::{Head, Parser};
-use super::path::{self, Resolved};
+mod decide;
+
+use super::body::BodySkipper;
+use super::parser::Parser;
 pub use super::response::Exchange;
-use super::response::{self, Response};
+use super::response::Response;
 pub use super::{READ_BUF, SMALL_BODY, WRITE_BUF};
-use crate::file_cache::Opened;
 use crate::pool::Pools;
+use decide::{CONTINUE, Request};
 
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
@@ -132,14 +133,6 @@ enum Phase {
     Closed,
 }
 
-/// A request whose file is being opened.
-struct Request {
-    head: Head,
-    path: Resolved,
-    skipper: BodySkipper,
-    close: bool,
-}
-
 /// One connection's HTTP state.
 pub struct Session {
     /// Taken from the pool when bytes arrive, given back when idle.
@@ -156,6 +149,10 @@ pub struct Session {
     line: Option<String>,
     /// When the current request's first byte arrived.
     request_started: Option<Instant>,
+    /// When the connection last became idle (opened, or a response done):
+    /// the header and keep-alive timeouts count from here, and bytes that
+    /// start no request (empty lines) do not move it.
+    idle_since: Instant,
     last_active: Instant,
     requests: u64,
     /// The client has shut down its sending side.
@@ -165,6 +162,8 @@ pub struct Session {
     cut_short: bool,
     /// `TCP_NODELAY` is set (before the first kept-alive response).
     nodelay: bool,
+    /// Bytes of `100 Continue` sent, while it is owed (see `opened`).
+    continue_sent: Option<usize>,
 }
 
 impl Session {
@@ -179,11 +178,13 @@ impl Session {
             response: None,
             line: None,
             request_started: None,
+            idle_since: now,
             last_active: now,
             requests: 0,
             peer_closed: false,
             cut_short: false,
             nodelay: false,
+            continue_sent: None,
         }
     }
 
@@ -192,6 +193,11 @@ impl Session {
     pub fn next(&self) -> Next<'_> {
         let unparsed = self.start < self.end;
         match &self.phase {
+            Phase::Body(_) if self.continue_sent.is_some() => {
+                let sent = self.continue_sent.unwrap_or(0);
+                let (head, body, more) = (&CONTINUE[sent..], &[][..], false);
+                Next::Send { head, body, more }
+            }
             Phase::Head | Phase::Body(_) if unparsed => Next::Process,
             Phase::Head | Phase::Body(_) if self.peer_closed => Next::Close,
             Phase::Head | Phase::Body(_) => Next::Recv,
@@ -295,107 +301,7 @@ impl Session {
         }
     }
 
-    /// A complete head arrived: refuse it, or name the file to open.
-    fn on_head(&mut self, head: Head, env: &mut Env<'_>) {
-        let line = env.logging.then(|| {
-            let target = String::from_utf8_lossy(&head.target);
-            format!("{} {target} {}", head.method, head.version)
-        });
-        let hosts = head.headers_named("host").count();
-        if hosts > 1 || (head.version == super::parser::Version::Http11 && hosts == 0) {
-            return self.refuse(400, line, env);
-        }
-        match head.method.as_str() {
-            "GET" | "HEAD" => {}
-            "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT" => {
-                return self.refuse(405, line, env);
-            }
-            _ => return self.refuse(501, line, env),
-        }
-        let skipper = match body::framing(&head)
-            .and_then(|f| BodySkipper::new(f, env.max_body).map_err(|e| e.status()))
-        {
-            Ok(skipper) => skipper,
-            Err(status) => return self.refuse(status, line, env),
-        };
-        let close = !response::wants_keep_alive(&head) || env.stopping || self.peer_closed;
-        self.line = line;
-        match path::resolve(&head.target) {
-            Ok(path) => {
-                let rq = Request {
-                    head,
-                    path,
-                    skipper,
-                    close,
-                };
-                self.phase = Phase::Open(Box::new(rq));
-            }
-            Err(e) => {
-                let head_only = head.method == "HEAD";
-                let r = response::error(
-                    e.status(),
-                    head_only,
-                    close,
-                    env.date,
-                    &mut env.pools.outputs,
-                );
-                self.respond(r, skipper);
-            }
-        }
-    }
     // ANCHOR_END: process
-
-    /// The file named by [`Next::Open`] was opened (or could not be).
-    pub fn opened(&mut self, opened: Opened, env: &mut Env<'_>) {
-        let Phase::Open(rq) = std::mem::replace(&mut self.phase, Phase::Send) else {
-            return;
-        };
-        let outputs = &mut env.pools.outputs;
-        let r = response::for_request(&rq.head, &rq.path, opened, rq.close, env.date, outputs);
-        self.respond(r, rq.skipper);
-    }
-
-    /// Holds `r` as the response; the body (if any) is skipped first.
-    fn respond(&mut self, r: Response, skipper: BodySkipper) {
-        self.response = Some(r);
-        self.phase = if skipper.is_done() {
-            Phase::Send
-        } else {
-            Phase::Body(skipper)
-        };
-    }
-
-    fn skip_body(&mut self, env: &mut Env<'_>) {
-        let Phase::Body(skipper) = &mut self.phase else {
-            return;
-        };
-        match skipper.skip(&self.input[self.start..self.end]) {
-            Err(e) => {
-                let line = self.line.take();
-                self.refuse(e.status(), line, env);
-            }
-            Ok(skipped) => {
-                self.start += skipped.consumed;
-                if skipped.done {
-                    self.phase = Phase::Send;
-                }
-            }
-        }
-    }
-
-    /// An error response after which the connection closes: what follows
-    /// (a body of unknown framing, the rest of a bad head) cannot be
-    /// trusted, so it is thrown away, and closing will linger.
-    fn refuse(&mut self, status: u16, line: Option<String>, env: &mut Env<'_>) {
-        self.start = self.end;
-        self.cut_short = true;
-        let r = response::error(status, false, true, env.date, &mut env.pools.outputs);
-        if let Some(old) = self.response.replace(r) {
-            old.give_back(&mut env.pools.outputs);
-        }
-        self.line = line.or_else(|| env.logging.then(|| "-".to_string()));
-        self.phase = Phase::Send;
-    }
 
     /// `TCP_NODELAY` is set now.
     pub fn nodelay_set(&mut self) {
@@ -407,6 +313,13 @@ impl Session {
     /// have gone. When the response is complete, returns it for the access
     /// log and moves on: to the next request, or to closing.
     pub fn sent(&mut self, n: usize, env: &mut Env<'_>) -> Option<Exchange> {
+        if let Some(sent) = self.continue_sent.as_mut() {
+            *sent += n;
+            if *sent >= CONTINUE.len() {
+                self.continue_sent = None;
+            }
+            return None;
+        }
         let r = self.response.as_mut()?;
         r.advance(n);
         self.last_active = env.now;
@@ -424,6 +337,7 @@ impl Session {
         r.give_back(&mut env.pools.outputs);
         self.phase = if !close {
             self.request_started = None;
+            self.idle_since = env.now;
             Phase::Head
         } else if self.peer_closed || !(self.start < self.end || self.filled || self.cut_short) {
             // Nothing more can come: close at once, as nginx does, saving a
@@ -451,8 +365,8 @@ impl Session {
                 Some(started) if self.parser.started() => started + t.header,
                 // A new connection must start a request within the header
                 // timeout; a kept-alive one may idle for the keep-alive one.
-                _ if self.requests == 0 => self.last_active + t.header,
-                _ => self.last_active + t.keepalive,
+                _ if self.requests == 0 => self.idle_since + t.header,
+                _ => self.idle_since + t.keepalive,
             },
             Phase::Open(_) | Phase::Body(_) => self.last_active + t.header,
             Phase::Send | Phase::Shutdown | Phase::Closed => self.last_active + t.keepalive,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::file_cache::OpenFile;
+use crate::file_cache::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
