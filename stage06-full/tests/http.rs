@@ -875,6 +875,20 @@ macro_rules! suite {
             let r = third.response();
             assert_eq!(r.status, 503);
             assert!(third.closed());
+            // A refused client whose request (and body) arrived before the
+            // refusal still reads the 503, then a close, not a reset: the
+            // server shuts down its side and lingers instead of closing a
+            // socket with unread input.
+            let mut eager = Client::new(&server);
+            let body = "x".repeat(60_000);
+            eager.send(&format!(
+                "GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+            assert_eq!(eager.response().status, 503);
+            let mut rest = Vec::new();
+            let end = eager.reader.read_to_end(&mut rest);
+            assert!(end.is_ok(), "{end:?}: reset instead of closed");
             // A slot freed is a slot available again.
             drop(kept.pop());
             assert!(testkit::eventually(PATIENCE, || {

@@ -220,7 +220,7 @@ pub fn admit<S: Default>(
     stream: TcpStream,
     wrap: impl FnOnce(Conn) -> S,
 ) {
-    let Some((index, token)) = shell.admit(&stream) else {
+    let Some((index, token, stream)) = shell.admit(stream) else {
         return;
     };
     let trigger = shell.config.trigger;

@@ -156,7 +156,7 @@ impl Uring {
 
     /// A new connection: a slot, a session, and its first operation.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((index, _)) = self.shell.admit(&stream) else {
+        let Some((index, _, stream)) = self.shell.admit(stream) else {
             return;
         };
         let conn = Conn {
