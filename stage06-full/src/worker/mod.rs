@@ -4,7 +4,8 @@
 //!
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
-//! slots, accepting, the master's channel, load reports, stopping. Each
+//! slots, accepting (and [`refused`]: the 503 when every slot is taken),
+//! the master's channel, load reports, stopping. Each
 //! model is a driver around the shell and the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
@@ -15,6 +16,7 @@
 
 pub mod proactor_sim;
 pub mod reactor;
+pub mod refused;
 pub mod shell;
 pub mod uring;
 

@@ -9,21 +9,20 @@
 //! the model keeps there (`S`), one enum per model (see each driver's
 //! `Slot` type), and `S::default()` is the empty slot.
 
-use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{self, ErrorKind, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use super::refused::Refused;
 use super::{BACKLOG, Buffers, Config, DateCache, Intake, Resources};
 use crate::accept::Acceptor;
 use crate::channel::{Incoming, WorkerEnd};
 use crate::file_cache::FileCache;
-use crate::http::response;
 use crate::http::session::{READ_BUF, SMALL_BODY, WRITE_BUF};
 use crate::log::AccessLog;
 use crate::poller::{Interest, Poller, Token, Trigger};
@@ -40,11 +39,6 @@ pub const SIGNALS: Token = Token(u64::MAX - 1);
 pub const ALARM: Token = Token(u64::MAX - 2);
 /// The channel to the master: passed connections arrive on it.
 pub const CHANNEL: Token = Token(u64::MAX - 3);
-
-/// At most this many connections refused with 503 linger at once, each for
-/// `REFUSED_LINGER` (see `Shell::refuse`).
-const MAX_REFUSED: usize = 64;
-const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
 /// At most this many files stay open in a worker's open-file cache: each is
 /// a descriptor (counted against the same limit as connections) and up to
@@ -96,8 +90,8 @@ pub struct Shell<S> {
     taken: u64,
     /// One timer per connection, valued by the connection's token.
     timers: TimerHeap<Token>,
-    /// Connections refused with 503, lingering until the time beside them.
-    refused: VecDeque<(TcpStream, Instant)>,
+    /// Connections refused with 503 (no free slot), lingering.
+    refused: Refused,
     /// Blocked SIGTERM and SIGINT, readable as events.
     signals: SignalFd,
     /// The timerfd, and the deadline it is armed for (`None`: disarmed or
@@ -144,7 +138,7 @@ impl<S: Default> Shell<S> {
             live: 0,
             taken: 0,
             timers: TimerHeap::new(),
-            refused: VecDeque::new(),
+            refused: Refused::default(),
             signals,
             alarm: Alarm::new()?,
             armed_for: None,
@@ -233,7 +227,8 @@ impl<S: Default> Shell<S> {
     /// refuses it with 503 when every slot is taken.
     pub fn admit(&mut self, stream: TcpStream) -> Option<(usize, Token, TcpStream)> {
         let Some(index) = self.free.pop() else {
-            self.refuse(stream);
+            let (now, date) = (self.res.now, self.res.date.current());
+            self.refused.refuse(stream, date, now);
             return None;
         };
         let slot = &mut self.slots[index];
@@ -243,42 +238,6 @@ impl<S: Default> Shell<S> {
         Some((index, token_of(index, slot.generation), stream))
     }
 
-    /// 503 in one best-effort write (it fits an empty socket buffer), then
-    /// a lingering close. Closing at once, with the client's request
-    /// unread, would make the kernel send a reset, which can destroy the
-    /// 503 before the client reads it: so our side is shut down, and the
-    /// socket kept (without a slot) for `REFUSED_LINGER`, then drained and
-    /// closed (nginx's `lingering_close`). Past `MAX_REFUSED` of them, a
-    /// refused connection is closed at once.
-    fn refuse(&mut self, stream: TcpStream) {
-        let _ = (&stream).write(&response::complete(503, self.res.date.current()));
-        let _ = stream.shutdown(Shutdown::Write);
-        if self.refused.len() < MAX_REFUSED {
-            let until = self.res.now + REFUSED_LINGER;
-            self.refused.push_back((stream, until));
-        }
-    }
-
-    /// Closes the refused connections whose linger is over, after reading
-    /// what they sent (so the close is a FIN, not a reset).
-    fn close_refused(&mut self) {
-        while let Some((stream, until)) = self.refused.front() {
-            if *until > self.res.now {
-                return;
-            }
-            let mut sink = [0u8; 4096];
-            // Bounded: a client that sends for ever gets its reset.
-            for _ in 0..64 {
-                match (&*stream).read(&mut sink) {
-                    Ok(n) if n > 0 => continue,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    // EOF, EAGAIN (drained) or an error: done.
-                    _ => break,
-                }
-            }
-            self.refused.pop_front();
-        }
-    }
     // ANCHOR_END: admit
 
     /// The slot an event's token is for, unless the token is stale: the
@@ -339,7 +298,7 @@ impl<S: Default> Shell<S> {
     pub fn arm_alarm(&mut self) {
         // While draining, the end of the grace period is a deadline too, and
         // so is the end of the oldest refused connection's linger.
-        let refused = self.refused.front().map(|(_, until)| *until);
+        let refused = self.refused.next_deadline();
         let next = [self.timers.next_deadline(), self.drain_until, refused]
             .into_iter()
             .flatten()
@@ -367,7 +326,7 @@ impl<S: Default> Shell<S> {
     pub fn on_alarm(&mut self, due: &mut Vec<usize>) {
         self.alarm.acknowledge();
         self.armed_for = None;
-        self.close_refused();
+        self.refused.close_due(self.res.now);
         while let Some(token) = self.timers.pop_expired(self.res.now) {
             let (index, generation) = split_token(token);
             if let Some(slot) = self.slots.get_mut(index)
