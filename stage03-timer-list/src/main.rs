@@ -57,9 +57,12 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on {}", reactor.local_addr()?)?;
     out.flush()?;
     drop(out);
+    // nc takes the host and the port as two arguments, not HOST:PORT.
+    let addr = reactor.local_addr()?;
     eprintln!(
-        "try it: nc {} (type a line, it comes back)",
-        reactor.local_addr()?
+        "try it: nc {} {} (type a line, it comes back)",
+        addr.ip(),
+        addr.port()
     );
     reactor.run()?;
     eprintln!("shut down cleanly");

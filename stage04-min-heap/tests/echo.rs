@@ -321,3 +321,16 @@ fn a_streaming_client_does_not_starve_others() {
         assert_eq!(&back, b"my turn");
     });
 }
+
+/// The hint on stderr is a command nc accepts: host and port as two
+/// arguments (nc rejects `HOST:PORT`).
+#[test]
+fn the_hint_names_host_and_port_as_nc_wants_them() {
+    let server = start("lt", "lt", &[]);
+    let hint = format!("try it: nc {} {} (", server.addr.ip(), server.addr.port());
+    assert!(
+        eventually(PATIENCE, || server.stderr_so_far().contains(&hint)),
+        "no {hint:?} in {:?}",
+        server.stderr_so_far()
+    );
+}

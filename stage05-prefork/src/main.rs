@@ -76,9 +76,11 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on {}", master.local_addr())?;
     out.flush()?;
     drop(out);
+    // nc takes the host and the port as two arguments, not HOST:PORT.
     eprintln!(
-        "try it: nc {} ({} workers, dispatch {:?}; master pid {})",
-        master.local_addr(),
+        "try it: nc {} {} ({} workers, dispatch {:?}; master pid {})",
+        master.local_addr().ip(),
+        master.local_addr().port(),
         args.workers,
         args.dispatch,
         std::process::id()
