@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use argh::FromArgs;
@@ -24,7 +25,33 @@ struct Args {
     threads: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line: `error: ` and the cause chain, joined by
+/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
+/// from `main` instead would print its `Debug` form: several lines, and a
+/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
+/// panics. Where the error was made is shown only when asked for, with
+/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
+/// traces, apart from panics').
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     let listener =
         TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;

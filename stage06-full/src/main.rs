@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -107,7 +108,33 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line: `error: ` and the cause chain, joined by
+/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
+/// from `main` instead would print its `Debug` form: several lines, and a
+/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
+/// panics. Where the error was made is shown only when asked for, with
+/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
+/// traces, apart from panics').
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     if args.model == Model::Uring {
         // Say so once, here, rather than let every worker fail and the
