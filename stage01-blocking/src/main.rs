@@ -1,7 +1,7 @@
 //! Command line for stage 1. All the server logic is in the library.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,9 +11,15 @@ use stage01_blocking::{Mode, serve};
 /// Stage 1: a blocking echo server. Every byte a client sends comes back.
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
-    addr: String,
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
+    addr: SocketAddr,
 
     /// iterative (one client at a time), threads (a thread per connection)
     /// or pool (a fixed set of threads); default threads
@@ -23,6 +29,18 @@ struct Args {
     /// number of threads in pool mode (default 4)
     #[argh(option, default = "4")]
     threads: usize,
+}
+
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
 }
 
 fn main() -> ExitCode {
@@ -54,7 +72,7 @@ fn report(e: &anyhow::Error) {
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     let listener =
-        TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
+        TcpListener::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     // The first line of stdout is the contract with tests and scripts: with
     // `--addr 127.0.0.1:0` it tells them which port the kernel picked.
     let mut out = std::io::stdout().lock();

@@ -38,3 +38,19 @@ fn a_failure_is_one_line_with_its_cause() {
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(stderr.lines().count() > 1, "no trace: {stderr}");
 }
+
+/// `--addr` takes a host name: it is resolved, and the server listens on
+/// its first address.
+#[test]
+fn a_host_name_is_resolved() {
+    let server = Server::start(BIN, &["--addr", "localhost:0"]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    drop(server.connect());
+    let out = run(&["--addr", "no-such-host.invalid:0"], "RUST_BACKTRACE");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "it started on a name with no address"
+    );
+    assert!(stderr.contains("'no-such-host.invalid:0'"), "{stderr}");
+}

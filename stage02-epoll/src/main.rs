@@ -1,7 +1,7 @@
 //! Command line for stage 2. All the server logic is in the library.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,8 +11,14 @@ use stage02_epoll::{Config, Reactor, Trigger};
 /// Stage 2: a single-threaded echo Reactor on epoll.
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
     addr: SocketAddr,
 
     /// lt (level-triggered) or et (edge-triggered) for connection sockets;
@@ -28,6 +34,18 @@ struct Args {
     /// (default 10000)
     #[argh(option, default = "10_000")]
     max_conns: usize,
+}
+
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
 }
 
 fn main() -> ExitCode {

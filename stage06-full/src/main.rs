@@ -1,7 +1,7 @@
 //! Command line for stage 6. All the server logic is in the library.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,8 +14,14 @@ use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Trigg
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
     addr: SocketAddr,
 
     /// the directory to serve (default: the demo site in stage06-full/www)
@@ -106,6 +112,18 @@ fn default_workers() -> usize {
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
+}
+
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
 }
 
 fn main() -> ExitCode {
