@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger};
 
@@ -103,6 +103,9 @@ fn report(e: &anyhow::Error) {
 /// Everything `main` does; a failure comes back here to be reported.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
@@ -143,5 +146,5 @@ fn run() -> anyhow::Result<()> {
     }
     // A failing exit status, so whoever started us (systemd, a script)
     // learns it without reading the log; the workers are gone either way.
-    anyhow::bail!("shut down, but not every worker exited cleanly")
+    bail!("shut down, but not every worker exited cleanly")
 }

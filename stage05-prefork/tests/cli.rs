@@ -54,3 +54,18 @@ fn a_host_name_is_resolved() {
     );
     assert!(stderr.contains("'no-such-host.invalid:0'"), "{stderr}");
 }
+
+/// `--workers 0` is refused, not quietly run as one worker.
+#[test]
+fn zero_workers_are_refused() {
+    let out = run(
+        &["--addr", "127.0.0.1:0", "--workers", "0"],
+        "RUST_BACKTRACE",
+    );
+    assert!(!out.status.success(), "--workers 0 was accepted");
+    assert!(out.stdout.is_empty(), "it started listening");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --workers must be at least 1\n"
+    );
+}

@@ -1,5 +1,6 @@
 //! Command line for stage 6. All the server logic is in the library.
 
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -161,6 +162,9 @@ fn run() -> anyhow::Result<()> {
             bail!("--model uring: io_uring is not available here ({e})");
         }
     }
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
     if args.max_conns == 0 {
         bail!("--max-conns must be at least 1");
     }
@@ -172,7 +176,21 @@ fn run() -> anyhow::Result<()> {
     }
     let access_log = match args.access_log.as_str() {
         "off" => None,
-        path => Some(PathBuf::from(path)),
+        path => {
+            // Each worker opens the log for itself, after the fork. Left to
+            // them, a path that cannot be opened made every worker fail at
+            // start and the master restart them, again and again. Opened
+            // once here first, it is refused before any worker exists.
+            // (nginx opens its logs in the master and the workers inherit
+            // the descriptors; here the workers keep their own open, and
+            // this one is closed at once.)
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--access-log {path}"))?;
+            Some(PathBuf::from(path))
+        }
     };
     let config = MasterConfig {
         addr: args.addr,

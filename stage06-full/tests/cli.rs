@@ -2,6 +2,7 @@
 //! gets back.
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use testkit::Server;
 
@@ -53,4 +54,48 @@ fn a_host_name_is_resolved() {
         "it started on a name with no address"
     );
     assert!(stderr.contains("'no-such-host.invalid:0'"), "{stderr}");
+}
+
+/// `--workers 0` is refused, not quietly run as one worker.
+#[test]
+fn zero_workers_are_refused() {
+    let out = run(
+        &["--addr", "127.0.0.1:0", "--workers", "0"],
+        "RUST_BACKTRACE",
+    );
+    assert!(!out.status.success(), "--workers 0 was accepted");
+    assert!(out.stdout.is_empty(), "it started listening");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --workers must be at least 1\n"
+    );
+}
+
+/// An access log that cannot be opened is refused at once, in one line
+/// that names it and says why, before the server listens or forks (each
+/// worker failing to open it, and being restarted, took ten seconds of
+/// garbled messages).
+#[test]
+fn an_access_log_that_cannot_be_opened_is_refused_before_any_worker_starts() {
+    let started = Instant::now();
+    let out = run(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--access-log",
+            "/nonexistent/dir/a.log",
+        ],
+        "RUST_BACKTRACE",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success(), "it was accepted");
+    assert!(out.stdout.is_empty(), "it started listening");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --access-log /nonexistent/dir/a.log: No such file or directory (os error 2)\n"
+    );
 }
