@@ -21,7 +21,8 @@ scratch=$tmp
 # folder kept between runs ($TARGET/exercises: beside the usual builds, as
 # the copy's crates are not the repository's): its dependencies are built
 # once, and each exercise rebuilds only its stage.
-tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes/book -cf - . | tar -C "$scratch" -xf -
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes/book \
+    --exclude=./stage06-full/www/big.bin -cf - . | tar -C "$scratch" -xf -
 export CARGO_TARGET_DIR="$TARGET/exercises"
 # Without debug info and without incremental caches, that folder holds
 # about 200 MB instead of 650: debug info made up most of every binary and

@@ -1,9 +1,9 @@
 //! Command line for stage 6. All the server logic is in the library.
 
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -107,6 +107,25 @@ fn default_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/www"))
 }
 
+/// The demo site's large file, `www/big.bin`, to try ranges and `sendfile`
+/// on: made at start when the demo site is served, never committed (a large
+/// file in git weighs on every clone). `set_len` makes it sparse: 64 MiB of
+/// zeros that take no disk space. Rejected: a temporary copy of `www` with
+/// the file in it (an edit to `www` would not show until a restart, and a
+/// symbolic link out of the root is refused by design), and a file served
+/// from memory (`sendfile` needs a file).
+const DEMO_BIG_FILE: &str = "big.bin";
+const DEMO_BIG_SIZE: u64 = 64 << 20;
+
+fn make_demo_big_file(root: &Path) -> io::Result<()> {
+    match File::create_new(root.join(DEMO_BIG_FILE)) {
+        Ok(file) => file.set_len(DEMO_BIG_SIZE),
+        // Made by an earlier start.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -173,6 +192,12 @@ fn run() -> anyhow::Result<()> {
     }
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
+    }
+    if args.root == default_root()
+        && let Err(e) = make_demo_big_file(&args.root)
+    {
+        // The site works without it; only its link gets a 404.
+        eprintln!("note: no {DEMO_BIG_FILE} in the demo site: {e}");
     }
     let access_log = match args.access_log.as_str() {
         "off" => None,

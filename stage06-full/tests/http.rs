@@ -1060,6 +1060,21 @@ macro_rules! suite {
             let r = get(&server, "/");
             assert_eq!(r.status, 200);
             assert!(String::from_utf8_lossy(&r.body).contains("It works."));
+            // The script puts the real address in the curl examples.
+            let script = String::from_utf8_lossy(&get(&server, "/app.js").body).into_owned();
+            assert!(script.contains("location.host"), "{script}");
+            // The large file, made at start, and a range of it.
+            let part = fetch(
+                &server,
+                "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n",
+            );
+            assert_eq!(part.status, 206);
+            assert_eq!(part.header("content-range"), Some("bytes 0-9/67108864"));
+            assert_eq!(part.body, [0; 10]);
+            // A missing page is styled like the rest.
+            let missing = get(&server, "/missing.html");
+            assert_eq!(missing.status, 404);
+            assert!(String::from_utf8_lossy(&missing.body).contains("<style>"));
         }
         }
     };
