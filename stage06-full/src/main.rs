@@ -146,6 +146,51 @@ fn first_address(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "the name has no address".to_string())
 }
 
+/// Flags that cannot work are refused once, here, in one line, rather than
+/// let every worker fail after the fork and the master restart them.
+fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
+    // io_uring first: the tests and bench-models.sh probe for it with
+    // `--model uring --max-conns 0`, and take the refusal of the second
+    // flag to mean the first works.
+    if args.model == Model::Uring
+        && let Err(e) = stage06_full::sys::uring::available()
+    {
+        bail!("--model uring: io_uring is not available here ({e})");
+    }
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    if args.max_conns == 0 {
+        bail!("--max-conns must be at least 1");
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if !args.root.is_dir() {
+        bail!("--root {}: not a directory", args.root.display());
+    }
+    Ok(())
+}
+
+/// `--access-log`: `off`, or the file to append to. Each worker opens the
+/// file for itself, after the fork; left to them, a path that cannot be
+/// opened made every worker fail at start and the master restart them,
+/// again and again. Opened once here first (and closed at once), it is
+/// refused before any worker exists. (nginx opens its logs in the master
+/// and the workers inherit the descriptors; here each worker keeps its own
+/// open.)
+fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
+    if arg == "off" {
+        return Ok(None);
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(arg)
+        .with_context(|| format!("--access-log {arg}"))?;
+    Ok(Some(PathBuf::from(arg)))
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,49 +219,14 @@ fn report(e: &anyhow::Error) {
 /// Everything `main` does; a failure comes back here to be reported.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
-    if args.model == Model::Uring {
-        // Say so once, here, rather than let every worker fail and the
-        // master restart them for ever.
-        if let Err(e) = stage06_full::sys::uring::available() {
-            bail!("--model uring: io_uring is not available here ({e})");
-        }
-    }
-    if args.workers == 0 {
-        bail!("--workers must be at least 1");
-    }
-    if args.max_conns == 0 {
-        bail!("--max-conns must be at least 1");
-    }
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    if !args.root.is_dir() {
-        bail!("--root {}: not a directory", args.root.display());
-    }
+    refuse_what_cannot_work(&args)?;
     if args.root == default_root()
         && let Err(e) = make_demo_big_file(&args.root)
     {
         // The site works without it; only its link gets a 404.
         eprintln!("note: no {DEMO_BIG_FILE} in the demo site: {e}");
     }
-    let access_log = match args.access_log.as_str() {
-        "off" => None,
-        path => {
-            // Each worker opens the log for itself, after the fork. Left to
-            // them, a path that cannot be opened made every worker fail at
-            // start and the master restart them, again and again. Opened
-            // once here first, it is refused before any worker exists.
-            // (nginx opens its logs in the master and the workers inherit
-            // the descriptors; here the workers keep their own open, and
-            // this one is closed at once.)
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("--access-log {path}"))?;
-            Some(PathBuf::from(path))
-        }
-    };
+    let access_log = access_log(&args.access_log)?;
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
