@@ -17,10 +17,7 @@
 # Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 need_tool wrk "apt-get install wrk"
 need_tool nginx "apt-get install nginx-light"
 ROUNDS=${ROUNDS:-3}
@@ -29,8 +26,7 @@ WORKERS=${WORKERS:-$(nproc)}
 build_release stage06-full
 ulimit -n 65536 2>/dev/null || true
 
-tmp=$(mktemp -d)
-trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 head -c 65536 /dev/urandom >"$tmp/root/64k.bin"

@@ -16,10 +16,7 @@
 # allowed, the uring row says so.
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 need_tool wrk "apt-get install wrk"
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
@@ -28,8 +25,7 @@ THREADS=${THREADS:-4}
 build_release stage06-full
 ulimit -n 65536 2>/dev/null || true
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 

@@ -14,10 +14,7 @@
 # shared machine hurts every row alike; the median drops the outliers.
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 only=" $* "
 CONNS=${CONNS:-10 1000}
 SIZE=${SIZE:-64}
@@ -49,8 +46,7 @@ done
 build_release "${packages[@]}"
 ulimit -n 65536 2>/dev/null || true
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 
 declare -A rate p50 p99 served
 for conns in $CONNS; do

@@ -6,16 +6,13 @@
 #
 #   scripts/bench-timers.sh
 #
-# The raw criterion report stays in target/criterion/.
+# The raw criterion report stays in target/criterion/ (in CARGO_TARGET_DIR
+# when that is set).
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+make_tmp
 (cd "$ROOT" && cargo bench --quiet -p timer-bench --bench timers -- --output-format bencher) \
     >"$tmp/raw" 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 # Lines like: test insert/list/1000 ... bench:        1234 ns/iter (+/- 56)

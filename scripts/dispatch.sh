@@ -17,10 +17,7 @@
 # (default 1: one connection at a time, when idle workers show the herd), ROUNDS (default 3), SECONDS_PER_RUN (default 3).
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 WORKERS=${WORKERS:-4}
 CONNS=${CONNS:-100}
 CHURNERS=${CHURNERS:-1}
@@ -29,8 +26,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
 stage=$(stage_dir 05)
 build_release "$stage" echo-load
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 modes=("pass" "shared" "shared --exclusive" "reuseport")
 
 # status FILE — asks the master for `workers PID:LIVE:TAKEN …` and prints

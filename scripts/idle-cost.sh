@@ -12,17 +12,13 @@
 # Environment: N (default 1000).
 . "$(dirname "$0")/lib.sh"
 
-if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    usage "$0"
-    exit $(( $# < 1 ))
-fi
+script_start 1 "$@"
 stage=$(stage_dir "$1"); shift
 N=${N:-1000}
 build_release "$stage" echo-load
 ulimit -n $(( N + 1024 )) 2>/dev/null || { echo "cannot raise the descriptor limit to $((N + 1024))" >&2; exit 1; }
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 start_server "$tmp/out" "$BIN/$stage" --addr 127.0.0.1:0 "$@"
 sleep 0.2
 sum_field() { # FIELD -> sum over the server's processes

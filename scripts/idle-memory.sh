@@ -15,10 +15,7 @@
 # apt-get install nginx-light
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 N=${N:-10000}
 WORKERS=${WORKERS:-$(nproc)}
 SERVERS=${SERVERS:-stage06 nginx}
@@ -32,8 +29,7 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
 fi
 ulimit -n "$want"
 
-tmp=$(mktemp -d)
-trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 

@@ -14,10 +14,7 @@
 # number of CPUs). Needs nginx: apt-get install nginx-light
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 need_tool nginx "apt-get install nginx-light"
 RATES=${RATES:-10000 30000 50000}
 CONNS=${CONNS:-50}
@@ -26,8 +23,7 @@ ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 build_release stage06-full http-rate
 
-tmp=$(mktemp -d)
-trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"

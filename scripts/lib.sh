@@ -1,6 +1,9 @@
 # Helpers shared by the scripts in this folder. Source it; do not run it.
+# Every script opens the same way:
 #
 #   . "$(dirname "$0")/lib.sh"
+#   script_start 1 "$@"     # --help, and at least 1 argument
+#   make_tmp                # $tmp, removed (servers stopped) on exit
 
 set -euo pipefail
 
@@ -11,7 +14,49 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 usage() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
-BIN="$ROOT/target/release"
+
+# script_start MIN "$@" — `--help` or `-h` in any position (before a `--`)
+# prints the script's help and exits 0; fewer than MIN arguments print it on
+# stderr and exit 1.
+script_start() {
+    local min=$1 arg
+    shift
+    for arg in "$@"; do
+        case $arg in
+            --) break ;;
+            -h | --help) usage "$0"; exit 0 ;;
+        esac
+    done
+    if [ $# -lt "$min" ]; then
+        usage "$0" >&2
+        exit 1
+    fi
+}
+
+# make_tmp — a temporary folder in $tmp; on exit, whatever server or nginx
+# is still running is stopped and the folder removed.
+make_tmp() {
+    tmp=$(mktemp -d)
+    trap cleanup EXIT
+}
+cleanup() {
+    stop_server
+    stop_nginx
+    if [ -n "${tmp:-}" ]; then rm -rf "$tmp"; fi
+}
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR if set (made absolute
+# here, against the caller's folder, because build_release runs cargo from
+# $ROOT), else $ROOT/target.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    case $CARGO_TARGET_DIR in
+        /*) ;;
+        *) CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;;
+    esac
+    export CARGO_TARGET_DIR
+fi
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN="$TARGET/release"
 
 # stage_dir 3 | 03 | stage03 | stage03-timer-list  ->  stage03-timer-list
 stage_dir() {
@@ -50,6 +95,12 @@ machine_line() {
 # SERVER_ADDR. The server's stdout goes to OUTFILE.
 start_server() {
     local out=$1; shift
+    # Emptied first: the server's own redirection truncates them only once
+    # it runs, and the loop below could read the previous server's
+    # `listening on` line before then.
+    : >"$out"
+    : >"$out.err"
+    SERVER_ADDR=
     "$@" >"$out" 2>"$out.err" &
     SERVER_PID=$!
     local i

@@ -13,18 +13,14 @@
 # Needs wrk: apt-get install wrk
 . "$(dirname "$0")/lib.sh"
 
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-    usage "$0"
-    exit 0
-fi
+script_start 0 "$@"
 need_tool wrk "apt-get install wrk"
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 build_release stage06-full
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
 

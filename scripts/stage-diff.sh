@@ -3,21 +3,30 @@
 #
 #   scripts/stage-diff.sh 02 03            # whole diff
 #   scripts/stage-diff.sh 02 03 --stat     # which files changed, and how much
+#   scripts/stage-diff.sh --stat 02 03     # flags go anywhere
 #
 # Crate names (stage02-epoll, stage02_epoll…) are replaced by `stageNN` on
 # both sides first, so the diff shows only what the lesson changed.
 . "$(dirname "$0")/lib.sh"
 
-if [ $# -lt 2 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    usage "$0"
-    exit $(( $# < 2 ))
+script_start 0 "$@"
+stat=
+stages=()
+for arg in "$@"; do
+    case $arg in
+        --stat) stat=1 ;;
+        -*) echo "unknown flag: $arg" >&2; usage "$0" >&2; exit 1 ;;
+        *) stages+=("$arg") ;;
+    esac
+done
+if [ ${#stages[@]} -ne 2 ]; then
+    usage "$0" >&2
+    exit 1
 fi
-a=$(stage_dir "$1")
-b=$(stage_dir "$2")
-stat=${3:-}
+a=$(stage_dir "${stages[0]}")
+b=$(stage_dir "${stages[1]}")
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+make_tmp
 for d in "$a" "$b"; do
     mkdir -p "$tmp/$d"
     (cd "$ROOT/$d" && find . -path ./target -prune -o -type f \( -name '*.rs' -o -name Cargo.toml \) -print) |
@@ -28,7 +37,7 @@ for d in "$a" "$b"; do
         done
 done
 cd "$tmp"
-if [ "$stat" = --stat ]; then
+if [ -n "$stat" ]; then
     git --no-pager diff --no-index --stat=100 "$a" "$b" || true
 else
     git --no-pager diff --no-index "$a" "$b" || true

@@ -26,10 +26,7 @@
 # the number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
-if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    usage "$0"
-    exit $(( $# < 1 ))
-fi
+script_start 1 "$@"
 
 mode=$1; shift
 given_size=${SIZE:-}
@@ -100,8 +97,7 @@ if [ "$mode" = http ]; then
     SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
     WORKERS=${WORKERS:-$(nproc)}
     build_release stage06-full
-    tmp=$(mktemp -d)
-    trap 'stop_server; stop_nginx; rm -rf "$tmp"' EXIT
+    make_tmp
     mkdir -p "$tmp/root"
     head -c "$SIZE" /dev/urandom >"$tmp/root/file.bin"
     headers=()
@@ -170,8 +166,7 @@ fi
 stage=$(stage_dir "$mode")
 build_release "$stage" echo-load
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 
 # shellcheck disable=SC2046
 start_server "$tmp/out" $(tracer_args "$tmp/counts") "$BIN/$stage" --addr 127.0.0.1:0 "$@"

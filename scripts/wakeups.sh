@@ -10,17 +10,13 @@
 # Environment: N idle clients (default 100), SECONDS_PER_RUN (default 5).
 . "$(dirname "$0")/lib.sh"
 
-if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    usage "$0"
-    exit $(( $# < 1 ))
-fi
+script_start 1 "$@"
 stage=$(stage_dir "$1"); shift
 N=${N:-100}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 build_release "$stage" echo-load
 
-tmp=$(mktemp -d)
-trap 'stop_server; rm -rf "$tmp"' EXIT
+make_tmp
 start_server "$tmp/out" "$BIN/$stage" --addr 127.0.0.1:0 "$@"
 
 switches() {

@@ -1,7 +1,8 @@
 //! Command line for stage 2. All the server logic is in the library.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use argh::FromArgs;
@@ -10,8 +11,14 @@ use stage02_epoll::{Config, Reactor, Trigger};
 /// Stage 2: a single-threaded echo Reactor on epoll.
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
     addr: SocketAddr,
 
     /// lt (level-triggered) or et (edge-triggered) for connection sockets;
@@ -29,7 +36,45 @@ struct Args {
     max_conns: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line: `error: ` and the cause chain, joined by
+/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
+/// from `main` instead would print its `Debug` form: several lines, and a
+/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
+/// panics. Where the error was made is shown only when asked for, with
+/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
+/// traces, apart from panics').
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     let config = Config {
         addr: args.addr,
@@ -43,9 +88,12 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on {}", reactor.local_addr()?)?;
     out.flush()?;
     drop(out);
+    // nc takes the host and the port as two arguments, not HOST:PORT.
+    let addr = reactor.local_addr()?;
     eprintln!(
-        "try it: nc {} (type a line, it comes back)",
-        reactor.local_addr()?
+        "try it: nc {} {} (type a line, it comes back)",
+        addr.ip(),
+        addr.port()
     );
     reactor.run()?;
     Ok(())

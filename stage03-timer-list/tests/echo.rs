@@ -64,6 +64,10 @@ fn one_mib_in_one_write_comes_back_byte_exact() {
 
 #[test]
 fn five_hundred_concurrent_clients() {
+    // 500 sockets here and as many in the server, each with its own few.
+    if !testkit::enough_descriptors(600) {
+        return;
+    }
     for_each_combo(|trigger, listen| {
         let server = start(trigger, listen, &[]);
         let mut clients: Vec<TcpStream> = (0..500).map(|_| server.connect()).collect();
@@ -83,6 +87,9 @@ fn five_hundred_concurrent_clients() {
 /// edge-triggered accept that takes only one leaves the rest in the queue.
 #[test]
 fn two_hundred_connections_in_one_burst_are_all_accepted() {
+    if !testkit::enough_descriptors(300) {
+        return;
+    }
     for_each_combo(|trigger, listen| {
         let server = start(trigger, listen, &[]);
         let mut clients: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
@@ -313,4 +320,17 @@ fn a_streaming_client_does_not_starve_others() {
         );
         assert_eq!(&back, b"my turn");
     });
+}
+
+/// The hint on stderr is a command nc accepts: host and port as two
+/// arguments (nc rejects `HOST:PORT`).
+#[test]
+fn the_hint_names_host_and_port_as_nc_wants_them() {
+    let server = start("lt", "lt", &[]);
+    let hint = format!("try it: nc {} {} (", server.addr.ip(), server.addr.port());
+    assert!(
+        eventually(PATIENCE, || server.stderr_so_far().contains(&hint)),
+        "no {hint:?} in {:?}",
+        server.stderr_so_far()
+    );
 }

@@ -223,6 +223,8 @@ impl<T: Copy> TimerHeap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
     use std::time::Duration;
 
     fn at(base: Instant, ms: u64) -> Instant {
@@ -260,28 +262,40 @@ mod tests {
         assert_eq!(list.values_in_order(), vec!['c', 'a']);
     }
 
-    /// A small deterministic generator, so failures reproduce exactly.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
+    /// One step of the property test below.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A new timer, due `in_ms` from now.
+        Insert { in_ms: u64 },
+        /// One of the live timers (picked by `which`) moved to `in_ms` from
+        /// now; nothing if there is none.
+        Adjust { which: Index, in_ms: u64 },
+        /// One of the live timers removed; nothing if there is none.
+        Remove { which: Index },
+        /// `ms` pass, then every timer due is popped.
+        Expire { ms: u64 },
     }
 
-    /// Property: after any sequence of insert / adjust / remove / expire,
-    /// the list holds exactly what a naive model holds, in the model's
-    /// order (by deadline, ties in order of their last insert or adjust).
-    #[test]
-    fn matches_a_naive_model_under_random_operations() {
-        let base = Instant::now();
-        for seed in 1..=300u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    /// Operations in the proportions of a busy server: inserts and adjusts
+    /// most often, then expiry, then removal.
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..50u64).prop_map(|in_ms| Op::Insert { in_ms }),
+            3 => (any::<Index>(), 0..50u64).prop_map(|(which, in_ms)| Op::Adjust { which, in_ms }),
+            1 => any::<Index>().prop_map(|which| Op::Remove { which }),
+            2 => (0..20u64).prop_map(|ms| Op::Expire { ms }),
+        ]
+    }
+
+    proptest! {
+        /// Property: after any sequence of insert / adjust / remove / expire,
+        /// the list holds exactly what a naive model holds, in the model's
+        /// order (by deadline, ties in order of their last insert or adjust).
+        /// A failure shrinks to the shortest sequence that still fails, and
+        /// its seed is saved in proptest-regressions/ and replayed first.
+        #[test]
+        fn matches_a_naive_model_under_random_operations(ops in prop::collection::vec(op(), 1..200)) {
+            let base = Instant::now();
             let mut list = TimerHeap::new();
             // Model: (deadline ms, order stamp, value); handles by value.
             let mut model: Vec<(u64, u64, u32)> = Vec::new();
@@ -289,48 +303,48 @@ mod tests {
             let mut stamp = 0u64;
             let mut next_value = 0u32;
             let mut now_ms = 0u64;
-            for _ in 0..200 {
+            for op in ops {
                 stamp += 1;
-                match rng.below(10) {
-                    0..=3 => {
-                        let d = now_ms + rng.below(50);
+                match op {
+                    Op::Insert { in_ms } => {
+                        let d = now_ms + in_ms;
                         let id = list.insert(at(base, d), next_value);
                         model.push((d, stamp, next_value));
                         ids.push((next_value, id));
                         next_value += 1;
                     }
-                    4..=6 if !ids.is_empty() => {
-                        let k = rng.below(ids.len() as u64) as usize;
-                        let (value, id) = ids[k];
-                        let d = now_ms + rng.below(50);
+                    // No live timer: nothing to adjust or remove.
+                    Op::Adjust { .. } | Op::Remove { .. } if ids.is_empty() => {}
+                    Op::Adjust { which, in_ms } => {
+                        let (value, id) = ids[which.index(ids.len())];
+                        let d = now_ms + in_ms;
                         list.adjust(id, at(base, d));
                         let entry = model.iter_mut().find(|e| e.2 == value).unwrap();
                         *entry = (d, stamp, value);
                     }
-                    7 if !ids.is_empty() => {
-                        let k = rng.below(ids.len() as u64) as usize;
-                        let (value, id) = ids.swap_remove(k);
-                        assert_eq!(list.remove(id), Some(value));
+                    Op::Remove { which } => {
+                        let (value, id) = ids.swap_remove(which.index(ids.len()));
+                        prop_assert_eq!(list.remove(id), Some(value));
                         model.retain(|e| e.2 != value);
                     }
-                    _ => {
-                        now_ms += rng.below(20);
+                    Op::Expire { ms } => {
+                        now_ms += ms;
                         model.sort_by_key(|e| (e.0, e.1));
                         while let Some(v) = list.pop_expired(at(base, now_ms)) {
                             let first = model.remove(0);
-                            assert_eq!(v, first.2, "seed {seed}");
-                            assert!(first.0 <= now_ms);
+                            prop_assert_eq!(v, first.2);
+                            prop_assert!(first.0 <= now_ms);
                             ids.retain(|e| e.0 != v);
                         }
-                        assert!(model.first().is_none_or(|e| e.0 > now_ms));
+                        prop_assert!(model.first().is_none_or(|e| e.0 > now_ms));
                     }
                 }
                 model.sort_by_key(|e| (e.0, e.1));
                 let expected: Vec<u32> = model.iter().map(|e| e.2).collect();
                 list.check_invariants();
-                assert_eq!(list.values_in_order(), expected, "seed {seed}");
-                assert_eq!(list.len(), model.len());
-                assert_eq!(list.next_deadline(), model.first().map(|e| at(base, e.0)));
+                prop_assert_eq!(list.values_in_order(), expected);
+                prop_assert_eq!(list.len(), model.len());
+                prop_assert_eq!(list.next_deadline(), model.first().map(|e| at(base, e.0)));
             }
         }
     }

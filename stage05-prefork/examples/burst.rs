@@ -65,9 +65,9 @@ fn options() -> Result<Options, String> {
 fn run(options: &Options) -> (usize, usize, usize) {
     let mut args = vec!["--addr", "127.0.0.1:0"];
     args.extend(options.server_args.iter().map(String::as_str));
-    // Its stderr (a line per dropped connection, in some builds) is read
-    // and dropped, not shown.
-    let server = Server::start_capturing_stderr(&options.server.to_string_lossy(), &args);
+    // Its stderr (a line per dropped connection, in some builds) is
+    // captured by testkit and dropped, not shown.
+    let server = Server::start(&options.server.to_string_lossy(), &args);
     let request = b"burst";
     let answers = burst_with(server.addr, options.conns, request, true);
     let (mut answered, mut closed, mut other) = (0, 0, 0);

@@ -1,10 +1,11 @@
 //! Command line for stage 5. All the server logic is in the library.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger};
 
@@ -12,8 +13,14 @@ use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger};
 /// worker running the epoll Reactor of stage 4.
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
     addr: SocketAddr,
 
     /// number of worker processes (default: the number of CPUs)
@@ -56,8 +63,49 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn main() -> anyhow::Result<()> {
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line: `error: ` and the cause chain, joined by
+/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
+/// from `main` instead would print its `Debug` form: several lines, and a
+/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
+/// panics. Where the error was made is shown only when asked for, with
+/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
+/// traces, apart from panics').
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
@@ -76,9 +124,11 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "listening on {}", master.local_addr())?;
     out.flush()?;
     drop(out);
+    // nc takes the host and the port as two arguments, not HOST:PORT.
     eprintln!(
-        "try it: nc {} ({} workers, dispatch {:?}; master pid {})",
-        master.local_addr(),
+        "try it: nc {} {} ({} workers, dispatch {:?}; master pid {})",
+        master.local_addr().ip(),
+        master.local_addr().port(),
         args.workers,
         args.dispatch,
         std::process::id()
@@ -96,5 +146,5 @@ fn main() -> anyhow::Result<()> {
     }
     // A failing exit status, so whoever started us (systemd, a script)
     // learns it without reading the log; the workers are gone either way.
-    anyhow::bail!("shut down, but not every worker exited cleanly")
+    bail!("shut down, but not every worker exited cleanly")
 }

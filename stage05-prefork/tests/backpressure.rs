@@ -9,9 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stage05_prefork::channel::QUEUE_BOUND;
-use testkit::{
-    PATIENCE, Server, burst_with, eventually, process_state, raise_fd_limit, roundtrip, sees_close,
-};
+use testkit::{PATIENCE, Server, burst_with, eventually, process_state, roundtrip, sees_close};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage05-prefork");
 
@@ -110,12 +108,7 @@ fn tally(answers: &[io::Result<Vec<u8>>], request: &[u8]) -> HashMap<String, usi
 #[test]
 fn a_burst_of_two_thousand_is_answered_in_every_mode() {
     // The test holds 2,000 client sockets; the server as many, inherited.
-    let limit = raise_fd_limit(3 * BURST as u64);
-    if limit < 3 * BURST as u64 {
-        println!(
-            "skipped: the descriptor hard limit is {limit}, below {}",
-            3 * BURST
-        );
+    if !testkit::enough_descriptors(3 * BURST as u64) {
         return;
     }
     for mode in MODES {
@@ -131,14 +124,9 @@ fn a_burst_of_two_thousand_is_answered_in_every_mode() {
 
 /// Raises the descriptor limit for a test that fills channels and queues:
 /// about 1,100 clients here, as many sockets in the server. False (and
-/// says so) if the hard limit is too low.
+/// the test is skipped, saying so) if the hard limit is too low.
 fn enough_descriptors() -> bool {
-    const NEEDED: u64 = 4096;
-    let limit = raise_fd_limit(NEEDED);
-    if limit < NEEDED {
-        println!("skipped: the descriptor hard limit is {limit}, below {NEEDED}");
-    }
-    limit >= NEEDED
+    testkit::enough_descriptors(4096)
 }
 
 /// A client that has sent its number and waits for the echo.

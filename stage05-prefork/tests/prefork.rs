@@ -247,13 +247,13 @@ fn kill(pid: u32, signal: &str) {
 #[test]
 fn shutdown_names_a_worker_that_did_not_exit_cleanly() {
     let args = ["--addr", "127.0.0.1:0", "--workers", "2"];
-    let mut clean = Server::start_capturing_stderr(BIN, &args);
+    let mut clean = Server::start(BIN, &args);
     clean.signal("TERM");
     let exit = clean.wait_exit(PATIENCE).expect("the master exits");
     assert!(exit.success(), "{exit:?}");
     assert!(clean.stderr_to_end().contains("shut down cleanly"));
 
-    let mut server = Server::start_capturing_stderr(BIN, &args);
+    let mut server = Server::start(BIN, &args);
     let workers = status(&mut server);
     let (stuck, other) = (workers[0].pid, workers[1].pid);
     // Stopped, it cannot act on the master's SIGTERM.

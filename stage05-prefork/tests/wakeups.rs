@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use testkit::{PATIENCE, Server, raise_fd_limit, roundtrip, sees_close};
+use testkit::{PATIENCE, Server, roundtrip, sees_close};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage05-prefork");
 
@@ -42,9 +42,7 @@ fn once_the_last_connection_expires_the_server_sleeps() {
 
 #[test]
 fn ten_thousand_idle_clients_expire_within_tolerance() {
-    let limit = raise_fd_limit(25_000);
-    if limit < 10_100 {
-        eprintln!("SKIPPED: the descriptor hard limit is {limit}, below 10,100");
+    if !testkit::enough_descriptors(10_100) {
         return;
     }
     let timeout = Duration::from_millis(1500);

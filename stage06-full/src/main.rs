@@ -1,8 +1,10 @@
 //! Command line for stage 6. All the server logic is in the library.
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,8 +15,14 @@ use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Trigg
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    /// address to listen on, IP:PORT or HOST:PORT; a host name is
+    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
+    /// picks a free port)
+    #[argh(
+        option,
+        default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
+        from_str_fn(first_address)
+    )]
     addr: SocketAddr,
 
     /// the directory to serve (default: the demo site in stage06-full/www)
@@ -99,6 +107,25 @@ fn default_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/www"))
 }
 
+/// The demo site's large file, `www/big.bin`, to try ranges and `sendfile`
+/// on: made at start when the demo site is served, never committed (a large
+/// file in git weighs on every clone). `set_len` makes it sparse: 64 MiB of
+/// zeros that take no disk space. Rejected: a temporary copy of `www` with
+/// the file in it (an edit to `www` would not show until a restart, and a
+/// symbolic link out of the root is refused by design), and a file served
+/// from memory (`sendfile` needs a file).
+const DEMO_BIG_FILE: &str = "big.bin";
+const DEMO_BIG_SIZE: u64 = 64 << 20;
+
+fn make_demo_big_file(root: &Path) -> io::Result<()> {
+    match File::create_new(root.join(DEMO_BIG_FILE)) {
+        Ok(file) => file.set_len(DEMO_BIG_SIZE),
+        // Made by an earlier start.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -107,14 +134,31 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Args = argh::from_env();
-    if args.model == Model::Uring {
-        // Say so once, here, rather than let every worker fail and the
-        // master restart them for ever.
-        if let Err(e) = stage06_full::sys::uring::available() {
-            bail!("--model uring: io_uring is not available here ({e})");
-        }
+/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
+/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
+/// first address taken: listening on each of a name's addresses would take
+/// a listener per address, which no stage needs for its lesson.
+fn first_address(text: &str) -> Result<SocketAddr, String> {
+    // argh prints the flag and its value before the reason.
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())
+}
+
+/// Flags that cannot work are refused once, here, in one line, rather than
+/// let every worker fail after the fork and the master restart them.
+fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
+    // io_uring first: the tests and bench-models.sh probe for it with
+    // `--model uring --max-conns 0`, and take the refusal of the second
+    // flag to mean the first works.
+    if args.model == Model::Uring
+        && let Err(e) = stage06_full::sys::uring::available()
+    {
+        bail!("--model uring: io_uring is not available here ({e})");
+    }
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
     }
     if args.max_conns == 0 {
         bail!("--max-conns must be at least 1");
@@ -125,10 +169,64 @@ fn main() -> anyhow::Result<()> {
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
     }
-    let access_log = match args.access_log.as_str() {
-        "off" => None,
-        path => Some(PathBuf::from(path)),
-    };
+    Ok(())
+}
+
+/// `--access-log`: `off`, or the file to append to. Each worker opens the
+/// file for itself, after the fork; left to them, a path that cannot be
+/// opened made every worker fail at start and the master restart them,
+/// again and again. Opened once here first (and closed at once), it is
+/// refused before any worker exists. (nginx opens its logs in the master
+/// and the workers inherit the descriptors; here each worker keeps its own
+/// open.)
+fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
+    if arg == "off" {
+        return Ok(None);
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(arg)
+        .with_context(|| format!("--access-log {arg}"))?;
+    Ok(Some(PathBuf::from(arg)))
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line: `error: ` and the cause chain, joined by
+/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
+/// from `main` instead would print its `Debug` form: several lines, and a
+/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
+/// panics. Where the error was made is shown only when asked for, with
+/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
+/// traces, apart from panics').
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
+    let args: Args = argh::from_env();
+    refuse_what_cannot_work(&args)?;
+    if args.root == default_root()
+        && let Err(e) = make_demo_big_file(&args.root)
+    {
+        // The site works without it; only its link gets a 404.
+        eprintln!("note: no {DEMO_BIG_FILE} in the demo site: {e}");
+    }
+    let access_log = access_log(&args.access_log)?;
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,

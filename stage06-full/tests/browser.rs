@@ -26,7 +26,7 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn a_browser_loads_the_demo_site_and_all_its_assets() {
     let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: no chromium installed (apt-get install chromium)");
+        testkit::skip("no chromium installed (apt-get install chromium)");
         return;
     };
     let dir = std::env::temp_dir().join(format!("stage06-browser-{}", std::process::id()));

@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stage06_full::channel::QUEUE_BOUND;
 use testkit::http::{Response, read_response};
-use testkit::{PATIENCE, Server, raise_fd_limit, reset, sees_close};
+use testkit::{PATIENCE, Server, enough_descriptors, reset, sees_close};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage06-full");
 
@@ -65,14 +65,6 @@ impl Site {
 
     fn start(&self, extra: &[&str]) -> Server {
         self.start_nofile(None, extra)
-    }
-
-    /// Starts the server with its stderr captured (`Server::stderr_to_end`).
-    fn start_capturing(&self, extra: &[&str]) -> Server {
-        let root = self.root();
-        let mut args = vec!["--addr", "127.0.0.1:0", "--root", root.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        Server::start_capturing_stderr(BIN, &args)
     }
 
     /// Starts the server, under a descriptor limit of `nofile` if given.
@@ -737,8 +729,7 @@ macro_rules! suite {
         #[test]
         fn buffers_and_cache_lookups_are_counted_and_come_back_to_the_pools() {
             let site = Site::new();
-            let mut server =
-                site.start_capturing(&["--model", $model, "--workers", "1", "--threads", "2"]);
+            let mut server = site.start(&["--model", $model, "--workers", "1", "--threads", "2"]);
             let mut clients: Vec<Client> = (0..5).map(|_| Client::new(&server)).collect();
             for _ in 0..100 {
                 for c in &mut clients {
@@ -1101,7 +1092,7 @@ macro_rules! suite {
                 .output()
                 .is_err()
             {
-                eprintln!("SKIPPED: curl is not installed");
+                testkit::skip("curl is not installed");
                 return;
             }
             let site = Site::new();
@@ -1178,6 +1169,21 @@ macro_rules! suite {
             let r = get(&server, "/");
             assert_eq!(r.status, 200);
             assert!(String::from_utf8_lossy(&r.body).contains("It works."));
+            // The script puts the real address in the curl examples.
+            let script = String::from_utf8_lossy(&get(&server, "/app.js").body).into_owned();
+            assert!(script.contains("location.host"), "{script}");
+            // The large file, made at start, and a range of it.
+            let part = fetch(
+                &server,
+                "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n",
+            );
+            assert_eq!(part.status, 206);
+            assert_eq!(part.header("content-range"), Some("bytes 0-9/67108864"));
+            assert_eq!(part.body, [0; 10]);
+            // A missing page is styled like the rest.
+            let missing = get(&server, "/missing.html");
+            assert_eq!(missing.status, 404);
+            assert!(String::from_utf8_lossy(&missing.body).contains("<style>"));
         }
         }
     };
@@ -1313,17 +1319,6 @@ fn settled(server: &mut Server, opened: u64) -> Vec<Channel> {
     last
 }
 
-/// Raises this process's descriptor limit (servers started afterwards
-/// inherit it) to at least `needed`; where the hard limit is lower, says
-/// the test is skipped, and why.
-fn enough_descriptors(needed: u64) -> bool {
-    let limit = raise_fd_limit(needed);
-    if limit < needed {
-        eprintln!("skipped: needs {needed} descriptors, the hard limit allows {limit}");
-    }
-    limit >= needed
-}
-
 /// Whether the tests of `model` cannot run here: only `uring`, and only
 /// where the server says io_uring is not available.
 fn skipped(model: &str) -> bool {
@@ -1353,7 +1348,7 @@ fn skipped(model: &str) -> bool {
         }
     });
     if let Some(reason) = reason {
-        eprintln!("skipped: {reason}");
+        testkit::skip(reason);
     }
     reason.is_some()
 }

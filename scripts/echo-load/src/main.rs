@@ -20,6 +20,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,29 @@ struct Tally {
     latencies: Vec<u32>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line, `error: ` and the cause chain (anyhow's
+/// `{:#}`), as the servers do; `RUST_LIB_BACKTRACE=1` adds where it was
+/// made. (Returning the error from `main` would print its `Debug` form,
+/// with a stack trace whenever `RUST_BACKTRACE` is set.)
+fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     if args.connections == 0 || args.size == 0 || args.threads == 0 {
         bail!("connections, size and threads must be at least 1");

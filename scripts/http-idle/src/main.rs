@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
@@ -32,7 +33,29 @@ struct Args {
     duration: f64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line, `error: ` and the cause chain (anyhow's
+/// `{:#}`), as the servers do; `RUST_LIB_BACKTRACE=1` adds where it was
+/// made. (Returning the error from `main` would print its `Debug` form,
+/// with a stack trace whenever `RUST_BACKTRACE` is set.)
+fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let need = args.connections as u64 + 64;

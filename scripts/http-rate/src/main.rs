@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -54,7 +55,29 @@ struct Conn {
     input: Vec<u8>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a failure as one line, `error: ` and the cause chain (anyhow's
+/// `{:#}`), as the servers do; `RUST_LIB_BACKTRACE=1` adds where it was
+/// made. (Returning the error from `main` would print its `Debug` form,
+/// with a stack trace whenever `RUST_BACKTRACE` is set.)
+fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("{}", e.backtrace());
+    }
+}
+
+/// Everything `main` does; a failure comes back here to be reported.
+fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     if args.rate <= 0.0 || args.connections == 0 {
         bail!("--rate and -c must be positive");

@@ -5,16 +5,44 @@
 //! reads to learn the real port. The process is killed when the [`Server`] is
 //! dropped, so a failing test never leaves a server behind.
 //!
+//! A passing test is quiet: a server's stderr (its hints, its reports, the
+//! errors a test provokes on purpose) is captured, and shown only when the
+//! test fails. A test that cannot run here says so with [`skip`].
+//!
 //! Everything here uses std only, so that no stage's lesson leaks into it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any single test step may wait before the test calls it a hang.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Says that the calling test cannot run here, and why, in one line:
+/// `skipped: REASON (test NAME)`. The caller then returns, and libtest
+/// reports the test `ok`; this line is how a reader tells "passed" from
+/// "could not run" (no Chromium, no curl, no io_uring, too few
+/// descriptors).
+///
+/// The line goes straight to the process's stderr, not through `eprintln!`:
+/// libtest captures what `print!`/`eprint!` write from a test and shows it
+/// only if the test fails, so an `eprintln!` here would vanish from every
+/// normal `cargo test` run. (The other way round, `--nocapture` for every
+/// run, would show every test's chatter too.) Writes to `io::stderr()` are
+/// not captured. The test's name, which libtest gives its thread, says
+/// which test the line belongs to when tests run in parallel.
+pub fn skip(reason: &str) {
+    let current = thread::current();
+    let line = match current.name() {
+        Some(test) if test != "main" => format!("skipped: {reason} (test {test})\n"),
+        _ => format!("skipped: {reason}\n"),
+    };
+    // Nowhere better to report a failed write to stderr.
+    let _ = io::stderr().write_all(line.as_bytes());
+}
 
 /// A server process started for one test.
 pub struct Server {
@@ -24,77 +52,111 @@ pub struct Server {
     /// Kept open so the server never gets EPIPE on stdout; the rest of its
     /// output can be read with [`Server::read_stdout_line`].
     stdout: BufReader<ChildStdout>,
-    /// With [`Server::start_capturing_stderr`]: a thread reading stderr to
-    /// its end, so the server never blocks on a full pipe.
-    stderr: Option<thread::JoinHandle<String>>,
+    /// Everything the server (and its children, which share the pipe) has
+    /// written on stderr so far, collected by `stderr_reader`. Shown if the
+    /// test panics (see `Drop`), returned by [`Server::stderr_to_end`].
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread that drains the stderr pipe into `stderr`, so the server
+    /// never blocks on a full pipe. It ends when every process holding the
+    /// pipe has exited; `None` once joined.
+    stderr_reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
     /// Starts `bin` with `args` (which should include `--addr 127.0.0.1:0`).
+    /// Its stderr is captured: see [`Server::stderr_to_end`], and `Drop`,
+    /// which prints it if the test is failing.
     pub fn start(bin: &str, args: &[&str]) -> Server {
-        Self::spawn(Command::new(bin).args(args), false)
-    }
-
-    /// [`Server::start`], with stderr captured for [`Server::stderr_to_end`]
-    /// instead of shown.
-    pub fn start_capturing_stderr(bin: &str, args: &[&str]) -> Server {
-        Self::spawn(Command::new(bin).args(args), true)
+        Self::spawn(Command::new(bin).args(args))
     }
 
     /// Starts `bin` under `sh -c 'ulimit -n NOFILE; exec bin args…'`, for the
     /// tests that need a low descriptor limit.
     pub fn start_with_nofile(nofile: u32, bin: &str, args: &[&str]) -> Server {
         let script = format!("ulimit -n {nofile} && exec \"$0\" \"$@\"");
-        Self::spawn(
-            Command::new("sh").arg("-c").arg(script).arg(bin).args(args),
-            false,
-        )
+        Self::spawn(Command::new("sh").arg("-c").arg(script).arg(bin).args(args))
     }
 
-    fn spawn(cmd: &mut Command, capture_stderr: bool) -> Server {
-        let stderr = if capture_stderr {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        };
+    fn spawn(cmd: &mut Command) -> Server {
+        // Captured rather than inherited: an inherited stderr is the test
+        // process's own descriptor, which libtest cannot capture, so every
+        // server's hints and reports would fill the output of a passing run.
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn server");
-        let stderr = child.stderr.take().map(|mut pipe| {
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
+            let sink = Arc::clone(&stderr);
             thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
+                let mut buf = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut buf) {
+                        // Every process holding the pipe has exited.
+                        Ok(0) => return,
+                        Ok(n) => lock(&sink).extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return,
+                    }
+                }
             })
         });
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("read first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {line:?}, not `listening on ADDR`"))
-            .parse()
-            .expect("address in the first line");
-        Server {
+        let read = stdout.read_line(&mut line);
+        let mut server = Server {
             child,
-            addr,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             stdout,
             stderr,
-        }
+            stderr_reader,
+        };
+        read.expect("read first line");
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            // The server did not start: say what it said.
+            let _ = server.child.wait();
+            server.wait_for_stderr(Duration::from_secs(1));
+            // Taken, so that `Drop` does not print it a second time.
+            let said = std::mem::take(&mut *lock(&server.stderr));
+            panic!(
+                "first line was {line:?}, not `listening on ADDR`; stderr:\n{}",
+                String::from_utf8_lossy(&said)
+            );
+        };
+        server.addr = addr.parse().expect("address in the first line");
+        server
     }
 
     /// Everything the server (and its children, which share its stderr)
     /// wrote on stderr, once every one of them has exited: call it after
-    /// [`Server::wait_exit`]. Empty unless started with
-    /// [`Server::start_capturing_stderr`].
+    /// [`Server::wait_exit`].
     pub fn stderr_to_end(&mut self) -> String {
-        self.stderr
-            .take()
-            .map(|reader| reader.join().expect("stderr reader"))
-            .unwrap_or_default()
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().expect("stderr reader");
+        }
+        self.stderr_so_far()
+    }
+
+    /// What the server has written on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+    }
+
+    /// Waits up to `limit` for the stderr pipe to close (every process
+    /// holding it has exited).
+    fn wait_for_stderr(&mut self, limit: Duration) {
+        let start = Instant::now();
+        while let Some(reader) = &self.stderr_reader {
+            if reader.is_finished() {
+                let _ = self.stderr_reader.take().map(thread::JoinHandle::join);
+                return;
+            }
+            if start.elapsed() > limit {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The server's process id, for `/proc/PID/…` and for signals.
@@ -206,10 +268,31 @@ pub fn process_state(pid: u32) -> Option<char> {
 }
 
 impl Drop for Server {
+    /// Kills the server. If the test is failing (this runs while its panic
+    /// unwinds), prints what the server wrote on stderr: `eprintln!` here is
+    /// captured by libtest and shown under the failure, with the test's own
+    /// output.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if thread::panicking() {
+            // Its children (a prefork server's workers) may hold the pipe a
+            // moment longer; do not wait for ever on one that lingers.
+            self.wait_for_stderr(Duration::from_secs(1));
+            let text = self.stderr_so_far();
+            if !text.is_empty() {
+                eprintln!("--- stderr of server pid {} ---", self.child.id());
+                eprint!("{text}");
+                eprintln!("--- end of stderr ---");
+            }
+        }
     }
+}
+
+/// The buffer behind a lock; a panic elsewhere while it was held does not
+/// make its bytes less worth showing.
+fn lock(buf: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    buf.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Connects with read and write timeouts of [`PATIENCE`], so a server that
@@ -370,6 +453,24 @@ pub fn raise_fd_limit(min: u64) -> u64 {
     }
     setrlimit(Resource::RLIMIT_NOFILE, min.min(hard), hard).expect("setrlimit");
     min.min(hard)
+}
+
+/// For a test that holds many sockets: raises this process's descriptor
+/// limit (servers started afterwards inherit it) and returns true if at
+/// least `needed` descriptors are allowed. If the hard limit is lower, the
+/// test cannot run here: it says so with [`skip`] and returns false, and
+/// the caller returns.
+///
+/// The soft limit is raised to twice `needed` where the hard limit allows:
+/// the tests running beside this one in the same process share the limit.
+pub fn enough_descriptors(needed: u64) -> bool {
+    let limit = raise_fd_limit(needed.saturating_mul(2));
+    if limit < needed {
+        skip(&format!(
+            "needs {needed} descriptors, the hard limit allows {limit}"
+        ));
+    }
+    limit >= needed
 }
 
 /// A minimal HTTP/1.1 response reader for black-box tests of stage06.

@@ -377,6 +377,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse_whole(input: &[u8]) -> Result<(Head, usize), ParseError> {
         let mut p = Parser::new();
@@ -453,17 +454,6 @@ mod tests {
         );
     }
 
-    /// A tiny deterministic generator for the property tests.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     const SAMPLES: [&[u8]; 5] = [
         b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
         b"HEAD /a/b%20c?q=1 HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: x y\r\n\r\n",
@@ -472,69 +462,76 @@ mod tests {
         b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
     ];
 
-    /// Property: a head split at any points parses exactly as it does
-    /// whole, to the same head or the same error.
-    #[test]
-    fn any_chunking_parses_the_same_as_whole() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
-        for sample in SAMPLES {
-            let whole = {
-                let mut p = Parser::new();
-                p.feed(sample).map(|pr| (pr, p.take()))
-            };
-            // Every single split point, then many random multi-splits.
-            let mut cuts: Vec<Vec<usize>> = (0..=sample.len()).map(|i| vec![i]).collect();
-            for _ in 0..300 {
-                let mut c: Vec<usize> = (0..4)
-                    .map(|_| (rng.next() % (sample.len() as u64 + 1)) as usize)
-                    .collect();
-                c.sort_unstable();
-                cuts.push(c);
+    /// What parsing `sample` in one piece gives: the bytes consumed and the
+    /// head, or the error.
+    fn parse_in_one(sample: &[u8]) -> Result<(usize, Head), ParseError> {
+        let mut p = Parser::new();
+        p.feed(sample).map(|pr| (pr.consumed, p.take()))
+    }
+
+    /// What parsing `sample` in pieces ending at `cuts` (sorted) gives, as
+    /// for [`parse_in_one`]; `None` if the parser never finished.
+    fn parse_in_pieces(sample: &[u8], cuts: &[usize]) -> Option<Result<(usize, Head), ParseError>> {
+        let mut p = Parser::new();
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([sample.len()]) {
+            match p.feed(&sample[start..end]) {
+                Err(e) => return Some(Err(e)),
+                Ok(pr) if pr.done => return Some(Ok((start + pr.consumed, p.take()))),
+                Ok(_) => start = end,
             }
-            for cut in cuts {
-                let mut p = Parser::new();
-                let mut start = 0;
-                let mut result = None;
-                for end in cut.iter().copied().chain([sample.len()]) {
-                    match p.feed(&sample[start..end]) {
-                        Err(e) => {
-                            result = Some(Err(e));
-                            break;
-                        }
-                        Ok(pr) if pr.done => {
-                            let consumed = start + pr.consumed;
-                            result = Some(Ok((consumed, p.take())));
-                            break;
-                        }
-                        Ok(_) => start = end,
-                    }
-                }
-                let expected = whole.clone().map(|(pr, h)| (pr.consumed, h));
-                assert_eq!(result, Some(expected), "cut {cut:?} of {sample:?}");
+        }
+        None
+    }
+
+    /// Property: a head split at any single point parses exactly as it does
+    /// whole, to the same head or the same error. Every point, every sample.
+    #[test]
+    fn any_single_split_parses_the_same_as_whole() {
+        for sample in SAMPLES {
+            for cut in 0..=sample.len() {
+                assert_eq!(
+                    parse_in_pieces(sample, &[cut]),
+                    Some(parse_in_one(sample)),
+                    "cut {cut} of {sample:?}"
+                );
             }
         }
     }
 
-    /// Property: no input makes the parser panic, and it never claims to
-    /// have consumed more than it was given.
-    #[test]
-    fn no_input_makes_it_panic() {
-        let mut rng = Rng(0xdead_beef_cafe_f00d);
-        let alphabet = b"GET HEAD/ HTTP/1.01\r\n:abc%\x00\x7f\xff \t";
-        for _ in 0..20_000 {
-            let len = (rng.next() % 64) as usize;
-            let input: Vec<u8> = (0..len)
-                .map(|_| {
-                    if rng.next().is_multiple_of(4) {
-                        rng.next() as u8
-                    } else {
-                        alphabet[(rng.next() % alphabet.len() as u64) as usize]
-                    }
-                })
-                .collect();
+    /// Bytes the parser cares about, and now and then any byte.
+    fn head_byte() -> impl Strategy<Value = u8> {
+        const ALPHABET: &[u8] = b"GET HEAD/ HTTP/1.01\r\n:abc%\x00\x7f\xff \t";
+        prop_oneof![
+            3 => prop::sample::select(ALPHABET),
+            1 => any::<u8>(),
+        ]
+    }
+
+    proptest! {
+        /// Property: a head split at any points parses exactly as it does
+        /// whole, to the same head or the same error. A failure shrinks to
+        /// the fewest cuts, and its seed is saved in proptest-regressions/.
+        #[test]
+        fn any_chunking_parses_the_same_as_whole(
+            sample in prop::sample::select(&SAMPLES[..]),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+        ) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(sample.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(parse_in_pieces(sample, &cuts), Some(parse_in_one(sample)));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+        /// Property: no input makes the parser panic, and it never claims to
+        /// have consumed more than it was given.
+        #[test]
+        fn no_input_makes_it_panic(input in prop::collection::vec(head_byte(), 0..64)) {
             let mut p = Parser::new();
             if let Ok(pr) = p.feed(&input) {
-                assert!(pr.consumed <= input.len());
+                prop_assert!(pr.consumed <= input.len());
             }
         }
     }

@@ -123,14 +123,28 @@ pub fn end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The body of an error response: a small page that says what happened.
+/// The body of an error response: a small page that says what happened, in
+/// the demo site's colours and type, with a way back to the front page.
+/// Its style is inline and it fetches nothing: linking the site's
+/// `style.css` instead would cost every error page a second request, and
+/// under another `--root` that request would be a 404 of its own.
 pub fn error_page(status: u16) -> String {
     let reason = reason(status);
     format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{status} {reason}</h1><hr><p>{SERVER}</p></body></html>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{status} {reason}</title><style>{ERROR_STYLE}</style></head>\n\
+         <body><h1>{status} {reason}</h1><p><a href=\"/\">The front page</a></p>\
+         <footer>{SERVER}</footer></body></html>\n"
     )
 }
+
+/// The demo site's look (`www/style.css`: its ink, paper, accent and muted
+/// colours, its measure and type), cut down to what an error page uses.
+const ERROR_STYLE: &str = "body{margin:0 auto;max-width:44rem;padding:2rem 1.25rem;\
+    font:17px/1.6 system-ui,sans-serif;color:#1d2330;background:#fbfaf7}\
+    h1{font-size:2rem;border-bottom:2px solid #b7410e;padding-bottom:.2rem}\
+    a{color:#b7410e}footer{margin-top:3rem;color:#5b6270;font-size:.9rem}";
 
 // ANCHOR: keep_alive
 /// Whether the client asked to keep the connection open: HTTP/1.1 does

@@ -419,6 +419,35 @@ fn an_idle_keep_alive_session_holds_no_buffer() {
     assert_eq!(s.deadline(&TIMEOUTS), d.now + TIMEOUTS.keepalive);
 }
 
+/// An error page looks like the demo site but stands alone: its style is
+/// inline and it asks for nothing more (no stylesheet, image or script,
+/// which under another root would be errors of their own); it is small,
+/// and its Content-Length counts every byte of it.
+#[test]
+fn an_error_page_is_small_styled_and_fetches_nothing() {
+    let (out, _) = serve(&[b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"]);
+    let (head, page) = out.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+    assert!(
+        head.ends_with(&format!("\r\nContent-Length: {}", page.len())),
+        "{head}"
+    );
+    assert!(page.starts_with("<!DOCTYPE html>\n"), "{page}");
+    assert!(page.contains("<title>404 Not Found</title>"), "{page}");
+    assert!(page.contains("<h1>404 Not Found</h1>"), "{page}");
+    assert!(
+        page.contains("<style>") && page.contains("#b7410e"),
+        "{page}"
+    );
+    for fetches in [
+        "<link", "<script", "<img", "src=", "url(", "@import", "http:",
+    ] {
+        assert!(!page.contains(fetches), "{fetches} in {page}");
+    }
+    assert!(page.len() < 1024, "{} bytes", page.len());
+}
+
 /// Requests to pipeline, in any order and number.
 fn requests() -> impl Strategy<Value = Vec<&'static str>> {
     prop::collection::vec(

@@ -1,0 +1,118 @@
+//! The shell scripts in `scripts/`: the parts that need no build, no server
+//! and no benchmark tool, so they can run with every `cargo test`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's `scripts/` folder.
+fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in scripts/")
+        .to_path_buf()
+}
+
+/// Runs `bash -c CODE` with lib.sh sourced first, from `scripts/`.
+fn with_lib(code: &str, env: &[(&str, &str)]) -> Output {
+    let dir = scripts_dir();
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!(". ./lib.sh\n{code}"))
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run bash")
+}
+
+#[test]
+fn every_script_answers_help_with_exit_0_and_its_usage() {
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(scripts_dir())
+        .expect("read scripts/")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let is_script = path.extension()? == "sh" && path.file_name()? != "lib.sh";
+            is_script.then_some(path)
+        })
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 10, "only {scripts:?}");
+    for script in &scripts {
+        let name = script.file_name().unwrap().to_string_lossy();
+        for flag in ["--help", "-h"] {
+            // Run as a user would, which needs the executable bit too.
+            let out = Command::new(script).arg(flag).output().expect("run");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{name} {flag}: {:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains(&format!("scripts/{name}")),
+                "{name} {flag}: no usage line in {stdout:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stage_diff_takes_its_flag_in_any_position() {
+    let script = scripts_dir().join("stage-diff.sh");
+    let run = |args: &[&str]| Command::new(&script).args(args).output().expect("run");
+    let last = run(&["03", "04", "--stat"]);
+    assert!(last.status.success());
+    assert!(String::from_utf8_lossy(&last.stdout).contains("files changed"));
+    for args in [["--stat", "03", "04"], ["03", "--stat", "04"]] {
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(out.stdout, last.stdout, "{args:?}");
+    }
+    let whole = run(&["03", "04"]);
+    assert!(String::from_utf8_lossy(&whole.stdout).starts_with("diff --git"));
+    assert!(!run(&["03"]).status.success(), "one stage is not a diff");
+    assert!(!run(&["03", "04", "--bogus"]).status.success());
+}
+
+#[test]
+fn lib_sh_builds_into_cargo_target_dir() {
+    let root = scripts_dir().parent().unwrap().to_path_buf();
+    let out = with_lib("echo \"$BIN\"", &[]);
+    let bin = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(bin.trim(), root.join("target/release").to_str().unwrap());
+    let out = with_lib("echo \"$BIN\"", &[("CARGO_TARGET_DIR", "/tmp/elsewhere")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "/tmp/elsewhere/release"
+    );
+    // Relative to where the script was started, not to where cargo runs.
+    let out = with_lib("echo \"$BIN\"", &[("CARGO_TARGET_DIR", "t")]);
+    let expected = scripts_dir().join("t/release");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected.to_str().unwrap()
+    );
+}
+
+/// start_server empties the output file before the new server starts, so
+/// a previous server's `listening on` line is never taken for the new one's.
+/// (Without that, the old line was read only when the new server's shell was
+/// slow to open the file, as on a loaded machine: this checks the outcome,
+/// it cannot force that timing.)
+#[test]
+fn start_server_never_reads_the_previous_servers_address() {
+    let code = r#"
+        make_tmp
+        echo 'listening on 10.0.0.1:1' >"$tmp/out"
+        start_server "$tmp/out" sh -c 'sleep 0.3; echo "listening on 10.0.0.2:2"; sleep 5'
+        echo "$SERVER_ADDR"
+    "#;
+    let out = with_lib(code, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10.0.0.2:2");
+}
