@@ -139,6 +139,9 @@ fn open_error_status(e: &std::io::Error) -> u16 {
         Some(nix::libc::ENOENT | nix::libc::ENOTDIR | nix::libc::ENAMETOOLONG) => 404,
         // EXDEV: the path (through a symbolic link) leads out of the root.
         Some(nix::libc::EXDEV | nix::libc::ELOOP | nix::libc::EACCES | nix::libc::EPERM) => 403,
+        // Out of descriptors: the server is full for now, not broken; the
+        // client may try again (a 500 would say the request failed).
+        Some(nix::libc::EMFILE | nix::libc::ENFILE) => 503,
         _ => 500,
     }
 }
@@ -251,6 +254,19 @@ mod tests {
         assert_eq!(body(cache.open(&root, "missing", false, now)), b"404");
         assert_eq!(cache.len(), 1, "only files are cached");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_errors_have_their_statuses() {
+        let status = |errno| open_error_status(&std::io::Error::from_raw_os_error(errno));
+        assert_eq!(status(nix::libc::ENOENT), 404);
+        assert_eq!(status(nix::libc::EXDEV), 403);
+        assert_eq!(
+            status(nix::libc::EMFILE),
+            503,
+            "out of descriptors is temporary"
+        );
+        assert_eq!(status(nix::libc::EIO), 500);
     }
 
     #[test]
