@@ -6,6 +6,7 @@
 #   scripts/bench-http.sh
 #   ROUNDS=5 SECONDS_PER_RUN=10 scripts/bench-http.sh
 #   ROWS="2 3" STAGE06_FLAGS="--dispatch reuseport" scripts/bench-http.sh
+#   BASELINE=../old/target/release/stage06-full scripts/bench-http.sh
 #
 # Rows: 1 KiB keep-alive at 50 connections; the same with
 # `Connection: close`; 64 KiB and 1 MiB keep-alive; 1 KiB at 1,000
@@ -13,6 +14,11 @@
 # temporary folder), the same number of workers (WORKERS, default: the
 # number of CPUs), no access log, sendfile, and an open-file cache.
 # ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags.
+# BASELINE, a stage06-full binary built from another commit, joins the
+# alternation with the same flags: a change is measured against what it
+# changed, in the same run (a second table gives this build / baseline).
+# Ratios are per round (same round, same machine state), as min / median /
+# max.
 #
 # Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
@@ -35,6 +41,20 @@ head -c 1048576 /dev/urandom >"$tmp/root/1m.bin"
 # shellcheck disable=SC2086
 start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS" \
     ${STAGE06_FLAGS:-}
+servers=(stage06 nginx)
+if [ -n "${BASELINE:-}" ]; then
+    SERVER_PID_MAIN=$SERVER_PID
+    SERVER_ADDR_MAIN=$SERVER_ADDR
+    # shellcheck disable=SC2086
+    start_server "$tmp/baseline" "$BASELINE" --addr 127.0.0.1:0 --root "$tmp/root" \
+        --workers "$WORKERS" ${STAGE06_FLAGS:-}
+    BASELINE_PID=$SERVER_PID
+    BASELINE_ADDR=$SERVER_ADDR
+    SERVER_PID=$SERVER_PID_MAIN
+    SERVER_ADDR=$SERVER_ADDR_MAIN
+    trap 'kill "$BASELINE_PID" 2>/dev/null; wait "$BASELINE_PID" 2>/dev/null; cleanup' EXIT
+    servers=(stage06 baseline nginx)
+fi
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
 
 rows=(
@@ -49,9 +69,12 @@ for round in $(seq 1 "$ROUNDS"); do
     for i in "${!rows[@]}"; do
         [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
         IFS='|' read -r label path conns extra <<<"${rows[$i]}"
-        for who in stage06 nginx; do
-            addr=$SERVER_ADDR
-            [ "$who" = nginx ] && addr=$NGINX_ADDR
+        for who in "${servers[@]}"; do
+            case $who in
+                stage06) addr=$SERVER_ADDR ;;
+                baseline) addr=$BASELINE_ADDR ;;
+                nginx) addr=$NGINX_ADDR ;;
+            esac
             # wrk wants a space after the colon, or it sends no such header.
             headers=()
             [ "$extra" = close ] && headers=(-H "Connection: close")
@@ -68,7 +91,7 @@ echo
 machine_line
 echo "stage06 flags: \`--workers $WORKERS${STAGE06_FLAGS:+ $STAGE06_FLAGS}\`; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk -t2, ${SECONDS_PER_RUN}s runs, medians of $ROUNDS rounds in alternation."
 echo
-echo "| load | stage06 req/s | nginx req/s | stage06 / nginx | stage06 p50 / p99 µs | nginx p50 / p99 µs |"
+echo "| load | stage06 req/s | nginx req/s | stage06 / nginx (min / median / max) | stage06 p50 / p99 µs | nginx p50 / p99 µs |"
 echo "|---|---:|---:|---:|---:|---:|"
 for i in "${!rows[@]}"; do
     [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
@@ -76,8 +99,21 @@ for i in "${!rows[@]}"; do
     # shellcheck disable=SC2086
     s=$(median ${rps[stage06.$i]}); n=$(median ${rps[nginx.$i]})
     # shellcheck disable=SC2086
-    printf '| %s | %.0f | %.0f | %.2f× | %.0f / %.0f | %.0f / %.0f |\n' "$label" "$s" "$n" \
-        "$(awk -v a="$s" -v b="$n" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+    printf '| %s | %.0f | %.0f | %s | %.0f / %.0f | %.0f / %.0f |\n' "$label" "$s" "$n" \
+        "$(ratios "${rps[stage06.$i]}" "${rps[nginx.$i]}")" \
         "$(median ${p50[stage06.$i]})" "$(median ${p99[stage06.$i]})" \
         "$(median ${p50[nginx.$i]})" "$(median ${p99[nginx.$i]})"
+done
+[ -n "${BASELINE:-}" ] || exit 0
+echo
+echo "### this build against the baseline ($BASELINE)"
+echo
+echo "| load | this build req/s | baseline req/s | this build / baseline (min / median / max) |"
+echo "|---|---:|---:|---:|"
+for i in "${!rows[@]}"; do
+    [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
+    IFS='|' read -r label _ <<<"${rows[$i]}"
+    # shellcheck disable=SC2086
+    printf '| %s | %.0f | %.0f | %s |\n' "$label" "$(median ${rps[stage06.$i]})" \
+        "$(median ${rps[baseline.$i]})" "$(ratios "${rps[stage06.$i]}" "${rps[baseline.$i]}")"
 done

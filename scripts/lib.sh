@@ -141,6 +141,21 @@ median() {
     printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# ratios "A1 A2 …" "B1 B2 …" — the ratios Ak/Bk of runs made side by side
+# (the same round), as "min× / median× / max×".
+ratios() {
+    local -a a b r
+    read -r -a a <<<"$1"
+    read -r -a b <<<"$2"
+    local k
+    for k in "${!a[@]}"; do
+        r+=("$(awk -v x="${a[$k]}" -v y="${b[$k]:-0}" 'BEGIN { printf "%.2f", (y > 0 ? x / y : 0) }')")
+    done
+    printf '%s\n' "${r[@]}" | sort -g | awk '{ v[NR] = $1 }
+        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+              printf "%.2f× / %.2f× / %.2f×", v[1], m, v[NR] }'
+}
+
 # tree_pids PID — PID and its children (a prefork server's workers).
 tree_pids() {
     echo "$1"
