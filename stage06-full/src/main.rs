@@ -172,6 +172,30 @@ fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Descriptors a worker needs besides its connections: its open-file cache
+/// (up to 512), its own (epoll, signalfd, timerfd, channel, listener,
+/// eventfd, log, ring) and the refused connections that linger (64).
+const SPARE_DESCRIPTORS: u64 = 512 + 64 + 64;
+
+/// Raises the soft descriptor limit as far as `--max-conns` needs, up to
+/// the hard limit (workers inherit it), and says so when the hard limit is
+/// too low: the numbers, and about how many connections a worker can then
+/// hold. Past that, accepting runs out of descriptors and sheds (see
+/// `accept.rs`). Said once here, rather than found out from resets.
+fn fit_descriptors(max_conns: usize) -> anyhow::Result<()> {
+    let want = max_conns as u64 + SPARE_DESCRIPTORS;
+    let (soft, hard) = stage06_full::sys::raise_nofile(want).context("descriptor limit")?;
+    if soft < want {
+        let fit = soft.saturating_sub(64);
+        eprintln!(
+            "note: --max-conns {max_conns} needs {want} descriptors per worker, but the hard \
+             limit is {hard}: a worker holds about {fit} connections at most (fewer while its \
+             open-file cache holds files); raise it with `ulimit -Hn` or LimitNOFILE="
+        );
+    }
+    Ok(())
+}
+
 /// `--access-log`: `off`, or the file to append to. Each worker opens the
 /// file for itself, after the fork; left to them, a path that cannot be
 /// opened made every worker fail at start and the master restart them,
@@ -220,6 +244,7 @@ fn report(e: &anyhow::Error) {
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     refuse_what_cannot_work(&args)?;
+    fit_descriptors(args.max_conns)?;
     if args.root == default_root()
         && let Err(e) = make_demo_big_file(&args.root)
     {

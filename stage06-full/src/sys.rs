@@ -411,3 +411,21 @@ pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
 pub fn send_signal(pid: Pid, signal: Signal) {
     let _ = nix::sys::signal::kill(pid, signal);
 }
+
+// ANCHOR: nofile
+/// Raises this process's soft limit on open descriptors (RLIMIT_NOFILE) to
+/// `want`, or as far as the hard limit allows, and returns the soft and
+/// hard limits now in force. Only the hard limit needs privilege to raise;
+/// the soft one is often left low (1024, or 256 on some systems) for
+/// programs that use `select`, whose descriptor sets stop at 1024.
+pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= want {
+        return Ok((soft, hard));
+    }
+    let raised = want.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, raised, hard)?;
+    Ok((raised, hard))
+}
+// ANCHOR_END: nofile

@@ -99,3 +99,63 @@ fn an_access_log_that_cannot_be_opened_is_refused_before_any_worker_starts() {
         "error: --access-log /nonexistent/dir/a.log: No such file or directory (os error 2)\n"
     );
 }
+
+/// The soft descriptor limit (a process's own file count) of `pid`.
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .expect("soft limit")
+}
+
+/// Started under a soft limit of 256 with a hard limit that allows more,
+/// the server raises the soft limit as far as `--max-conns` needs (its
+/// workers inherit it); under a hard limit of 256 it says, at start, what
+/// that allows.
+#[test]
+fn the_descriptor_limit_is_raised_or_its_shortfall_said() {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    if hard < 3000 {
+        testkit::skip(&format!(
+            "needs a hard descriptor limit of 3000, here {hard}"
+        ));
+        return;
+    }
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--max-conns",
+        "2000",
+    ];
+    let mut server = Server::start_under_ulimit("-Sn 256", BIN, &args);
+    let workers = testkit::children_of(server.pid());
+    assert_eq!(workers.len(), 1);
+    assert!(
+        soft_nofile(workers[0]) >= 2000,
+        "{}",
+        soft_nofile(workers[0])
+    );
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(
+        !server.stderr_to_end().contains("note:"),
+        "it complained though it could raise"
+    );
+
+    let mut server = Server::start_under_ulimit("-n 256", BIN, &args);
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(5)).is_some());
+    let stderr = server.stderr_to_end();
+    assert!(
+        stderr.contains("--max-conns 2000 needs 2640 descriptors per worker, but the hard limit is 256: a worker holds about 192 connections"),
+        "{stderr}"
+    );
+}

@@ -73,7 +73,13 @@ impl Server {
     /// Starts `bin` under `sh -c 'ulimit -n NOFILE; exec bin args…'`, for the
     /// tests that need a low descriptor limit.
     pub fn start_with_nofile(nofile: u32, bin: &str, args: &[&str]) -> Server {
-        let script = format!("ulimit -n {nofile} && exec \"$0\" \"$@\"");
+        Self::start_under_ulimit(&format!("-n {nofile}"), bin, args)
+    }
+
+    /// Starts `bin` under `sh -c 'ulimit LIMIT; exec bin args…'`: `-n 256`
+    /// sets both descriptor limits, `-Sn 256` the soft one only.
+    pub fn start_under_ulimit(limit: &str, bin: &str, args: &[&str]) -> Server {
+        let script = format!("ulimit {limit} && exec \"$0\" \"$@\"");
         Self::spawn(Command::new("sh").arg("-c").arg(script).arg(bin).args(args))
     }
 
