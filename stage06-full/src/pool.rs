@@ -11,7 +11,7 @@
 /// A free list of equally sized buffers.
 pub struct BufferPool {
     free: Vec<Vec<u8>>,
-    size: usize,
+    pub size: usize,
     /// Read buffers are handed out full-length (zeroed once, when first
     /// allocated) so `read` can fill them; zeroing 32 KiB on every request
     /// would cost more than the allocation the pool saves. Output buffers
@@ -106,6 +106,9 @@ impl BufferPool {
 /// idle connection gives its read buffer back (`--buffers pooled`) or keeps
 /// it for life (`per-connection`, the naive design kept for comparison).
 pub struct Pools {
+    /// Small read buffers (`FIRST_READ`), for a connection's first read.
+    pub small: BufferPool,
+    /// Read buffers of `READ_BUF`, once a read filled a small one.
     pub inputs: BufferPool,
     pub outputs: BufferPool,
     pub pooled: bool,
@@ -116,14 +119,25 @@ impl Pools {
     /// a small body) and none for reading (the session has its buffer).
     pub fn lend(&mut self) -> Pools {
         Pools {
+            small: self.small.lend(0),
             inputs: self.inputs.lend(0),
             outputs: self.outputs.lend(2),
             pooled: self.pooled,
         }
     }
 
+    /// Gives a read buffer back to the pool of its size.
+    pub fn give_input(&mut self, buf: Vec<u8>) {
+        if buf.len() < self.inputs.size {
+            self.small.give(buf);
+        } else {
+            self.inputs.give(buf);
+        }
+    }
+
     /// Takes a loan back (see [`BufferPool::absorb`]).
     pub fn absorb(&mut self, loan: Pools) {
+        self.small.absorb(loan.small);
         self.inputs.absorb(loan.inputs);
         self.outputs.absorb(loan.outputs);
     }
@@ -131,9 +145,10 @@ impl Pools {
     /// Buffers handed out so far that had to be allocated, and that came
     /// from a free list.
     pub fn counts(&self) -> (u64, u64) {
+        let pools = [&self.small, &self.inputs, &self.outputs];
         (
-            self.inputs.allocated + self.outputs.allocated,
-            self.inputs.reused + self.outputs.reused,
+            pools.iter().map(|p| p.allocated).sum(),
+            pools.iter().map(|p| p.reused).sum(),
         )
     }
 }

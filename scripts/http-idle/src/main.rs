@@ -1,7 +1,8 @@
 //! `http-idle`: opens N keep-alive connections to an HTTP server, sends one
 //! request on each and reads its response whole, prints `connected N`, and
-//! holds them idle for the duration. `scripts/idle-memory.sh` measures what
-//! those idle connections cost the server.
+//! holds them idle for the duration. With `--partial`, each connection
+//! sends one byte of a request head instead, and waits: a slow client.
+//! `scripts/idle-memory.sh` measures what those connections cost the server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,6 +32,11 @@ struct Args {
     /// seconds to hold the connections (default 10)
     #[argh(option, short = 'd', default = "10.0")]
     duration: f64,
+
+    /// send only the first byte of a request head on each connection, and
+    /// read nothing (a client in the middle of its head)
+    #[argh(switch)]
+    partial: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,11 @@ fn run() -> anyhow::Result<()> {
     for i in 0..args.connections {
         let stream = TcpStream::connect(args.addr).with_context(|| format!("connection {i}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        if args.partial {
+            (&stream).write_all(&request.as_bytes()[..1])?;
+            held.push(BufReader::new(stream));
+            continue;
+        }
         (&stream).write_all(request.as_bytes())?;
         let mut reader = BufReader::new(stream);
         read_response(&mut reader).with_context(|| format!("response on connection {i}"))?;

@@ -15,6 +15,11 @@ pub mod session;
 /// A read buffer holds a whole head of the largest size accepted (an 8 KiB
 /// request line and 16 KiB of fields) with room to spare for pipelining.
 pub const READ_BUF: usize = 32 * 1024;
+/// A connection reads first into a buffer this small, as most requests are
+/// (nginx's `client_header_buffer_size` is 1 KiB too), and takes a
+/// `READ_BUF` one only when a read fills it: a connection that sends one
+/// byte of a head and waits holds 1 KiB, not 32.
+pub const FIRST_READ: usize = 1024;
 /// Bodies up to this size are read into memory and leave with the head in
 /// one `writev`; larger ones go by `sendfile`.
 pub const SMALL_BODY: usize = 16 * 1024;

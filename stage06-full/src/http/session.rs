@@ -42,7 +42,7 @@ use super::body::BodySkipper;
 use super::parser::Parser;
 pub use super::response::Exchange;
 use super::response::Response;
-pub use super::{READ_BUF, SMALL_BODY, WRITE_BUF};
+pub use super::{FIRST_READ, READ_BUF, SMALL_BODY, WRITE_BUF};
 use crate::pool::Pools;
 use decide::{CONTINUE, Request};
 
@@ -142,9 +142,13 @@ pub struct Session {
     end: usize,
     /// The last receive filled the buffer: more may wait in the socket.
     filled: bool,
-    parser: Parser,
+    /// The head being parsed: made at a request's first byte, dropped
+    /// once its head is taken, so an idle connection holds none.
+    parser: Option<Box<Parser>>,
     phase: Phase,
-    response: Option<Response>,
+    /// Boxed, like the parser: only a connection with a response to send
+    /// holds one.
+    response: Option<Box<Response>>,
     /// The request line of the response in hand, when logging.
     line: Option<String>,
     /// When the current request's first byte arrived.
@@ -173,7 +177,7 @@ impl Session {
             start: 0,
             end: 0,
             filled: false,
-            parser: Parser::new(),
+            parser: None,
             phase: Phase::Head,
             response: None,
             line: None,
@@ -239,17 +243,28 @@ impl Session {
     // ANCHOR_END: session_next
 
     // ANCHOR: session_input
-    /// Where the next bytes go: the read buffer's free end (the whole buffer
-    /// when `next` says `Recv`), taken from the pool if need be.
-    pub fn read_buf(&mut self, pools: &mut Pools) -> &mut [u8] {
-        if self.input.is_empty() {
-            self.input = pools.inputs.take();
-        }
+    /// Where the next bytes go: the read buffer's free end, with room for at
+    /// least `at_least` bytes (0: whatever the session finds best). A first
+    /// read goes into a small buffer (`FIRST_READ`); after a read that
+    /// filled it, or for more than it holds, into a `READ_BUF` one.
+    pub fn read_buf(&mut self, pools: &mut Pools, at_least: usize) -> &mut [u8] {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         } else if self.start > 0 {
             self.input.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
+        }
+        let large = self.filled || at_least > FIRST_READ;
+        if self.input.is_empty() {
+            self.input = if large {
+                pools.inputs.take()
+            } else {
+                pools.small.take()
+            };
+        } else if self.input.len() < READ_BUF && (large || self.end == self.input.len()) {
+            let mut bigger = pools.inputs.take();
+            bigger[..self.end].copy_from_slice(&self.input[..self.end]);
+            pools.give_input(std::mem::replace(&mut self.input, bigger));
         }
         &mut self.input[self.end..]
     }
@@ -279,13 +294,14 @@ impl Session {
             Phase::Body(_) => self.skip_body(env),
             _ => {}
         }
-        self.give_back_if_idle(env.pools);
+        self.give_back_if_consumed(env.pools);
     }
 
     fn parse_head(&mut self, env: &mut Env<'_>) {
-        let was_started = self.parser.started();
-        let fed = self.parser.feed(&self.input[self.start..self.end]);
-        if !was_started && self.parser.started() {
+        let was_started = self.started();
+        let parser = self.parser.get_or_insert_with(Box::default);
+        let fed = parser.feed(&self.input[self.start..self.end]);
+        if !was_started && parser.started() {
             self.request_started = Some(env.now);
         }
         match fed {
@@ -293,8 +309,10 @@ impl Session {
             Err(e) => self.refuse(e.status(), None, env),
             Ok(progress) => {
                 self.start += progress.consumed;
-                if progress.done {
-                    let head = self.parser.take();
+                if progress.done
+                    && let Some(mut parser) = self.parser.take()
+                {
+                    let head = parser.take();
                     self.on_head(head, env);
                 }
             }
@@ -326,7 +344,7 @@ impl Session {
         if !r.all_sent() {
             return None;
         }
-        let r = self.response.take()?;
+        let r = *self.response.take()?;
         self.requests += 1;
         let exchange = self.line.take().map(|request_line| Exchange {
             request_line,
@@ -346,7 +364,7 @@ impl Session {
         } else {
             Phase::Shutdown
         };
-        self.give_back_if_idle(env.pools);
+        self.give_back_if_consumed(env.pools);
         exchange
     }
     // ANCHOR_END: sent
@@ -362,7 +380,7 @@ impl Session {
     pub fn deadline(&self, t: &Timeouts) -> Instant {
         match self.phase {
             Phase::Head => match self.request_started {
-                Some(started) if self.parser.started() => started + t.header,
+                Some(started) if self.started() => started + t.header,
                 // A new connection must start a request within the header
                 // timeout; a kept-alive one may idle for the keep-alive one.
                 _ if self.requests == 0 => self.idle_since + t.header,
@@ -378,38 +396,49 @@ impl Session {
     /// 408 and a lingering close (it may still be sending: closing at once
     /// could reset the connection and destroy the 408); else, just close.
     pub fn timed_out(&mut self, env: &mut Env<'_>) {
-        if matches!(self.phase, Phase::Head) && self.parser.started() {
+        if matches!(self.phase, Phase::Head) && self.started() {
             self.refuse(408, None, env);
         } else {
             self.phase = Phase::Closed;
         }
     }
 
+    /// A request's first byte has arrived and its head is not complete.
+    fn started(&self) -> bool {
+        self.parser.as_ref().is_some_and(|p| p.started())
+    }
+
     /// Idle between requests: nothing read, nothing to send.
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Head) && !self.parser.started() && self.start == self.end
+        matches!(self.phase, Phase::Head) && !self.started() && self.start == self.end
     }
 
     /// Gives the session's buffers back as its connection closes.
     pub fn release(mut self, pools: &mut Pools) {
         if !self.input.is_empty() {
-            pools.inputs.give(std::mem::take(&mut self.input));
+            pools.give_input(std::mem::take(&mut self.input));
         }
         if let Some(r) = self.response.take() {
             r.give_back(&mut pools.outputs);
         }
     }
 
-    /// An idle keep-alive connection needs no read buffer: give it back,
-    /// so ten thousand idle connections hold ten thousand sessions and no
-    /// buffers.
-    fn give_back_if_idle(&mut self, pools: &mut Pools) {
-        if pools.pooled && self.is_idle() && !self.input.is_empty() {
-            pools.inputs.give(std::mem::take(&mut self.input));
+    /// Once every byte of it is consumed, the read buffer goes back to the
+    /// pool: an idle keep-alive connection, and one in the middle of a slow
+    /// head (the parser keeps what it has seen in fields of its own), hold
+    /// no buffer. Ten thousand such connections hold ten thousand sessions
+    /// and no buffers; one that sent a single byte costs a few hundred
+    /// bytes, not 32 KiB. (nginx starts a connection with a 1 KiB header
+    /// buffer, `client_header_buffer_size`, and grows it.)
+    fn give_back_if_consumed(&mut self, pools: &mut Pools) {
+        if pools.pooled && self.start == self.end && !self.input.is_empty() {
+            pools.give_input(std::mem::take(&mut self.input));
             (self.start, self.end) = (0, 0);
         }
     }
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

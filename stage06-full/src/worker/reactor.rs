@@ -103,7 +103,7 @@ impl Conn {
     // ANCHOR: recv
     /// One read into the session's buffer.
     fn recv(&mut self, res: &mut Resources) -> io::Result<()> {
-        let buf = self.session.read_buf(&mut res.pools);
+        let buf = self.session.read_buf(&mut res.pools, 0);
         let room = buf.len();
         match (&self.stream).read(buf) {
             // EOF: the client will send nothing more.

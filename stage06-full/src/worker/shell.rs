@@ -23,7 +23,7 @@ use super::{BACKLOG, Buffers, Config, DateCache, Intake, Resources};
 use crate::accept::Acceptor;
 use crate::channel::{Incoming, WorkerEnd};
 use crate::file_cache::FileCache;
-use crate::http::session::{READ_BUF, SMALL_BODY, WRITE_BUF};
+use crate::http::session::{FIRST_READ, READ_BUF, SMALL_BODY, WRITE_BUF};
 use crate::log::AccessLog;
 use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::pool::{BufferPool, Pools};
@@ -165,6 +165,7 @@ fn resources(config: &Config) -> io::Result<Resources> {
         root: Arc::new(Root::open(&config.root)?),
         files: FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY),
         pools: Pools {
+            small: BufferPool::new(FIRST_READ, keep, true),
             inputs: BufferPool::new(READ_BUF, keep, true),
             outputs: BufferPool::new(WRITE_BUF, keep * 2, false),
             pooled: config.buffers == Buffers::Pooled,

@@ -25,7 +25,6 @@ use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, Intake};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
-use crate::pool::Pools;
 use crate::sys;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
 
@@ -123,12 +122,10 @@ impl Uring {
             self.shell.report_load();
         }
         self.shell.report(Counts::default());
-        // Connections still in the ring (the grace period ran out) are
-        // cancelled and closed when the ring is dropped.
-        Ok(())
+        Ok(()) // what is still in the ring is cancelled and closed with it
     }
 
-    fn on_completion(&mut self, c: Completion<Box<Conn>>) -> io::Result<()> {
+    fn on_completion(&mut self, mut c: Completion<Box<Conn>>) -> io::Result<()> {
         match c.tag {
             tag if [SIGNALS, ALARM, CHANNEL].contains(&Token(tag)) => {
                 let own = self.shell.on_own(Token(tag), &mut self.incoming);
@@ -144,8 +141,17 @@ impl Uring {
             }
             ACCEPT => self.on_accept(c)?,
             LISTEN => self.submit_accept()?,
-            // A connection's operation; its owner, the connection, is back.
-            index => self.on_conn(index as usize, c.result, c.owner),
+            // A connection's operation; its owner, the connection, is back,
+            // and what a receive brought is copied into its session.
+            index => {
+                let (mut conn, data) = (c.owner.take(), self.ring.received(&c));
+                if let (Some(conn), false) = (conn.as_mut(), data.is_empty()) {
+                    let buf = conn.session.read_buf(&mut self.shell.res.pools, data.len());
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                }
+                self.on_conn(index as usize, c.result, conn);
+            }
         }
         while let Some(stream) = self.incoming.pop() {
             self.admit(stream);
@@ -187,6 +193,8 @@ impl Uring {
         let ok = match (conn.pending, result) {
             // Cancelled before it did anything: its deadline, below.
             (_, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => cancelled.is_some(),
+            // Every provided buffer was in use: receive again.
+            (Pending::Recv, Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => true,
             // A reset, a broken pipe, a file that cannot be read.
             (_, Err(_)) => false,
             // Nothing sent, or the file shrank under us: the promised
@@ -243,8 +251,7 @@ impl Uring {
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
         self.shell.set_deadline(index, deadline);
         let idle = conn.session.is_idle();
-        let pools = &mut self.shell.res.pools;
-        match self.ring.submit(index as u64, conn, |c| c.operation(pools)) {
+        match self.ring.submit(index as u64, conn, |c| c.operation()) {
             Ok(op) => self.shell.slots[index].state = Slot::InRing { op, idle },
             // The connection was dropped with the failed submission.
             Err(e) => {
@@ -262,8 +269,8 @@ impl Uring {
         self.shell.release(index);
     }
 
-    /// Closes a connection that is in the ring: cancel its operation, and
-    /// close it when the cancellation completes.
+    /// Cancels the operation of a connection in the ring; it is closed (or
+    /// told its deadline passed) when the cancellation completes.
     fn cancel(&mut self, index: usize, timed_out: bool) {
         if let Slot::InRing { op, .. } = self.shell.slots[index].state {
             if let Err(e) = self.ring.cancel(op) {
@@ -279,7 +286,6 @@ impl Uring {
             self.cancel(index, true);
         }
     }
-
     // ANCHOR: uring_accept
     fn submit_accept(&mut self) -> io::Result<()> {
         self.accept = match self.shell.listener() {
@@ -318,10 +324,8 @@ impl Uring {
 
     /// Polls one of the worker's own descriptors for readability (one-shot).
     fn poll(&mut self, own: Token) -> io::Result<()> {
-        match self.shell.own_fd(own) {
-            Some(fd) => self.ring.poll(own.0, fd).map(|_| ()),
-            None => Ok(()),
-        }
+        let fd = self.shell.own_fd(own).ok_or(io::ErrorKind::InvalidInput)?;
+        self.ring.poll(own.0, fd).map(|_| ())
     }
 
     /// SIGTERM, SIGINT or the master's exit: stop accepting, close the idle
@@ -352,7 +356,7 @@ impl Conn {
     // ANCHOR: operation
     /// The operation the session asks for, in this connection's memory.
     /// Called by the ring once the connection is in it.
-    fn operation(&mut self, pools: &mut Pools) -> Op<'_> {
+    fn operation(&mut self) -> Op<'_> {
         self.pending = match self.session.next() {
             Next::SendFile { offset, .. } if self.holds(offset) => Pending::SendChunk,
             Next::SendFile { offset, .. } => Pending::ReadFile(offset),
@@ -369,10 +373,7 @@ impl Conn {
             body: &[],
         };
         match self.pending {
-            Pending::Recv => Op::Recv {
-                socket,
-                buf: self.session.read_buf(pools),
-            },
+            Pending::Recv => Op::Recv { socket },
             Pending::Send => match self.session.next() {
                 Next::Send { head, body, .. } => Op::Send { socket, head, body },
                 _ => nothing,

@@ -99,7 +99,7 @@ impl Session {
                 // it hears from us would stall both until a timeout.
                 response::close_after(&mut r);
                 self.cut_short = true;
-                self.response = Some(r);
+                self.response = Some(Box::new(r));
                 return;
             }
         }
@@ -108,7 +108,7 @@ impl Session {
 
     /// Holds `r` as the response; the body (if any) is skipped first.
     fn respond(&mut self, r: Response, skipper: BodySkipper) {
-        self.response = Some(r);
+        self.response = Some(Box::new(r));
         self.phase = if skipper.is_done() {
             Phase::Send
         } else {
@@ -141,7 +141,7 @@ impl Session {
         self.start = self.end;
         self.cut_short = true;
         let r = response::error(status, false, true, env.date, &mut env.pools.outputs);
-        if let Some(old) = self.response.replace(r) {
+        if let Some(old) = self.response.replace(Box::new(r)) {
             old.give_back(&mut env.pools.outputs);
         }
         self.line = line.or_else(|| env.logging.then(|| "-".to_string()));
