@@ -29,6 +29,7 @@ pub struct ThreadPool {
 impl ThreadPool {
     /// Starts `size` worker threads (at least one).
     pub fn new(size: usize) -> io::Result<ThreadPool> {
+        // LAB s1-pool BEGIN: size.max(1) workers sharing one Arc<Mutex<Receiver>>
         let (sender, receiver) = mpsc::channel::<Job>();
         // std's Receiver has a single owner; a Mutex lets the workers take
         // turns. The lock is held only while taking a job, not while running
@@ -46,19 +47,23 @@ impl ThreadPool {
             sender: Some(sender),
             workers,
         })
+        // LAB END
     }
 
     /// Queues `job` for the next free worker.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
+        // LAB s1-pool BEGIN: send the boxed job; if no worker is left, drop it quietly
         if let Some(sender) = &self.sender {
             // Fails only if every worker has exited, which happens only in
             // `Drop`; the job (and the connection it owns) is then dropped.
             let _ = sender.send(Box::new(job));
         }
+        // LAB END
     }
 }
 
 fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
+    // LAB s1-pool BEGIN: jobs until the channel closes; survive poison and panics
     loop {
         let job = match receiver.lock() {
             Ok(guard) => guard.recv(),
@@ -77,15 +82,18 @@ fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         }
     }
+    // LAB END
 }
 // ANCHOR_END: pool
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        // LAB s1-pool BEGIN: close the channel, then join every worker
         drop(self.sender.take());
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+        // LAB END
     }
 }
 

@@ -123,6 +123,7 @@ impl Connection {
     /// Returns `Ok(false)` when an edge-triggered drain stopped because its
     /// [`READS_PER_EVENT`] budget ran out, `Ok(true)` otherwise.
     fn on_readable(&mut self, trigger: Trigger, scratch: &mut [u8]) -> io::Result<bool> {
+        // LAB s2-drain BEGIN: LT: read once; ET: read to WouldBlock, within READS_PER_EVENT
         let mut reads = 0;
         loop {
             if self.peer_closed || self.pending() >= OUTPUT_HIGH_WATER {
@@ -153,11 +154,13 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
+        // LAB END
     }
     // ANCHOR_END: on_readable
 
     /// Writes as much pending output as the socket takes now.
     fn flush(&mut self) -> io::Result<()> {
+        // LAB s2-drain BEGIN: write until all is sent or WouldBlock, then reclaim the buffer
         while self.pending() > 0 {
             match self.stream.write(&self.out[self.sent..]) {
                 // A zero-length write on a stream socket means it cannot take
@@ -182,6 +185,7 @@ impl Connection {
             self.sent = 0;
         }
         Ok(())
+        // LAB END
     }
 
     // ANCHOR: next_status
@@ -192,6 +196,7 @@ impl Connection {
     /// EPOLLOUT left armed would wake the loop on every iteration for
     /// nothing.
     fn next_status(&self) -> Status {
+        // LAB s2-drain BEGIN: read unless closed or past high water; write while output pends
         let interest = Interest {
             read: !self.peer_closed && self.pending() < OUTPUT_HIGH_WATER,
             write: self.pending() > 0,
@@ -201,6 +206,7 @@ impl Connection {
             return Status::Close;
         }
         Status::Keep(interest)
+        // LAB END
     }
     // ANCHOR_END: next_status
 }

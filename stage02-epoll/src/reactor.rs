@@ -227,6 +227,7 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch
         };
+        // LAB s2-drain BEGIN: run the handler; MOD the poller on a new interest or a yield
         match conn.on_event(readiness, self.config.trigger, &mut self.scratch) {
             Status::Keep(interest) if interest == conn.interest => {}
             // A new interest, or a yield that must re-arm the socket.
@@ -242,6 +243,7 @@ impl Reactor {
             }
             Status::Close => self.close(index),
         }
+        // LAB END
     }
 
     fn close(&mut self, index: usize) {

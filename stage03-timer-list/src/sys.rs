@@ -97,6 +97,7 @@ static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 /// pending is as good as two. (The kernel coalesces a pending standard
 /// signal in the same way: two SIGALRMs before delivery are one.)
 extern "C" fn on_signal(signal: nix::libc::c_int) {
+    // LAB s3-timers BEGIN: the signal number, one byte, to SIGNAL_PIPE; keep errno; nothing more
     // The handler must leave errno as it found it: the code it interrupted
     // may be about to read errno from a call that just failed.
     let saved = Errno::last_raw();
@@ -110,12 +111,14 @@ extern "C" fn on_signal(signal: nix::libc::c_int) {
         }
     }
     Errno::set_raw(saved);
+    // LAB END
 }
 // ANCHOR_END: handler
 
 /// Creates the self-pipe and routes `signals` to it. Returns the read end,
 /// which the event loop watches. Call once per process.
 pub fn install_signal_pipe(signals: &[Signal]) -> io::Result<File> {
+    // LAB s3-timers BEGIN: a non-blocking pipe; write end to SIGNAL_PIPE; sigaction each signal
     let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
     // The write end lives as long as the process: the handler may run at
     // any moment, so it must never see a closed (or reused) descriptor.
@@ -134,10 +137,12 @@ pub fn install_signal_pipe(signals: &[Signal]) -> io::Result<File> {
         unsafe { sigaction(signal, &action) }?;
     }
     Ok(File::from(read))
+    // LAB END
 }
 
 /// Reads every signal number waiting in the self-pipe.
 pub fn drain_signal_pipe(pipe: &File, mut each: impl FnMut(Signal)) -> io::Result<()> {
+    // LAB s3-timers BEGIN: read until WouldBlock; each byte is a signal number
     use std::io::Read;
     let mut buf = [0u8; 64];
     loop {
@@ -152,6 +157,7 @@ pub fn drain_signal_pipe(pipe: &File, mut each: impl FnMut(Signal)) -> io::Resul
             Err(e) => return Err(e),
         }
     }
+    // LAB END
 }
 
 /// Ignores SIGPIPE, so that writing to a connection the peer has closed

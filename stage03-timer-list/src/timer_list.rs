@@ -70,6 +70,7 @@ impl<T: Copy> TimerList<T> {
     /// Adds a timer. O(n): walks from the head to its place. Timers with
     /// equal deadlines expire in the order they were inserted.
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerId {
+        // LAB s3-timers BEGIN: reuse a free node or push one, then link it in deadline order
         let node = Node {
             deadline,
             value,
@@ -89,6 +90,7 @@ impl<T: Copy> TimerList<T> {
         };
         self.link_after_search(index, self.head);
         TimerId(index)
+        // LAB END
     }
 
     // ANCHOR: adjust
@@ -96,6 +98,7 @@ impl<T: Copy> TimerList<T> {
     /// case: activity pushes an idle timer back) searches forward from the
     /// timer's current place; an earlier one searches from the head.
     pub fn adjust(&mut self, id: TimerId, deadline: Instant) {
+        // LAB s3-timers BEGIN: unlink, set, relink; a later deadline searches from its old place
         let index = id.0;
         if !self.is_linked(index) {
             return;
@@ -109,12 +112,14 @@ impl<T: Copy> TimerList<T> {
         // before it is no later than the new deadline; NIL means "append".
         let start = if later { next } else { self.head };
         self.link_after_search(index, start);
+        // LAB END
     }
     // ANCHOR_END: adjust
 
     /// Removes a timer and returns its value. O(1): a doubly linked node
     /// unlinks itself.
     pub fn remove(&mut self, id: TimerId) -> Option<T> {
+        // LAB s3-timers BEGIN: O(1): unlink a linked node and free its index; None if not linked
         let index = id.0;
         if !self.is_linked(index) {
             return None;
@@ -122,19 +127,24 @@ impl<T: Copy> TimerList<T> {
         self.unlink(index);
         self.free.push(index);
         Some(self.nodes[index].value)
+        // LAB END
     }
 
     /// The earliest deadline. O(1).
     pub fn next_deadline(&self) -> Option<Instant> {
+        // LAB s3-timers BEGIN: the head's deadline
         (self.head != NIL).then(|| self.nodes[self.head].deadline)
+        // LAB END
     }
 
     /// Removes and returns the earliest timer if it is due at `now`. O(1).
     pub fn pop_expired(&mut self, now: Instant) -> Option<T> {
+        // LAB s3-timers BEGIN: remove the head if its deadline is not after now
         if self.head == NIL || self.nodes[self.head].deadline > now {
             return None;
         }
         self.remove(TimerId(self.head))
+        // LAB END
     }
 
     fn is_linked(&self, index: usize) -> bool {
@@ -144,6 +154,7 @@ impl<T: Copy> TimerList<T> {
     /// Links the unlinked node `index` before the first node, from `start`
     /// on, whose deadline is later than its own.
     fn link_after_search(&mut self, index: usize, start: usize) {
+        // LAB s3-timers BEGIN: walk from start past deadlines <= its own; link it before that node
         let deadline = self.nodes[index].deadline;
         let mut at = start;
         while at != NIL && self.nodes[at].deadline <= deadline {
@@ -169,9 +180,11 @@ impl<T: Copy> TimerList<T> {
             self.nodes[at].prev = index;
         }
         self.len += 1;
+        // LAB END
     }
 
     fn unlink(&mut self, index: usize) {
+        // LAB s3-timers BEGIN: fix the neighbours (or head, tail); reset the node; len -= 1
         let (prev, next) = (self.nodes[index].prev, self.nodes[index].next);
         if prev == NIL {
             self.head = next;
@@ -188,6 +201,7 @@ impl<T: Copy> TimerList<T> {
         node.next = NIL;
         node.linked = false;
         self.len -= 1;
+        // LAB END
     }
 
     /// The values in order, earliest first (for tests and debugging).

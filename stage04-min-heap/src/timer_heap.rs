@@ -70,6 +70,7 @@ impl<T: Copy> TimerHeap<T> {
 
     /// Adds a timer. O(log n).
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerId {
+        // LAB s4-heap BEGIN: a fresh seq, an entry (reused or pushed) at the last leaf, sift up
         let seq = self.bump_seq();
         let entry = Entry {
             deadline,
@@ -90,12 +91,14 @@ impl<T: Copy> TimerHeap<T> {
         self.heap.push(index);
         self.sift_up(self.heap.len() - 1);
         TimerId(index)
+        // LAB END
     }
 
     // ANCHOR: adjust
     /// Moves a timer to a new deadline. O(log n): the handle gives its
     /// position at once, and one sift restores the order.
     pub fn adjust(&mut self, id: TimerId, deadline: Instant) {
+        // LAB s4-heap BEGIN: new deadline and seq, then sift up and down from where it is
         let Some(pos) = self.position(id) else {
             return;
         };
@@ -107,12 +110,14 @@ impl<T: Copy> TimerHeap<T> {
         // one only up; each sift stops at once if there is nothing to do.
         self.sift_up(pos);
         self.sift_down(self.entries[id.0].pos);
+        // LAB END
     }
     // ANCHOR_END: adjust
 
     /// Removes a timer and returns its value. O(log n): the last leaf takes
     /// its place and is sifted to where it belongs.
     pub fn remove(&mut self, id: TimerId) -> Option<T> {
+        // LAB s4-heap BEGIN: swap with the last leaf, pop, re-sift the moved one; free the entry
         let pos = self.position(id)?;
         let last = self.heap.len() - 1;
         self.swap(pos, last);
@@ -125,21 +130,26 @@ impl<T: Copy> TimerHeap<T> {
         entry.pos = NOT_IN_HEAP;
         self.free.push(id.0);
         Some(entry.value)
+        // LAB END
     }
 
     /// The earliest deadline. O(1).
     pub fn next_deadline(&self) -> Option<Instant> {
+        // LAB s4-heap BEGIN: the root's deadline
         self.heap.first().map(|&i| self.entries[i].deadline)
+        // LAB END
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
     /// O(log n).
     pub fn pop_expired(&mut self, now: Instant) -> Option<T> {
+        // LAB s4-heap BEGIN: remove the root if its deadline is not after now
         let &root = self.heap.first()?;
         if self.entries[root].deadline > now {
             return None;
         }
         self.remove(TimerId(root))
+        // LAB END
     }
 
     fn bump_seq(&mut self) -> u64 {
@@ -159,12 +169,15 @@ impl<T: Copy> TimerHeap<T> {
 
     /// Swaps two heap slots and keeps both entries' positions right.
     fn swap(&mut self, a: usize, b: usize) {
+        // LAB s4-heap BEGIN: swap two heap slots and update both entries' pos
         self.heap.swap(a, b);
         self.entries[self.heap[a]].pos = a;
         self.entries[self.heap[b]].pos = b;
+        // LAB END
     }
 
     fn sift_up(&mut self, mut pos: usize) {
+        // LAB s4-heap BEGIN: swap with the parent while the parent's key is greater
         while pos > 0 {
             let parent = (pos - 1) / 2;
             if self.key(parent) <= self.key(pos) {
@@ -173,9 +186,11 @@ impl<T: Copy> TimerHeap<T> {
             self.swap(parent, pos);
             pos = parent;
         }
+        // LAB END
     }
 
     fn sift_down(&mut self, mut pos: usize) {
+        // LAB s4-heap BEGIN: swap with the smaller child while that child's key is smaller
         loop {
             let left = 2 * pos + 1;
             if left >= self.heap.len() {
@@ -193,6 +208,7 @@ impl<T: Copy> TimerHeap<T> {
             self.swap(pos, child);
             pos = child;
         }
+        // LAB END
     }
 
     /// The values in expiry order, earliest first (for tests and debugging;

@@ -222,6 +222,7 @@ impl Channels {
     /// "lowest index wins" would send every connection to worker 0 while
     /// the others sleep.
     fn choose(&self) -> Option<usize> {
+        // LAB s5-pass BEGIN: ready, queue not full; least (blocked, live, taken, index)
         self.slots
             .iter()
             .enumerate()
@@ -233,6 +234,7 @@ impl Channels {
                 (blocked, st.live, st.taken, *i)
             })
             .map(|(i, _)| i)
+        // LAB END
     }
     // ANCHOR_END: pass
 

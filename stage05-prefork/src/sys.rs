@@ -253,6 +253,7 @@ pub const MAX_FDS_PER_MESSAGE: usize = 253;
 /// `SOCK_SEQPACKET` socket the message goes whole or not at all: `Err`
 /// means nothing was sent and every descriptor is still the caller's.
 pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    // LAB s5-pass BEGIN: sendmsg the bytes, with SCM_RIGHTS when fds is not empty; no SIGPIPE
     let iov = [IoSlice::new(bytes)];
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
@@ -266,6 +267,7 @@ pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> 
         None,
     )?;
     Ok(())
+    // LAB END
 }
 // ANCHOR_END: channel
 
@@ -285,6 +287,7 @@ pub struct Received {
 /// MSG_CTRUNC: those clients see their connection close, and `fds` is
 /// shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
+    // LAB s5-pass BEGIN: recvmsg with room for MAX_FDS_PER_MESSAGE; own each fd, close-on-exec
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
     // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
@@ -310,6 +313,7 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
         len: msg.bytes,
         fds,
     })
+    // LAB END
 }
 
 /// True for the error a send of descriptors gets when too many are in

@@ -207,6 +207,7 @@ impl Parser {
     // ANCHOR: feed
     /// Consumes as much of `input` as belongs to the head.
     pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ParseError> {
+        // LAB s6-parser BEGIN: step byte by byte; stop right after the byte that completes the head
         for (i, &b) in input.iter().enumerate() {
             self.step(b)?;
             if self.state == State::Done {
@@ -220,11 +221,13 @@ impl Parser {
             consumed: input.len(),
             done: false,
         })
+        // LAB END
     }
 
     /// One byte: counted against its part's limit, then handed to the part
     /// of the head it belongs to.
     fn step(&mut self, b: u8) -> Result<(), ParseError> {
+        // LAB s6-parser BEGIN: count the byte against its part's limit, then take the next state
         use State::*;
         self.state = match self.state {
             Start | Method | Target | Version(_) | RequestLineLf => {
@@ -243,10 +246,12 @@ impl Parser {
             }
         };
         Ok(())
+        // LAB END
     }
 
     /// The request line: `METHOD SP TARGET SP HTTP/d.d CRLF`.
     fn request_line(&mut self, b: u8) -> Result<State, ParseError> {
+        // LAB s6-parser BEGIN: METHOD SP TARGET SP HTTP/d.d, then CRLF or a bare LF
         use State::*;
         Ok(match (self.state, b) {
             (Start, b'\r' | b'\n') if self.line_bytes <= MAX_EMPTY_LINE_BYTES => Start,
@@ -284,10 +289,12 @@ impl Parser {
             // A control character, a second space, a CR not followed by LF.
             _ => return Err(ParseError::BadRequest),
         })
+        // LAB END
     }
 
     /// Header fields, `NAME: VALUE CRLF` each, then the empty line.
     fn header_line(&mut self, b: u8) -> Result<State, ParseError> {
+        // LAB s6-parser BEGIN: NAME: VALUE lines, each ended by CRLF or LF, then an empty line
         use State::*;
         Ok(match (self.state, b) {
             (HeaderStart, b'\r') => FinalLf,
@@ -324,6 +331,7 @@ impl Parser {
             // white space (obsolete, and a smuggling risk), bytes after Done.
             _ => return Err(ParseError::BadRequest),
         })
+        // LAB END
     }
     // ANCHOR_END: feed
 
