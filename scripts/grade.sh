@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Grades the labs: runs the tests scripts/labs.txt lists for each lab and
+# says, per lab, PASS or FAIL and how many of its tests passed.
+#
+#   scripts/grade.sh                  # every lab
+#   scripts/grade.sh s2-drain s3-timers
+#   scripts/grade.sh --list           # each lab's regions, hints and tests
+#
+# A lab passes when every one of its tests passes and at least one ran (a
+# filter that matches no test must not pass). One line per lab:
+#   PASS s1-pool: 6 of 6 tests passed
+#   FAIL s2-drain: 2 of 13 tests passed; see target/grade/s2-drain.log
+# The log (in CARGO_TARGET_DIR when set) holds cargo's whole output, with
+# the failures and the commands to run them again one by one. A run that
+# takes longer than GRADE_TIMEOUT seconds (default 600) is stopped, so a
+# stub that hangs fails its lab instead of hanging it. Exits 0 when every
+# lab graded passed.
+. "$(dirname "$0")/lib.sh"
+
+script_start 0 "$@"
+
+MANIFEST="$ROOT/scripts/labs.txt"
+GRADE_TIMEOUT=${GRADE_TIMEOUT:-600}
+
+# manifest — the manifest's runs, one "lab|crate|target|filters" line each,
+# blanks trimmed.
+manifest() {
+    awk -F'|' '/^[ \t]*(#|$)/ { next }
+        { for (i = 1; i <= NF; i++) { gsub(/^[ \t]+|[ \t]+$/, "", $i) }
+          print $1 "|" $2 "|" $3 "|" $4 }' "$MANIFEST"
+}
+
+labs_in_order() {
+    manifest | cut -d'|' -f1 | awk '!seen[$0]++'
+}
+
+list() {
+    local lab crate target filters
+    for lab in $(labs_in_order); do
+        crate=$(manifest | awk -F'|' -v l="$lab" '$1 == l { print $2; exit }')
+        echo "$lab ($crate): write every region marked // LAB $lab"
+        (cd "$ROOT" && grep -rn --include='*.rs' "// LAB $lab BEGIN: " "$crate") |
+            sed -E 's/^([^:]+:[0-9]+):[[:space:]]*\/\/ LAB [a-z0-9-]+ BEGIN: /  \1  /'
+        echo "  graded by:"
+        manifest | while IFS='|' read -r l crate target filters; do
+            [ "$l" = "$lab" ] || continue
+            echo "    cargo test -p $crate $target${filters:+ -- $filters}"
+        done
+    done
+}
+
+# grade LAB — runs the lab's tests; prints its line, returns 1 if it failed.
+grade() {
+    local lab=$1 log="$TARGET/grade/$1.log" ran=0 passed=0 failed=0 l crate target filters
+    local -a filter_args
+    mkdir -p "$TARGET/grade"
+    : >"$log"
+    while IFS='|' read -r l crate target filters; do
+        [ "$l" = "$lab" ] || continue
+        read -r -a filter_args <<<"$filters"
+        # shellcheck disable=SC2086
+        echo "\$ cargo test -p $crate $target${filters:+ -- $filters}" >>"$log"
+        # Word splitting of $target (`--test echo`) is wanted here.
+        # shellcheck disable=SC2086
+        if ! (cd "$ROOT" && timeout --kill-after=10 "$GRADE_TIMEOUT" \
+            cargo test -p "$crate" $target -- "${filter_args[@]}" >>"$log" 2>&1); then
+            failed=1
+        fi
+    done < <(manifest)
+    # Every test binary says how many tests it runs, and how many passed
+    # if it got to the end (one that crashed or was stopped does not).
+    ran=$(awk '/^running [0-9]+ tests?$/ { n += $2 } END { print n + 0 }' "$log")
+    passed=$(awk '/^test result: / { sub(/^.*: (ok|FAILED)\. /, ""); n += $1 } END { print n + 0 }' "$log")
+    if [ "$failed" = 0 ] && [ "$ran" -gt 0 ] && [ "$passed" = "$ran" ]; then
+        echo "PASS $lab: $passed of $ran tests passed"
+        return 0
+    fi
+    if [ "$ran" = 0 ]; then
+        echo "FAIL $lab: no test ran (does scripts/labs.txt name tests that exist?); see $log"
+    else
+        echo "FAIL $lab: $passed of $ran tests passed; see $log"
+    fi
+    return 1
+}
+
+if [ "${1:-}" = --list ]; then
+    list
+    exit 0
+fi
+
+labs=("$@")
+if [ ${#labs[@]} = 0 ]; then
+    mapfile -t labs < <(labs_in_order)
+fi
+known=" $(labs_in_order | tr '\n' ' ') "
+status=0
+for lab in "${labs[@]}"; do
+    if [[ $known != *" $lab "* ]]; then
+        echo "no lab $lab in scripts/labs.txt (there are:$known)" >&2
+        exit 1
+    fi
+    grade "$lab" || status=1
+done
+exit "$status"
