@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Proves every lab well posed, as CI runs it:
+# 1. the reference passes each lab's grading tests (scripts/grade.sh);
+# 2. a student repository (scripts/student-repo.sh) builds, every target,
+#    without a warning;
+# 3. in it, each lab's grading tests fail, and at least one of them ran
+#    (a filter that matches nothing would pass);
+# 4. each lab passes there with only its own regions put back: its tests
+#    grade its regions and nothing else.
+#
+#   scripts/check-labs.sh              # every lab in scripts/labs.txt
+#   scripts/check-labs.sh s4-heap      # one (or several)
+#
+# The student repository is made once, in a scratch folder, and built in
+# $TARGET/labs (beside the usual builds; CARGO_TARGET_DIR when set),
+# without debug info or incremental caches, as check-exercises.sh does: a
+# lab put back rebuilds only its stage. A stub that makes a server hang
+# fails its test after testkit's PATIENCE, and grade.sh stops a run that
+# takes longer than GRADE_TIMEOUT seconds, so nothing here can hang CI.
+. "$(dirname "$0")/lib.sh"
+
+script_start 0 "$@"
+STUB="$ROOT/scripts/lab-stub.awk"
+
+labs=("$@")
+if [ ${#labs[@]} = 0 ]; then
+    mapfile -t labs < <(awk -F'|' '!/^[ \t]*(#|$)/ { gsub(/[ \t]/, "", $1); if (!seen[$1]++) print $1 }' \
+        "$ROOT/scripts/labs.txt")
+fi
+
+failed=0
+fail() {
+    echo "FAIL $*"
+    failed=1
+}
+elapsed() { echo "$(( SECONDS - started )) s"; }
+started=$SECONDS
+
+echo "--- 1. the reference passes every lab"
+if ! "$ROOT/scripts/grade.sh" "${labs[@]}"; then
+    fail "the reference does not pass its own labs"
+    exit 1
+fi
+echo "($(elapsed))"
+
+make_tmp
+student="$tmp/student"
+echo "--- 2. a student repository builds without a warning"
+"$ROOT/scripts/student-repo.sh" "$student" >/dev/null
+export CARGO_TARGET_DIR="$TARGET/labs"
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=0
+if ! (cd "$student" && cargo build --workspace --all-targets >"$tmp/build.log" 2>&1); then
+    tail -n 40 "$tmp/build.log"
+    fail "the student repository does not build"
+    exit 1
+fi
+if grep -E '^(warning|error)' "$tmp/build.log"; then
+    fail "the student repository builds with warnings (above)"
+fi
+for lab in "${labs[@]}"; do
+    grep -q "^| $lab |" "$student/README.md" || fail "$lab: not in the student README's table of labs"
+done
+echo "ok   it builds ($(elapsed))"
+
+echo "--- 3. each lab's tests fail in it"
+for lab in "${labs[@]}"; do
+    line=$("$student/scripts/grade.sh" "$lab") && status=0 || status=$?
+    echo "     $line"
+    if [ "$status" = 0 ]; then
+        fail "$lab: its tests pass with its regions stubbed"
+    elif ! [[ $line =~ ^FAIL\ $lab:\ [0-9]+\ of\ [1-9][0-9]*\ tests ]]; then
+        fail "$lab: none of its tests ran"
+    fi
+done
+echo "($(elapsed))"
+
+echo "--- 4. each lab passes with only its regions put back"
+for lab in "${labs[@]}"; do
+    mapfile -t files < <(cd "$ROOT" && grep -rl --include='*.rs' "// LAB $lab BEGIN: " stage*/)
+    for f in "${files[@]}"; do
+        awk -v keep="$lab" -f "$STUB" "$ROOT/$f" >"$student/$f"
+    done
+    line=$("$student/scripts/grade.sh" "$lab") && status=0 || status=$?
+    echo "     $line"
+    [ "$status" = 0 ] || fail "$lab: its tests fail with its own regions put back"
+    for f in "${files[@]}"; do
+        awk -f "$STUB" "$ROOT/$f" >"$student/$f"
+    done
+done
+echo "($(elapsed))"
+
+[ "$failed" = 0 ] && echo "ok   ${#labs[@]} labs checked in $(elapsed)"
+exit "$failed"
