@@ -116,3 +116,143 @@ fn start_server_never_reads_the_previous_servers_address() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10.0.0.2:2");
 }
+
+/// Runs `awk -f scripts/lab-stub.awk` (with `keep` if given) on `source`;
+/// `None` where the stubber is not in this repository (a student's).
+fn lab_stub(source: &str, keep: Option<&str>) -> Option<Output> {
+    let awk = scripts_dir().join("lab-stub.awk");
+    if !awk.exists() {
+        testkit::skip("scripts/lab-stub.awk is not in this repository");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("lab-stub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    let file = dir.join(format!("{}.rs", keep.unwrap_or("all")));
+    std::fs::write(&file, source).expect("write the source");
+    let mut cmd = Command::new("awk");
+    if let Some(lab) = keep {
+        cmd.arg("-v").arg(format!("keep={lab}"));
+    }
+    let out = cmd
+        .arg("-f")
+        .arg(&awk)
+        .arg(&file)
+        .output()
+        .expect("run awk");
+    let _ = std::fs::remove_file(&file);
+    Some(out)
+}
+
+const LABBED: &str = "//! A module.
+//! Its map.
+
+use std::io;
+
+pub fn kept() -> u32 {
+    1
+}
+
+pub fn written(n: u32) -> io::Result<u32> {
+    // LAB s9-demo BEGIN: double it {twice}
+    let m = n * 2;
+    Ok(m)
+    // LAB END
+}
+
+fn other(n: u32) -> u32 {
+    // LAB s9-other BEGIN: add one
+    n + 1
+    // LAB END
+}
+";
+
+/// A lab region becomes one todo!() between its markers, with the hint as
+/// a format string (braces doubled); the file gets its `allow` after the
+/// `//!` lines; `keep` leaves one lab's regions as they are.
+#[test]
+fn lab_stub_turns_each_region_into_a_todo_and_keeps_the_rest() {
+    let Some(out) = lab_stub(LABBED, None) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stubbed = String::from_utf8_lossy(&out.stdout);
+    let expected = LABBED
+        .replace(
+            "//! Its map.\n",
+            "//! Its map.\n// Until the labs below are done, their todo!() stubs leave code unused;\n\
+             // delete this line once they pass.\n#![allow(unused)]\n",
+        )
+        .replace(
+            "    let m = n * 2;\n    Ok(m)\n",
+            "    todo!(\"s9-demo: double it {{twice}}\")\n",
+        )
+        .replace("    n + 1\n", "    todo!(\"s9-other: add one\")\n");
+    assert_eq!(stubbed, expected);
+
+    let Some(out) = lab_stub(LABBED, Some("s9-demo")) else {
+        return;
+    };
+    let stubbed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stubbed.contains("    let m = n * 2;\n    Ok(m)\n"),
+        "{stubbed}"
+    );
+    assert!(
+        stubbed.contains("todo!(\"s9-other: add one\")"),
+        "{stubbed}"
+    );
+
+    // Nothing to stub: the file comes back as it was.
+    let plain = "//! Nothing here.\nfn f() {}\n";
+    let Some(out) = lab_stub(plain, None) else {
+        return;
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), plain);
+}
+
+#[test]
+fn lab_stub_refuses_a_marker_out_of_place() {
+    for bad in [
+        "fn f() {\n    // LAB a BEGIN: x\n    // LAB b BEGIN: y\n    // LAB END\n}\n",
+        "fn f() {\n    // LAB END\n}\n",
+        "fn f() {\n    // LAB a BEGIN: never closed\n}\n",
+        "fn f() {\n    // LAB a BEGIN: a \"quote\"\n    // LAB END\n}\n",
+        "fn f() {\n    // LAB a START: not a marker\n}\n",
+    ] {
+        let Some(out) = lab_stub(bad, None) else {
+            return;
+        };
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(".rs:"),
+            "no file and line for {bad:?}"
+        );
+    }
+}
+
+/// Without notes/solutions/ (a student's repository) check-exercises.sh
+/// has nothing to check, says so in one line, and passes.
+#[test]
+fn check_exercises_skips_without_solutions() {
+    let dir = std::env::temp_dir().join(format!("no-solutions-{}", std::process::id()));
+    let scripts = dir.join("scripts");
+    std::fs::create_dir_all(&scripts).expect("temporary folder");
+    for name in ["check-exercises.sh", "lib.sh"] {
+        std::fs::copy(scripts_dir().join(name), scripts.join(name)).expect("copy");
+    }
+    let out = Command::new("bash")
+        .arg(scripts.join("check-exercises.sh"))
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run check-exercises.sh");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "skipped: no notes/solutions/ (this repository has no reference solutions)"
+    );
+}
