@@ -20,7 +20,7 @@ fn start(args: &[&str]) -> Server {
 }
 
 #[test]
-#[ignore = "ex1.1: cap thread-per-connection with --max-threads"]
+#[ignore = "ex1.1 (easy): cap thread-per-connection with --max-threads"]
 fn ex1_1_max_threads_refuses_the_connection_past_the_cap() {
     let server = start(&["--mode", "threads", "--max-threads", "2"]);
     let mut a = server.connect();
@@ -39,7 +39,7 @@ fn ex1_1_max_threads_refuses_the_connection_past_the_cap() {
 }
 
 #[test]
-#[ignore = "ex1.2: time out a silent client with SO_RCVTIMEO (--idle-secs)"]
+#[ignore = "ex1.2 (easy): time out a silent client with SO_RCVTIMEO (--idle-secs)"]
 fn ex1_2_a_silent_client_is_closed_after_idle_secs() {
     let server = start(&["--mode", "threads", "--idle-secs", "1"]);
     let mut busy = server.connect();
@@ -56,7 +56,7 @@ fn ex1_2_a_silent_client_is_closed_after_idle_secs() {
 }
 
 #[test]
-#[ignore = "ex1.3: a bounded queue for the pool (--queue)"]
+#[ignore = "ex1.3 (medium): a bounded queue for the pool (--queue)"]
 fn ex1_3_a_full_pool_queue_refuses_new_connections() {
     let server = start(&["--mode", "pool", "--threads", "1", "--queue", "1"]);
     // The only thread serves `a`; `b` waits in the queue; `c` is refused.

@@ -21,7 +21,7 @@ fn start(args: &[&str]) -> Server {
 }
 
 #[test]
-#[ignore = "ex2.1: reproduce the edge-triggered read-once bug behind --et-read-once"]
+#[ignore = "ex2.1 (easy): reproduce the edge-triggered read-once bug behind --et-read-once"]
 fn ex2_1_read_once_under_edge_triggering_strands_data() {
     let server = start(&["--trigger", "et", "--et-read-once"]);
     let data = payload(1 << 20);
@@ -47,7 +47,7 @@ fn ex2_1_read_once_under_edge_triggering_strands_data() {
 }
 
 #[test]
-#[ignore = "ex2.2: EPOLLONESHOT as a third trigger mode (--trigger oneshot)"]
+#[ignore = "ex2.2 (medium): EPOLLONESHOT as a third trigger mode (--trigger oneshot)"]
 fn ex2_2_oneshot_echoes_byte_exact_and_serves_many() {
     let server = start(&["--trigger", "oneshot"]);
     let data = payload(1 << 20);
@@ -62,7 +62,7 @@ fn ex2_2_oneshot_echoes_byte_exact_and_serves_many() {
 }
 
 #[test]
-#[ignore = "ex2.3: --reads-per-event, the edge-triggered read budget as a flag"]
+#[ignore = "ex2.3 (medium): --reads-per-event, the edge-triggered read budget as a flag"]
 fn ex2_3_a_read_budget_of_one_still_echoes_byte_exact() {
     for budget in ["1", "64"] {
         let server = start(&["--trigger", "et", "--reads-per-event", budget]);

@@ -20,7 +20,7 @@ fn start(args: &[&str]) -> Server {
 }
 
 #[test]
-#[ignore = "ex3.1: SIGUSR1 prints the number of timers on stdout"]
+#[ignore = "ex3.1 (easy): SIGUSR1 prints the number of timers on stdout"]
 fn ex3_1_sigusr1_reports_the_timers() {
     let mut server = start(&["--tick-ms", "50"]);
     let mut clients: Vec<_> = (0..3).map(|_| server.connect()).collect();
@@ -40,7 +40,7 @@ fn ex3_1_sigusr1_reports_the_timers() {
 }
 
 #[test]
-#[ignore = "ex3.2: say goodbye before an idle close (--idle-message)"]
+#[ignore = "ex3.2 (easy): say goodbye before an idle close (--idle-message)"]
 fn ex3_2_an_idle_client_is_told_before_it_is_closed() {
     let server = start(&[
         "--idle-timeout-ms",
@@ -57,7 +57,7 @@ fn ex3_2_an_idle_client_is_told_before_it_is_closed() {
 }
 
 #[test]
-#[ignore = "ex3.3: --idle-timeout-ms 0 turns idle timeouts off"]
+#[ignore = "ex3.3 (medium): --idle-timeout-ms 0 turns idle timeouts off"]
 fn ex3_3_a_zero_timeout_means_never() {
     let server = start(&["--idle-timeout-ms", "0", "--tick-ms", "50"]);
     let mut silent = server.connect();

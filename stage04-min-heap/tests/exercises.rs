@@ -31,7 +31,7 @@ fn descriptors(pid: u32) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "ex4.1: the epoll_wait timeout instead of a timerfd (--no-timerfd)"]
+#[ignore = "ex4.1 (medium): the epoll_wait timeout instead of a timerfd (--no-timerfd)"]
 fn ex4_1_timeouts_work_without_a_timerfd() {
     let server = start(&["--no-timerfd", "--idle-timeout-ms", "300"]);
     let fds = descriptors(server.pid());
@@ -56,7 +56,7 @@ fn ex4_1_timeouts_work_without_a_timerfd() {
 }
 
 #[test]
-#[ignore = "ex4.2: a connection's whole life is bounded (--max-lifetime-ms)"]
+#[ignore = "ex4.2 (medium): a connection's whole life is bounded (--max-lifetime-ms)"]
 fn ex4_2_even_a_busy_connection_ends_at_its_lifetime() {
     let server = start(&["--idle-timeout-ms", "5000", "--max-lifetime-ms", "600"]);
     let mut c = server.connect();
@@ -82,7 +82,7 @@ fn ex4_2_even_a_busy_connection_ends_at_its_lifetime() {
 }
 
 #[test]
-#[ignore = "ex4.3: SIGUSR1 prints the timers and the nearest deadline on stdout"]
+#[ignore = "ex4.3 (easy): SIGUSR1 prints the timers and the nearest deadline on stdout"]
 fn ex4_3_sigusr1_reports_timers_and_the_next_deadline() {
     let mut server = start(&["--idle-timeout-ms", "10000"]);
     let mut clients: Vec<_> = (0..2).map(|_| server.connect()).collect();

@@ -37,7 +37,7 @@ fn taken(server: &mut Server) -> Vec<u64> {
 }
 
 #[test]
-#[ignore = "ex5.1: --balance round-robin for pass dispatch"]
+#[ignore = "ex5.1 (easy): --balance round-robin for pass dispatch"]
 fn ex5_1_round_robin_ignores_the_load() {
     let mut server = start(&[
         "--workers",
@@ -61,7 +61,7 @@ fn ex5_1_round_robin_ignores_the_load() {
 }
 
 #[test]
-#[ignore = "ex5.2: SIGTTIN adds a worker, SIGTTOU retires one"]
+#[ignore = "ex5.2 (medium): SIGTTIN adds a worker, SIGTTOU retires one"]
 fn ex5_2_the_pool_grows_and_shrinks_at_run_time() {
     let server = start(&["--workers", "1"]);
     let pid = server.pid();
@@ -91,7 +91,7 @@ fn ex5_2_the_pool_grows_and_shrinks_at_run_time() {
 }
 
 #[test]
-#[ignore = "ex5.3: pin worker i to CPU i mod N (--affinity)"]
+#[ignore = "ex5.3 (easy): pin worker i to CPU i mod N (--affinity)"]
 fn ex5_3_workers_are_pinned_one_per_cpu() {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let server = start(&["--workers", "2", "--affinity"]);

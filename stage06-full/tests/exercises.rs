@@ -50,7 +50,7 @@ fn request(server: &Server, raw: &str) -> Response {
 }
 
 #[test]
-#[ignore = "ex6.1: ETag and If-None-Match"]
+#[ignore = "ex6.1 (easy): ETag and If-None-Match"]
 fn ex6_1_etag_and_if_none_match() {
     let site = Site::new("etag");
     let server = site.start(&[]);
@@ -87,7 +87,7 @@ fn ex6_1_etag_and_if_none_match() {
 }
 
 #[test]
-#[ignore = "ex6.2: directory listings (--autoindex)"]
+#[ignore = "ex6.2 (medium): directory listings (--autoindex)"]
 fn ex6_2_a_directory_without_index_is_listed() {
     let site = Site::new("autoindex");
     let server = site.start(&["--autoindex"]);
@@ -110,7 +110,7 @@ fn ex6_2_a_directory_without_index_is_listed() {
 }
 
 #[test]
-#[ignore = "ex6.3: OPTIONS answered with 204 and Allow"]
+#[ignore = "ex6.3 (easy): OPTIONS answered with 204 and Allow"]
 fn ex6_3_options_says_what_is_allowed() {
     let site = Site::new("options");
     let server = site.start(&[]);
