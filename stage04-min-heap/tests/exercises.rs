@@ -81,6 +81,46 @@ fn ex4_2_even_a_busy_connection_ends_at_its_lifetime() {
     );
 }
 
+/// The measurement ex4.1 asks for, checked for its shape and sanity, never
+/// a time: `scripts/syscalls.sh 04 --no-timerfd` counts the system calls
+/// per echoed message, and with the flag none of them is a timerfd's.
+#[test]
+#[ignore = "ex4.1 (medium): the epoll_wait timeout instead of a timerfd (--no-timerfd)"]
+fn ex4_1_syscalls_sh_shows_no_timerfd_calls() {
+    if !testkit::have_tool("perf") && !testkit::have_tool("strace") {
+        testkit::skip("scripts/syscalls.sh needs perf or strace");
+        return;
+    }
+    let out = testkit::run_script(
+        "syscalls.sh",
+        &["04", "--no-timerfd"],
+        &[("CONNS", "2"), ("MESSAGES", "200")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("### System calls per message: stage04-min-heap --no-timerfd"),
+        "{text}"
+    );
+    assert!(text.contains("(400 messages, 0 errors)"), "{text}");
+    let rows = testkit::markdown_rows(&text);
+    assert_eq!(rows[0], ["system call", "calls", "per message"], "{text}");
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert!(names.contains(&"**total**"), "{text}");
+    assert!(
+        names.contains(&"epoll_wait") || names.contains(&"epoll_pwait"),
+        "no epoll_wait row:\n{text}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("timerfd")),
+        "a timerfd is still armed:\n{text}"
+    );
+}
+
 /// Context switches so far: each time the server slept and was woken, or
 /// was preempted. A server asleep in `epoll_wait` makes none.
 fn switches(server: &Server) -> u64 {

@@ -115,3 +115,78 @@ fn ex5_3_workers_are_pinned_one_per_cpu() {
     expected.sort();
     assert_eq!(allowed, expected);
 }
+
+/// The measurement ex5.1 asks for, checked for its shape and sanity, never
+/// a time: `scripts/dispatch.sh`, on a tiny load, has a row for the new
+/// mode, and round-robin spreads the connections within one of even.
+#[test]
+#[ignore = "ex5.1 (easy): --balance round-robin for pass dispatch"]
+fn ex5_1_dispatch_sh_has_a_round_robin_row() {
+    let out = testkit::run_script(
+        "dispatch.sh",
+        &[],
+        &[
+            ("WORKERS", "2"),
+            ("CONNS", "10"),
+            ("ROUNDS", "1"),
+            ("SECONDS_PER_RUN", "1"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = testkit::markdown_rows(&text);
+    assert_eq!(rows[0][0], "dispatch", "{text}");
+    assert_eq!(rows[0][6], "taken per worker (churn)", "{text}");
+    let row = rows
+        .iter()
+        .find(|r| r[0] == "pass --balance round-robin")
+        .unwrap_or_else(|| panic!("no row for pass --balance round-robin:\n{text}"));
+    let number = |cell: &str| -> f64 { cell.parse().unwrap_or(0.0) };
+    assert!(number(&row[1]) > 0.0, "no messages echoed:\n{text}");
+    assert!(
+        number(&row[4]) > 0.0,
+        "no connections in the churn:\n{text}"
+    );
+    // "min–max" connections per worker: round-robin alternates.
+    for spread in [&row[3], &row[6]] {
+        let (min, max) = spread
+            .split_once('–')
+            .map(|(a, b)| (number(a), number(b)))
+            .unwrap_or_else(|| panic!("not a min–max spread: {spread:?}"));
+        assert!(max > 0.0 && max - min <= 1.0, "spread {spread}:\n{text}");
+    }
+}
+
+/// The measurement ex5.3 asks for, checked for its shape and sanity, never
+/// a time: `scripts/bench-stages.sh 05`, on a tiny load, has a row for
+/// pinned workers, and it served every connection.
+#[test]
+#[ignore = "ex5.3 (easy): pin worker i to CPU i mod N (--affinity)"]
+fn ex5_3_bench_stages_sh_has_an_affinity_row() {
+    let out = testkit::run_script(
+        "bench-stages.sh",
+        &["05"],
+        &[("CONNS", "4"), ("ROUNDS", "1"), ("SECONDS_PER_RUN", "1")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = testkit::markdown_rows(&text);
+    assert_eq!(rows[0][0], "server", "{text}");
+    let row = rows
+        .iter()
+        .find(|r| r[0].contains("affinity"))
+        .unwrap_or_else(|| panic!("no row with affinity:\n{text}"));
+    assert_eq!(row[1], "4", "connections:\n{text}");
+    assert_eq!(row[2], "4", "not every connection was served:\n{text}");
+    let rate: f64 = row[3].parse().unwrap_or(0.0);
+    assert!(rate > 0.0, "no messages echoed:\n{text}");
+    assert!(row[6].ends_with('×'), "no ratio to the first row:\n{text}");
+}

@@ -394,6 +394,44 @@ pub fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Runs `scripts/NAME ARGS…` with the environment `envs` added, as a
+/// reader runs it from the repository, and returns what it printed. For
+/// the exercises whose task includes a measurement: their tests run the
+/// measuring script on a tiny load and check what it prints, its shape and
+/// its sanity (every row there, counts that add up), never a time. The
+/// script builds what it runs itself, in `CARGO_TARGET_DIR` when set.
+pub fn run_script(name: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in scripts/");
+    Command::new(scripts.join(name))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{name}: {e}"))
+}
+
+/// The rows of the markdown tables in `text`, as trimmed cells; the
+/// `|---|` lines under the headers are left out.
+pub fn markdown_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix('|')?.strip_suffix('|'))
+        .filter(|inner| !inner.starts_with("---"))
+        .map(|inner| inner.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+/// True if a command of this name is on the PATH.
+pub fn have_tool(name: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
 pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
