@@ -9,7 +9,7 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use testkit::{Server, roundtrip, sees_close, stays_silent};
+use testkit::{Server, eventually, roundtrip, sees_close, stays_silent};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stage01-blocking");
 
@@ -82,4 +82,60 @@ fn ex1_3_a_full_pool_queue_refuses_new_connections() {
         &back, b"b",
         "the queued connection was served once a thread was free"
     );
+}
+
+#[test]
+#[ignore = "ex1.4 (hard): an elastic pool, grown on demand up to --pool-max, shrunk after --pool-idle-ms"]
+fn ex1_4_the_pool_grows_under_load_and_shrinks_when_idle() {
+    let server = start(&[
+        "--mode",
+        "pool",
+        "--threads",
+        "1",
+        "--pool-max",
+        "4",
+        "--pool-idle-ms",
+        "200",
+    ]);
+    let threads = || server.status_field("Threads");
+    // The main thread and the one pool thread the minimum asks for.
+    assert!(
+        eventually(Duration::from_secs(2), || threads() == 2),
+        "{} threads at start",
+        threads()
+    );
+    // Four clients at once: each is served while the others stay connected,
+    // which a fixed pool of one thread cannot do.
+    let mut clients: Vec<_> = (0..4).map(|_| server.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let msg = [b'a' + i as u8];
+        assert_eq!(roundtrip(c, &msg), msg, "client {i} was not served");
+    }
+    assert_eq!(threads(), 5, "a thread per busy connection, up to the cap");
+    // A fifth waits: the cap holds.
+    let mut fifth = server.connect();
+    fifth.write_all(b"e").unwrap();
+    assert!(
+        stays_silent(&mut fifth, Duration::from_millis(300)),
+        "a fifth thread past the cap"
+    );
+    // One leaves, and its thread takes the fifth.
+    drop(clients.pop());
+    let mut back = [0u8; 1];
+    std::io::Read::read_exact(&mut fifth, &mut back).unwrap();
+    assert_eq!(&back, b"e");
+    // All leave: the extra threads go once idle, down to the minimum.
+    drop(clients);
+    drop(fifth);
+    assert!(
+        eventually(Duration::from_secs(5), || threads() == 2),
+        "{} threads long after every client left",
+        threads()
+    );
+    // And the pool grows again when needed.
+    let mut again: Vec<_> = (0..2).map(|_| server.connect()).collect();
+    for c in &mut again {
+        assert_eq!(roundtrip(c, b"z"), b"z");
+    }
+    assert_eq!(threads(), 3);
 }
