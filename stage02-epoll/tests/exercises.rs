@@ -122,3 +122,77 @@ fn ex2_3_syscalls_sh_counts_the_calls_per_message_under_a_budget() {
     );
     assert!(total >= 2.0, "under two calls per message:\n{text}");
 }
+
+/// Descriptors of a process that are epoll instances.
+fn epoll_instances(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("eventpoll"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Threads of a process that have used some CPU time so far.
+fn threads_that_worked(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|tid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+                        .unwrap_or_default();
+                    let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+                    let fields: Vec<&str> = after.split_whitespace().collect();
+                    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+                    ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0) > 0
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "ex2.4 (hard): N threads on one epoll set, every registration EPOLLONESHOT (--threads N)"]
+fn ex2_4_threads_share_one_epoll_set_and_every_echo_stays_exact() {
+    for trigger in ["lt", "et"] {
+        let server = start(&["--threads", "4", "--trigger", trigger]);
+        let pid = server.pid();
+        assert!(
+            testkit::eventually(Duration::from_secs(2), || server.status_field("Threads")
+                >= 4),
+            "{trigger}: fewer than 4 threads"
+        );
+        assert_eq!(
+            epoll_instances(pid),
+            1,
+            "{trigger}: not one shared epoll set"
+        );
+        // Eight 1 MiB echoes at once. A connection handled by two threads
+        // at the same time would lose or reorder bytes.
+        let echoes: Vec<_> = (0..8)
+            .map(|k| {
+                let addr = server.addr;
+                thread::spawn(move || {
+                    let data = payload((1 << 20) + k);
+                    echo_large(addr, &data) == data
+                })
+            })
+            .collect();
+        for echo in echoes {
+            assert!(echo.join().unwrap(), "{trigger}: an echo differs");
+        }
+        assert!(
+            threads_that_worked(pid) >= 2,
+            "{trigger}: one thread did all the work"
+        );
+        // Many small clients, in rounds.
+        let mut clients: Vec<_> = (0..100).map(|_| server.connect()).collect();
+        for round in 0..3 {
+            for (i, c) in clients.iter_mut().enumerate() {
+                let msg = format!("{round}:{i}");
+                assert_eq!(roundtrip(c, msg.as_bytes()), msg.as_bytes());
+            }
+        }
+    }
+}
