@@ -74,3 +74,78 @@ fn ex3_3_a_zero_timeout_means_never() {
     let mut c = server.connect();
     assert!(sees_close(&mut c));
 }
+
+#[test]
+#[ignore = "ex3.4 (hard): a hashed timing wheel behind --timers wheel, turned by the tick"]
+fn ex3_4_a_timing_wheel_keeps_every_timeout_and_fires_none_early() {
+    // 100 ticks to the timeout: more than a small wheel has slots, so a
+    // timer must wait out whole turns of the wheel.
+    let args = [
+        "--timers",
+        "wheel",
+        "--tick-ms",
+        "10",
+        "--idle-timeout-ms",
+        "1000",
+    ];
+    let server = start(&args);
+    let timeout = Duration::from_millis(1000);
+    // Idle: closed after the timeout, not before, at most a tick late (and
+    // a margin for a busy machine).
+    let mut idle = server.connect();
+    let connected = Instant::now();
+    // Busy: a message every third of the timeout keeps it.
+    let mut busy = server.connect();
+    let mut i = 0;
+    while connected.elapsed() < 3 * timeout {
+        let msg = format!("ping {i}");
+        assert_eq!(
+            roundtrip(&mut busy, msg.as_bytes()),
+            msg.as_bytes(),
+            "the busy client was dropped after {:?}",
+            connected.elapsed()
+        );
+        i += 1;
+        thread::sleep(timeout / 3);
+        if i == 1 {
+            // Meanwhile, the idle one.
+            assert!(sees_close(&mut idle), "the idle client was never closed");
+            let lived = connected.elapsed();
+            assert!(lived >= timeout, "closed early, after {lived:?}");
+            assert!(
+                lived <= timeout + Duration::from_millis(1500),
+                "closed late, after {lived:?}"
+            );
+        }
+    }
+    assert!(sees_close(&mut busy), "once quiet, the busy client stays");
+}
+
+#[test]
+#[ignore = "ex3.4 (hard): a hashed timing wheel behind --timers wheel, turned by the tick"]
+fn ex3_4_a_thousand_timers_on_the_wheel_all_expire() {
+    if !testkit::enough_descriptors(2100) {
+        return;
+    }
+    let server = start(&[
+        "--timers",
+        "wheel",
+        "--tick-ms",
+        "20",
+        "--idle-timeout-ms",
+        "500",
+    ]);
+    let mut clients: Vec<_> = (0..1000).map(|_| server.connect()).collect();
+    // Spread over several slots: some clients talk once more on the way.
+    for (k, c) in clients.iter_mut().enumerate().step_by(7) {
+        assert_eq!(roundtrip(c, &[k as u8]), [k as u8]);
+    }
+    let started = Instant::now();
+    for c in &mut clients {
+        assert!(sees_close(c), "a client was never closed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The server survived all that and still serves.
+    let mut c = server.connect();
+    assert_eq!(roundtrip(&mut c, b"after"), b"after");
+}
