@@ -163,3 +163,45 @@ fn ex4_3_timer_slack_expires_many_timers_in_a_few_wake_ups() {
     let woke = switches(&server) - before;
     assert!(woke <= 6, "{woke} wake-ups to expire 20 timers");
 }
+
+#[test]
+#[ignore = "ex4.4 (hard): one loop per thread, each with its own epoll, heap and timerfd; SIGTERM stops them all (--threads N)"]
+fn ex4_4_a_loop_per_thread_serves_expires_and_stops_together() {
+    let mut server = start(&["--threads", "3", "--idle-timeout-ms", "400"]);
+    let pid = server.pid();
+    let count = |kind: &str| descriptors(pid).iter().filter(|t| t.contains(kind)).count();
+    assert!(
+        testkit::eventually(Duration::from_secs(2), || count("eventpoll") == 3),
+        "not an epoll set per thread: {:?}",
+        descriptors(pid)
+    );
+    assert_eq!(count("timerfd"), 3, "not a timerfd per thread");
+    assert!(server.status_field("Threads") >= 3);
+    // Thirty clients, spread over the threads, all served.
+    let mut clients: Vec<_> = (0..30).map(|_| server.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let msg = format!("hello {i}");
+        assert_eq!(roundtrip(c, msg.as_bytes()), msg.as_bytes());
+    }
+    // Every thread's timers fire: each of them closes its idle clients.
+    let started = Instant::now();
+    for c in &mut clients {
+        assert!(sees_close(c), "an idle client was never closed");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    // SIGTERM, seen by one thread, stops every one of them: each client
+    // sees EOF and the process exits 0 (not killed by the signal, as it
+    // is if some thread has SIGTERM unblocked).
+    let mut clients: Vec<_> = (0..12).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        assert_eq!(roundtrip(c, b"x"), b"x");
+    }
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(2))
+        .expect("still running 2 s after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    for c in &mut clients {
+        assert!(sees_close(c), "a client did not see EOF");
+    }
+}
