@@ -170,13 +170,13 @@ fn ex4_4_a_loop_per_thread_serves_expires_and_stops_together() {
     let mut server = start(&["--threads", "3", "--idle-timeout-ms", "400"]);
     let pid = server.pid();
     let count = |kind: &str| descriptors(pid).iter().filter(|t| t.contains(kind)).count();
+    let started = || server.status_field("Threads") >= 3 && count("eventpoll") >= 3;
     assert!(
-        testkit::eventually(Duration::from_secs(2), || count("eventpoll") == 3),
-        "not an epoll set per thread: {:?}",
+        testkit::eventually(Duration::from_secs(2), started),
+        "not three threads, each with an epoll set: {:?}",
         descriptors(pid)
     );
     assert_eq!(count("timerfd"), 3, "not a timerfd per thread");
-    assert!(server.status_field("Threads") >= 3);
     // Thirty clients, spread over the threads, all served.
     let mut clients: Vec<_> = (0..30).map(|_| server.connect()).collect();
     for (i, c) in clients.iter_mut().enumerate() {
