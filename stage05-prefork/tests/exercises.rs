@@ -190,3 +190,102 @@ fn ex5_3_bench_stages_sh_has_an_affinity_row() {
     assert!(rate > 0.0, "no messages echoed:\n{text}");
     assert!(row[6].ends_with('×'), "no ratio to the first row:\n{text}");
 }
+
+/// Kills a process when dropped (the new master of ex5.4, which is not
+/// the test's child once the old master has gone).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "ex5.4 (hard): SIGHUP hands the listener to a new master, and the old one retires when its clients leave"]
+fn ex5_4_an_upgrade_drops_no_connection_and_the_old_master_retires() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let mut server = start(&["--workers", "2", "--dispatch", "pass"]);
+    let old = server.pid();
+    let old_workers = children_of(old);
+    assert_eq!(old_workers.len(), 2);
+    // A client of the old generation, connected all through the upgrade.
+    let mut veteran = server.connect();
+    assert_eq!(roundtrip(&mut veteran, b"before"), b"before");
+    // Clients that come and go all through it: not one may be refused.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let churn = {
+        let (addr, stop) = (server.addr, Arc::clone(&stop));
+        let (served, failed) = (Arc::clone(&served), Arc::clone(&failed));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let ok = std::net::TcpStream::connect(addr).is_ok_and(|mut c| {
+                    c.set_read_timeout(Some(Duration::from_secs(10))).is_ok()
+                        && std::io::Write::write_all(&mut c, b"ping").is_ok()
+                        && {
+                            let mut back = [0u8; 4];
+                            std::io::Read::read_exact(&mut c, &mut back).is_ok() && &back == b"ping"
+                        }
+                });
+                let count = if ok { &served } else { &failed };
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    server.signal("HUP");
+    // The new master says where it listens, on the same stdout: the same
+    // address, for it took over the same socket.
+    let line = server
+        .read_stdout_line()
+        .expect("the new master's first line");
+    assert_eq!(line.trim(), format!("listening on {}", server.addr));
+    // The new master is the old one's child; its workers are its children.
+    let mut successor = None;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            successor = children_of(old)
+                .into_iter()
+                .find(|&pid| !old_workers.contains(&pid));
+            successor.is_some_and(|pid| children_of(pid).len() == 2)
+        }),
+        "no new master with two workers"
+    );
+    let successor = successor.unwrap();
+    let _cleanup = KillOnDrop(successor);
+    // New clients are served, and the veteran still is.
+    let mut newcomer = server.connect();
+    assert_eq!(roundtrip(&mut newcomer, b"new"), b"new");
+    assert_eq!(roundtrip(&mut veteran, b"still"), b"still");
+    thread::sleep(Duration::from_millis(300));
+    // The old master and its workers leave once their last client has.
+    drop(veteran);
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("the old master did not retire once its clients had left");
+    assert!(status.success(), "the old master exited with {status:?}");
+    assert!(
+        eventually(Duration::from_secs(2), || old_workers.iter().all(
+            |&w| !testkit::process_exists(w) || testkit::process_state(w) == Some('Z')
+        )),
+        "an old worker is still running"
+    );
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "connections were refused during the upgrade"
+    );
+    assert!(served.load(Ordering::Relaxed) > 10);
+    // The new generation serves on alone.
+    assert_eq!(roundtrip(&mut newcomer, b"after"), b"after");
+    let mut late = server.connect();
+    assert_eq!(roundtrip(&mut late, b"late"), b"late");
+}
