@@ -132,3 +132,89 @@ fn ex6_3_options_says_what_is_allowed() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
 }
+
+/// Pipes a process holds open.
+fn pipes(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "ex6.4 (hard): splice through a pipe in place of sendfile (--send splice)"]
+fn ex6_4_splice_sends_files_byte_exact_even_to_a_slow_reader() {
+    use std::io::Read;
+    use std::time::Duration;
+
+    let site = Site::new("splice");
+    let big = testkit::payload(3 << 20);
+    std::fs::write(site.0.join("big.bin"), &big).unwrap();
+    let server = site.start(&["--send", "splice"]);
+    let worker = testkit::children_of(server.pid())[0];
+    let before = pipes(worker);
+
+    // Two whole files and a range on one keep-alive connection, read
+    // slowly: the socket's buffer fills while bytes wait in the pipe, and
+    // those must go out before any more is read from the file.
+    let stream = server.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000-2999999\r\n\r\n\
+              GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        pipes(worker) > before,
+        "no pipe in the worker while a file is on its way: not splice"
+    );
+    // The head of the first response, then its body in slow sips.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let mut body = vec![0u8; big.len()];
+    for (k, chunk) in body.chunks_mut(256 * 1024).enumerate() {
+        if k < 4 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reader.read_exact(chunk).unwrap();
+    }
+    assert!(body == big, "the first body differs");
+    let ranged = read_response(&mut reader, false).expect("the ranged response");
+    assert_eq!(ranged.status, 206);
+    assert!(
+        ranged.body == big[1000..3_000_000],
+        "the ranged body differs"
+    );
+    let small = read_response(&mut reader, false).expect("the small response");
+    assert_eq!(small.body, b"hello\n");
+
+    // Every pipe goes with its connection.
+    drop(reader);
+    drop(writer);
+    for _ in 0..20 {
+        let got = request(
+            &server,
+            "GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert!(got.body == big, "a body differs");
+    }
+    assert!(
+        testkit::eventually(Duration::from_secs(3), || pipes(worker) <= before),
+        "pipes left open: {} before, {} after",
+        before,
+        pipes(worker)
+    );
+}
