@@ -6,7 +6,9 @@
 #   scripts/stage-diff.sh --stat 02 03     # flags go anywhere
 #
 # Crate names (stage02-epoll, stage02_epoll…) are replaced by `stageNN` on
-# both sides first, so the diff shows only what the lesson changed.
+# both sides first, and the lines that mark a lab's regions
+# (`// LAB ID BEGIN: hint`, `// LAB END`) are left out, so the diff shows
+# only what the lesson changed.
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -32,8 +34,11 @@ for d in "$a" "$b"; do
     (cd "$ROOT/$d" && find . -path ./target -prune -o -type f \( -name '*.rs' -o -name Cargo.toml \) -print) |
         while read -r f; do
             mkdir -p "$tmp/$d/$(dirname "$f")"
-            # stage02-epoll / stage02_epoll -> stageNN
-            sed -E "s/stage[0-9]{2}[-_][a-z0-9_-]*[a-z0-9]/stageNN/g" "$ROOT/$d/$f" >"$tmp/$d/$f"
+            # stage02-epoll / stage02_epoll -> stageNN; a stage's lab
+            # markers are not what the next stage changed.
+            sed -E -e "s/stage[0-9]{2}[-_][a-z0-9_-]*[a-z0-9]/stageNN/g" \
+                -e '/^[[:space:]]*\/\/ LAB ([a-z0-9-]+ BEGIN: .*|END[[:space:]]*)$/d' \
+                "$ROOT/$d/$f" >"$tmp/$d/$f"
         done
 done
 cd "$tmp"
