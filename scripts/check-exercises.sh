@@ -26,8 +26,13 @@ scratch=$tmp
 # folder kept between runs ($TARGET/exercises: beside the usual builds, as
 # the copy's crates are not the repository's): its dependencies are built
 # once, and each exercise rebuilds only its stage.
+# The copy's files get the time of the copy (`--touch`), not their own:
+# the target folder outlives the copy, and holds what the last run built,
+# with the last solution applied; a source file older than that build
+# would make cargo reuse it, and a test "as shipped" would run the solved
+# stage.
 tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes/book \
-    --exclude=./stage06-full/www/big.bin -cf - . | tar -C "$scratch" -xf -
+    --exclude=./stage06-full/www/big.bin -cf - . | tar -C "$scratch" --touch -xf -
 export CARGO_TARGET_DIR="$TARGET/exercises"
 # Without debug info and without incremental caches, that folder holds
 # about 200 MB instead of 650: debug info made up most of every binary and
