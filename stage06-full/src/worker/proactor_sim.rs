@@ -126,8 +126,13 @@ impl ProactorSim {
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
+                    let (shell, poller) = (&mut self.shell, &self.poller);
                     let here = |conn| Slot::Here(Box::new(conn));
-                    reactor::admit(&mut self.shell, &self.poller, stream, here);
+                    let admitted =
+                        reactor::admit(shell, poller, stream, Processing::Elsewhere, here);
+                    if let Some((index, Step::Offload)) = admitted {
+                        self.offload(index, self.shell.token(index));
+                    }
                 }
             }
             self.shell.report_load();
