@@ -119,7 +119,13 @@ impl<S: Default> Shell<S> {
                 listener,
                 exclusive,
             } => (Some(listener), exclusive),
-            Intake::ReusePort { addr } => (Some(sys::listen_reuseport(addr, BACKLOG)?), false),
+            Intake::ReusePort { addr } => {
+                let listener = sys::listen_reuseport(addr, BACKLOG)?;
+                if config.defer_accept > 0 {
+                    sys::defer_accept(&listener, config.defer_accept)?;
+                }
+                (Some(listener), false)
+            }
         };
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
