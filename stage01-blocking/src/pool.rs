@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 // ANCHOR: pool
+// ANCHOR: pool_type
 /// N worker threads and the sending half of their job channel.
 pub struct ThreadPool {
     /// Created in [`ThreadPool::new`]; taken and dropped first in `Drop`,
@@ -57,7 +58,9 @@ impl ThreadPool {
         }
     }
 }
+// ANCHOR_END: pool_type
 
+// ANCHOR: worker_loop
 fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
     loop {
         let job = match receiver.lock() {
@@ -78,6 +81,7 @@ fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
         }
     }
 }
+// ANCHOR_END: worker_loop
 // ANCHOR_END: pool
 
 impl Drop for ThreadPool {

@@ -205,6 +205,7 @@ impl Parser {
     }
 
     // ANCHOR: feed
+    // ANCHOR: feed_step
     /// Consumes as much of `input` as belongs to the head.
     pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ParseError> {
         for (i, &b) in input.iter().enumerate() {
@@ -244,7 +245,9 @@ impl Parser {
         };
         Ok(())
     }
+    // ANCHOR_END: feed_step
 
+    // ANCHOR: request_line
     /// The request line: `METHOD SP TARGET SP HTTP/d.d CRLF`.
     fn request_line(&mut self, b: u8) -> Result<State, ParseError> {
         use State::*;
@@ -285,7 +288,9 @@ impl Parser {
             _ => return Err(ParseError::BadRequest),
         })
     }
+    // ANCHOR_END: request_line
 
+    // ANCHOR: header_line
     /// Header fields, `NAME: VALUE CRLF` each, then the empty line.
     fn header_line(&mut self, b: u8) -> Result<State, ParseError> {
         use State::*;
@@ -325,6 +330,7 @@ impl Parser {
             _ => return Err(ParseError::BadRequest),
         })
     }
+    // ANCHOR_END: header_line
     // ANCHOR_END: feed
 
     fn check_version(&self) -> Result<(), ParseError> {
