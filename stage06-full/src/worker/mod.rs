@@ -61,7 +61,7 @@ pub struct Config {
     /// After SIGTERM, how long in-flight responses may take to finish.
     pub grace: Duration,
     /// Pooled buffers (the design), or buffers each connection owns for its
-    /// whole life (the naive one, kept for the measurement in chapter 6).
+    /// whole life (the naive one, kept for the measurement in the chapter on pools).
     pub buffers: Buffers,
     /// How long an opened file is served from the open-file cache; zero
     /// turns the cache off.
