@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 // ANCHOR: pool
+// ANCHOR: pool_type
 /// N worker threads and the sending half of their job channel.
 pub struct ThreadPool {
     /// Created in [`ThreadPool::new`]; taken and dropped first in `Drop`,
@@ -61,7 +62,9 @@ impl ThreadPool {
         // LAB END
     }
 }
+// ANCHOR_END: pool_type
 
+// ANCHOR: worker_loop
 fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
     // LAB s1-pool BEGIN: jobs until the channel closes; survive poison and panics
     loop {
@@ -84,6 +87,7 @@ fn worker_loop(receiver: &Mutex<Receiver<Job>>) {
     }
     // LAB END
 }
+// ANCHOR_END: worker_loop
 // ANCHOR_END: pool
 
 impl Drop for ThreadPool {

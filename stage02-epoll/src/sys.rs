@@ -15,6 +15,7 @@ use nix::sys::socket::{
     socket, sockopt,
 };
 
+// ANCHOR: listen
 /// Opens a non-blocking listening socket on `addr` with room for `backlog`
 /// completed handshakes waiting to be accepted.
 ///
@@ -41,6 +42,7 @@ pub fn listen_nonblocking(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
     listen(&fd, backlog)?;
     Ok(TcpListener::from(fd))
 }
+// ANCHOR_END: listen
 
 /// Accepts one connection as a non-blocking, close-on-exec socket.
 ///

@@ -239,6 +239,7 @@ impl Channels {
     // ANCHOR_END: pass
 
     // ANCHOR: flush
+    // ANCHOR: flush_queue
     /// Sends what is queued to every worker whose channel has room; the
     /// end of an accept drain, and after every channel event.
     pub fn flush(&mut self, poller: &Poller) {
@@ -297,7 +298,9 @@ impl Channels {
             }
         }
     }
+    // ANCHOR_END: flush_queue
 
+    // ANCHOR: set_room
     /// Records whether slot `i`'s channel takes more, and watches for
     /// EPOLLOUT exactly while it is full. (Level-triggered EPOLLOUT left
     /// armed on a channel with room would wake the master on every wait.)
@@ -317,6 +320,7 @@ impl Channels {
             }
         }
     }
+    // ANCHOR_END: set_room
     // ANCHOR_END: flush
 
     // ANCHOR: rehome

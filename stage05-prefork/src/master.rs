@@ -349,6 +349,7 @@ impl Master {
     // ANCHOR_END: accept
 
     // ANCHOR: signals
+    // ANCHOR: on_signals
     fn on_signals(&mut self) {
         let (mut child, mut stop, mut status, mut queues) = (false, false, false, false);
         let drained = sys::drain_signal_fd(&self.signals, |signal| match signal {
@@ -375,7 +376,9 @@ impl Master {
             self.print_channels();
         }
     }
+    // ANCHOR_END: on_signals
 
+    // ANCHOR: reap
     /// Reaps every exited worker (signals coalesce: one SIGCHLD may stand
     /// for several deaths, so loop until none is left), sends what was
     /// queued for it to the others, and schedules its replacement, or, when
@@ -413,6 +416,7 @@ impl Master {
             );
         }
     }
+    // ANCHOR_END: reap
     // ANCHOR_END: signals
 
     fn respawn_due(&mut self) {

@@ -701,7 +701,10 @@ mod tests {
         assert_eq!(rig.channels.status(1).live, 2);
         // Worker 0 reads its two and reports them; one client has left.
         assert_eq!(rig.drain(0).concat().len(), 2);
-        rig.workers[0].as_mut().unwrap().report(1, 2);
+        rig.workers[0]
+            .as_mut()
+            .unwrap()
+            .report(1, 2, std::time::Instant::now());
         rig.channels.read_reports(0, &rig.poller);
         let st = rig.channels.status(0);
         assert_eq!((st.live, st.taken, st.received), (1, 2, 2));

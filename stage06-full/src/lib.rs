@@ -60,8 +60,9 @@
 //! ```
 //!
 //! ## Next
-//! This is the last stage. Chapter 6 of the notes measures it against nginx
-//! (`scripts/bench-http.sh`); the exercises extend it (ETag, directory
+//! This is the last stage. Its two chapters in the notes measure it against
+//! nginx (`scripts/bench-http.sh`), the Reactor vs Proactor chapter sets the
+//! three drivers side by side, and the exercises extend it (ETag, directory
 //! listings, OPTIONS).
 
 // `unsafe` is refused everywhere but in the sys module.

@@ -47,9 +47,17 @@ struct Args {
     #[argh(option, default = "Trigger::Edge")]
     trigger: Trigger,
 
-    /// lt or et for the workers' listening sockets (default lt)
-    #[argh(option, default = "Trigger::Level")]
+    /// et or lt for the workers' listening sockets (default et: each
+    /// wake-up accepts every connection waiting)
+    #[argh(option, default = "Trigger::Edge")]
     listen_trigger: Trigger,
+
+    /// seconds the kernel holds a new connection back until its request
+    /// arrives (TCP_DEFER_ACCEPT), so that it is accepted with its request
+    /// in hand; a silent one is accepted after about this long; 0 turns it
+    /// off (default 1)
+    #[argh(option, default = "1")]
+    defer_accept: u32,
 
     /// connection slots per worker, allocated at start; past them a client
     /// gets 503 (default 10000)
@@ -260,6 +268,7 @@ fn run() -> anyhow::Result<()> {
         worker: Config {
             trigger: args.trigger,
             listen_trigger: args.listen_trigger,
+            defer_accept: args.defer_accept,
             max_conns: args.max_conns,
             root: args.root.clone(),
             timeouts: Timeouts {

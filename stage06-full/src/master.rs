@@ -160,6 +160,9 @@ impl Master {
         let (listener, port_holder, addr) = match config.dispatch {
             Dispatch::Pass | Dispatch::Shared => {
                 let listener = sys::listen_nonblocking(config.addr, BACKLOG)?;
+                if config.worker.defer_accept > 0 {
+                    sys::defer_accept(&listener, config.worker.defer_accept)?;
+                }
                 let addr = listener.local_addr()?;
                 (Some(listener), None, addr)
             }

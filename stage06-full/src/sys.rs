@@ -429,3 +429,29 @@ pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
     Ok((raised, hard))
 }
 // ANCHOR_END: nofile
+
+// ANCHOR: defer_accept
+/// Asks the kernel to hand a connection to `accept` only once its first
+/// bytes have arrived, or after about `secs` seconds without any
+/// (`TCP_DEFER_ACCEPT`, tcp(7)). The client cannot tell: its handshake
+/// completes as usual; only the server's accept waits for the request.
+pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
+    let value = nix::libc::c_int::try_from(secs).unwrap_or(nix::libc::c_int::MAX);
+    // SAFETY: the descriptor is open while `listener` is, and the pointer
+    // and length describe `value`, which outlives the call. (nix has no
+    // wrapper for this option.)
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            listener.as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_DEFER_ACCEPT,
+            (&value as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+// ANCHOR_END: defer_accept

@@ -33,6 +33,7 @@ impl Root {
         })
     }
 
+    // ANCHOR: open_beneath_fn
     /// Opens `relative` (already normalised, no `..`) for reading, and
     /// refuses with `EXDEV` any path that leaves the root, symbolic links
     /// included.
@@ -93,6 +94,7 @@ impl Root {
             .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
             .open(full)
     }
+    // ANCHOR_END: open_beneath_fn
 }
 // ANCHOR_END: open_beneath
 

@@ -111,6 +111,7 @@ pub fn available() -> io::Result<()> {
 }
 
 // ANCHOR: provided
+// ANCHOR: provided_ring
 /// Provided buffers: how many, and how large. A receive gets at most one
 /// buffer's worth; a larger request arrives in several. 64 of 16 KiB is
 /// 1 MiB a worker, against 32 KiB for every connection when each receive
@@ -133,6 +134,7 @@ struct Provided {
     /// Filled by the kernel and not yet given back.
     lent: Vec<u16>,
 }
+// ANCHOR_END: provided_ring
 
 impl Provided {
     fn new(ring: &IoUring) -> io::Result<Provided> {
@@ -166,6 +168,7 @@ impl Provided {
         Ok(provided)
     }
 
+    // ANCHOR: give_back
     /// Puts every lent buffer back in the ring, where the kernel may fill it
     /// again, and publishes the new tail.
     fn give_back(&mut self) {
@@ -192,6 +195,7 @@ impl Provided {
             unsafe { AtomicU16::from_ptr(BufRingEntry::tail(self.entries.as_ptr()) as *mut u16) };
         tail.store(self.tail, Ordering::Release);
     }
+    // ANCHOR_END: give_back
 
     /// The first `n` bytes of lent buffer `bid`.
     fn bytes(&self, bid: u16, n: usize) -> &[u8] {

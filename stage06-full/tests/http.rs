@@ -652,6 +652,26 @@ macro_rules! suite {
         }
 
         #[test]
+        fn a_silent_client_is_accepted_late_then_closed_by_the_header_timeout() {
+            let site = Site::new();
+            // TCP_DEFER_ACCEPT holds a silent connection back for about a
+            // second; then the header timeout (1 s) closes it, quietly.
+            for dispatch in ["pass", "reuseport"] {
+                let server = start(&site, &["--header-timeout", "1", "--dispatch", dispatch]);
+                let mut c = Client::new(&server);
+                let start = Instant::now();
+                let mut rest = Vec::new();
+                let _ = c.reader.read_to_end(&mut rest);
+                assert!(rest.is_empty(), "{dispatch}: {rest:?}");
+                let waited = start.elapsed();
+                assert!(waited >= Duration::from_millis(900), "{dispatch}: {waited:?}");
+                assert!(waited < Duration::from_secs(8), "{dispatch}: {waited:?}");
+                // And a client that speaks at once is answered at once.
+                assert_eq!(get(&server, "/small.txt").status, 200);
+            }
+        }
+
+        #[test]
         fn a_burst_of_two_thousand_connections_is_answered_in_every_dispatch_mode() {
             if !enough_descriptors(2 * 2000 + 200) {
                 return;

@@ -75,6 +75,38 @@ fn stage_diff_takes_its_flag_in_any_position() {
     assert!(!run(&["03", "04", "--bogus"]).status.success());
 }
 
+/// By default the diff is the lesson: no exercise or command-line tests,
+/// no measuring examples, no Cargo.toml name or description; `--all` (in
+/// any position, with `--stat` in any position) puts them back.
+#[test]
+fn stage_diff_leaves_out_what_is_not_the_lesson_unless_all() {
+    let script = scripts_dir().join("stage-diff.sh");
+    let run = |args: &[&str]| {
+        let out = Command::new(&script).args(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let lesson = run(&["05", "06", "--stat"]);
+    for left_out in ["exercises.rs", "cli.rs", "browser.rs", "burst.rs"] {
+        assert!(!lesson.contains(left_out), "{left_out} in {lesson}");
+    }
+    assert!(lesson.contains("src/http/parser.rs"), "{lesson}");
+    let whole = run(&["05", "06"]);
+    assert!(!whole.contains("description ="), "Cargo.toml's description");
+    assert!(whole.contains("io-uring"), "a new dependency is the lesson");
+    let all = run(&["05", "06", "--stat", "--all"]);
+    for put_back in ["exercises.rs", "cli.rs", "browser.rs", "burst.rs"] {
+        assert!(all.contains(put_back), "{put_back} not in {all}");
+    }
+    for args in [
+        ["--all", "--stat", "05", "06"],
+        ["05", "--all", "06", "--stat"],
+    ] {
+        assert_eq!(run(&args), all, "{args:?}");
+    }
+    assert!(run(&["05", "06", "--all"]).contains("description ="));
+}
+
 #[test]
 fn lib_sh_builds_into_cargo_target_dir() {
     let root = scripts_dir().parent().unwrap().to_path_buf();

@@ -4,6 +4,7 @@
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use super::message;
 use crate::sys;
@@ -28,9 +29,14 @@ pub struct WorkerEnd {
     fd: OwnedFd,
     /// Connections received so far, as the master counts them.
     received: u64,
-    /// The last load sent, so an unchanged load is not sent again.
+    /// The last load sent, so an unchanged load is not sent again, and when.
     reported: message::Load,
+    reported_at: Option<Instant>,
 }
+
+/// Load reports go at most this often (stage06's own lever; stage05 reports
+/// once per loop turn).
+const REPORT_EVERY: Duration = Duration::from_millis(1);
 
 impl WorkerEnd {
     pub fn new(fd: OwnedFd) -> WorkerEnd {
@@ -38,6 +44,7 @@ impl WorkerEnd {
             fd,
             received: 0,
             reported: message::Load::default(),
+            reported_at: None,
         }
     }
 
@@ -64,19 +71,20 @@ impl WorkerEnd {
     }
 
     /// Tells the master the current load if it changed since the last
-    /// report: the worker calls this once per loop iteration, so a batch of
-    /// connections costs one report, not one each.
-    pub fn report(&mut self, live: usize, taken: u64) {
+    /// report and that was at least `REPORT_EVERY` ago: the worker calls
+    /// this once per loop iteration.
+    pub fn report(&mut self, live: usize, taken: u64, now: Instant) {
         let load = message::Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),
             taken,
             received: self.received,
         };
-        if load == self.reported {
+        let recent = self.reported_at.is_some_and(|at| now < at + REPORT_EVERY);
+        if load == self.reported || recent {
             return;
         }
         match sys::send_message(&self.fd, &message::load(load), &[]) {
-            Ok(()) => self.reported = load,
+            Ok(()) => (self.reported, self.reported_at) = (load, Some(now)),
             // The master is slow to read: report next time.
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             // The master is gone; the EOF on the channel will stop us.

@@ -205,6 +205,7 @@ impl Parser {
     }
 
     // ANCHOR: feed
+    // ANCHOR: feed_step
     /// Consumes as much of `input` as belongs to the head.
     pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ParseError> {
         // LAB s6-parser BEGIN: step byte by byte; stop right after the byte that completes the head
@@ -248,7 +249,9 @@ impl Parser {
         Ok(())
         // LAB END
     }
+    // ANCHOR_END: feed_step
 
+    // ANCHOR: request_line
     /// The request line: `METHOD SP TARGET SP HTTP/d.d CRLF`.
     fn request_line(&mut self, b: u8) -> Result<State, ParseError> {
         // LAB s6-parser BEGIN: METHOD SP TARGET SP HTTP/d.d, then CRLF or a bare LF
@@ -291,7 +294,9 @@ impl Parser {
         })
         // LAB END
     }
+    // ANCHOR_END: request_line
 
+    // ANCHOR: header_line
     /// Header fields, `NAME: VALUE CRLF` each, then the empty line.
     fn header_line(&mut self, b: u8) -> Result<State, ParseError> {
         // LAB s6-parser BEGIN: NAME: VALUE lines, each ended by CRLF or LF, then an empty line
@@ -333,6 +338,7 @@ impl Parser {
         })
         // LAB END
     }
+    // ANCHOR_END: header_line
     // ANCHOR_END: feed
 
     fn check_version(&self) -> Result<(), ParseError> {

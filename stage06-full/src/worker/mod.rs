@@ -44,6 +44,10 @@ pub struct Config {
     pub trigger: Trigger,
     /// How the listening socket is registered.
     pub listen_trigger: Trigger,
+    /// `TCP_DEFER_ACCEPT` on the listening sockets: a connection is
+    /// accepted once its request has arrived, or after about this many
+    /// seconds; 0 turns it off.
+    pub defer_accept: u32,
     /// Connection slots, allocated up front; past them a new connection
     /// gets 503 and is closed.
     pub max_conns: usize,
@@ -57,7 +61,7 @@ pub struct Config {
     /// After SIGTERM, how long in-flight responses may take to finish.
     pub grace: Duration,
     /// Pooled buffers (the design), or buffers each connection owns for its
-    /// whole life (the naive one, kept for the measurement in chapter 6).
+    /// whole life (the naive one, kept for the measurement in the chapter on pools).
     pub buffers: Buffers,
     /// How long an opened file is served from the open-file cache; zero
     /// turns the cache off.

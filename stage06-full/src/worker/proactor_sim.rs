@@ -126,8 +126,13 @@ impl ProactorSim {
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
+                    let (shell, poller) = (&mut self.shell, &self.poller);
                     let here = |conn| Slot::Here(Box::new(conn));
-                    reactor::admit(&mut self.shell, &self.poller, stream, here);
+                    let admitted =
+                        reactor::admit(shell, poller, stream, Processing::Elsewhere, here);
+                    if let Some((index, Step::Offload)) = admitted {
+                        self.offload(index, self.shell.token(index));
+                    }
                 }
             }
             self.shell.report_load();
@@ -156,6 +161,7 @@ impl ProactorSim {
     }
 
     // ANCHOR: sim_step
+    // ANCHOR: sim_offload
     /// Does the connection's I/O; hands it to the pool when its session
     /// has work for the CPU.
     fn step(&mut self, index: usize) {
@@ -214,7 +220,9 @@ impl ProactorSim {
             self.shell.release(index);
         }
     }
+    // ANCHOR_END: sim_offload
 
+    // ANCHOR: sim_done
     /// The pool's eventfd: connections come back with their sessions run
     /// as far as they go without I/O, and their loaned buffers.
     fn on_done(&mut self) {
@@ -225,6 +233,7 @@ impl ProactorSim {
             self.step(job.index);
         }
     }
+    // ANCHOR_END: sim_done
     // ANCHOR_END: sim_step
 
     fn expire(&mut self) {
@@ -284,6 +293,7 @@ struct Pool {
 }
 
 impl Pool {
+    // ANCHOR: pool_start
     /// Starts `config.threads` threads, each with its own open-file cache
     /// (nothing shared, so nothing locked while a file is opened).
     fn start(config: &Config, res: &Resources) -> io::Result<Pool> {
@@ -319,6 +329,7 @@ impl Pool {
             threads,
         })
     }
+    // ANCHOR_END: pool_start
 
     /// Ends every thread once it has finished its job, and adds up what
     /// their caches and loans counted.
@@ -347,6 +358,7 @@ struct Context {
 }
 
 impl Context {
+    // ANCHOR: pool_serve
     /// A pool thread: take a job, run its session until it asks for I/O,
     /// send it back, wake the loop.
     fn serve(mut self) -> Counts {
@@ -390,5 +402,6 @@ impl Context {
             ..Counts::default()
         }
     }
+    // ANCHOR_END: pool_serve
 }
 // ANCHOR_END: pool

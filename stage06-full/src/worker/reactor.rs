@@ -84,18 +84,24 @@ impl Conn {
     }
 
     // ANCHOR: wanted
-    /// What to watch while the connection waits. Edge-triggered, reading is
-    /// always watched (an edge comes once; changing the interest costs an
-    /// `epoll_ctl`), writing only while a send waits for room.
-    /// Level-triggered, only what the session waits for, or a socket with
-    /// unread bytes would be reported on every wait while a response is
-    /// being sent.
+    /// What to watch while the connection waits. Edge-triggered, both,
+    /// always, as nginx registers its connections: an edge comes once, when
+    /// the socket *becomes* readable or writable, so watching writes costs
+    /// nothing while sends go through, and the interest never changes (no
+    /// `epoll_ctl` per response that fills the socket's buffer).
+    /// Level-triggered, only what the session waits for: a socket with
+    /// unread bytes, or room to write, would be reported on every wait.
     pub fn wanted(&self, trigger: Trigger) -> Interest {
+        if trigger == Trigger::Edge {
+            return Interest {
+                read: true,
+                write: true,
+            };
+        }
         let next = self.session.next();
-        let sending = matches!(next, Next::Send { .. } | Next::SendFile { .. });
         Interest {
-            read: trigger == Trigger::Edge || matches!(next, Next::Recv),
-            write: sending,
+            read: matches!(next, Next::Recv),
+            write: matches!(next, Next::Send { .. } | Next::SendFile { .. }),
         }
     }
     // ANCHOR_END: wanted
@@ -214,26 +220,47 @@ pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Res
 
 /// A new connection: a slot, a session, a registration, a timer. `wrap`
 /// makes the slot's state of the model from the connection.
+// ANCHOR: admit
+/// A new connection: a slot and a session, one `drive` before epoll hears
+/// of it, then a registration and a timer. `wrap` makes the slot's state
+/// of the model from the connection.
+///
+/// The first drive reads at once (`readable` is assumed): a client sends
+/// its request right after connecting, so by the time the connection is
+/// accepted, or passed by the master, the request is usually there. A
+/// `Connection: close` request is then read, answered and closed before
+/// epoll ever hears of the socket: no `epoll_ctl` and no wake-up for it.
+/// When nothing has arrived yet, the read costs one `EAGAIN`.
 pub fn admit<S: Default>(
     shell: &mut Shell<S>,
     poller: &Poller,
     stream: TcpStream,
+    processing: Processing,
     wrap: impl FnOnce(Conn) -> S,
-) {
-    let Some((index, token, stream)) = shell.admit(stream) else {
-        return;
-    };
+) -> Option<(usize, Step)> {
+    let (index, token, stream) = shell.admit(stream)?;
     let trigger = shell.config.trigger;
-    let conn = Conn::new(stream, Session::new(shell.res.now));
+    let mut conn = Conn::new(stream, Session::new(shell.res.now));
+    conn.readable = true;
+    let step = drive(&mut conn, &mut shell.res, processing);
+    if step == Step::Close {
+        conn.session.release(&mut shell.res.pools);
+        shell.release(index);
+        return None;
+    }
+    conn.interest = conn.wanted(trigger);
     if let Err(e) = poller.add(&conn.stream, token, conn.interest, trigger) {
         eprintln!("epoll add: {e}");
+        conn.session.release(&mut shell.res.pools);
         shell.release(index);
-        return;
+        return None;
     }
     let deadline = conn.session.deadline(&shell.config.timeouts);
     shell.slots[index].state = wrap(conn);
     shell.set_deadline(index, deadline);
+    Some((index, step))
 }
+// ANCHOR_END: admit
 
 /// One wait of an epoll loop: the alarm armed for the nearest deadline,
 /// `epoll_wait`, and the clock read once for the whole batch.
@@ -315,7 +342,13 @@ impl Reactor {
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
-                    admit(&mut self.shell, &self.poller, stream, Some);
+                    admit(
+                        &mut self.shell,
+                        &self.poller,
+                        stream,
+                        Processing::InLoop,
+                        Some,
+                    );
                 }
             }
             self.shell.report_load();

@@ -76,6 +76,9 @@ pub struct Shell<S> {
     listener: Option<TcpListener>,
     /// `shared --exclusive`: register the listener with EPOLLEXCLUSIVE.
     exclusive: bool,
+    /// `shared` or `reuseport`: the worker accepts for itself, and the
+    /// master needs no load reports.
+    listener_mode: bool,
     /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
@@ -116,7 +119,13 @@ impl<S: Default> Shell<S> {
                 listener,
                 exclusive,
             } => (Some(listener), exclusive),
-            Intake::ReusePort { addr } => (Some(sys::listen_reuseport(addr, BACKLOG)?), false),
+            Intake::ReusePort { addr } => {
+                let listener = sys::listen_reuseport(addr, BACKLOG)?;
+                if config.defer_accept > 0 {
+                    sys::defer_accept(&listener, config.defer_accept)?;
+                }
+                (Some(listener), false)
+            }
         };
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
@@ -129,6 +138,7 @@ impl<S: Default> Shell<S> {
             })
             .collect();
         Ok(Shell {
+            listener_mode: listener.is_some(),
             listener,
             exclusive,
             acceptor: Acceptor::new()?,
@@ -394,15 +404,23 @@ impl<S: Default> Shell<S> {
     // ANCHOR: on_channel
     /// The master's channel is readable: passed connections go into
     /// `incoming`. False when the master is gone: the worker must stop.
+    ///
+    /// One message per event. The channel is watched level-triggered (and
+    /// polled again, under io_uring), so a second message is reported by
+    /// the next wait; reading on to EAGAIN, as stage05 does, costs a
+    /// `recvmsg` per wake-up for nothing when, as mostly, one message came.
     fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
         loop {
             match self.channel.receive() {
-                Ok(Incoming::Conns(streams)) => incoming.extend(streams),
+                Ok(Incoming::Conns(streams)) => {
+                    incoming.extend(streams);
+                    return true;
+                }
                 // EOF: the master is gone. A worker without a master would
                 // serve on with nobody to restart it or stop it.
                 Ok(Incoming::Closed) => return false,
-                Ok(Incoming::Other) => {}
-                // Nothing more waiting.
+                Ok(Incoming::Other) => return true,
+                // Nothing waiting after all.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // The master died with a message of ours unread: as EOF.
@@ -415,11 +433,17 @@ impl<S: Default> Shell<S> {
         }
     }
 
-    /// Tells the master the current load, once per loop iteration at most
-    /// and only when it changed: the master picks the least-loaded worker
-    /// from these reports.
+    /// Tells the master the current load, in `pass` mode only (the only one
+    /// where the master chooses), at most once per `REPORT_EVERY` and only
+    /// when it changed. A report per loop turn woke the master, on two cores
+    /// a context switch, for nearly every short connection; meanwhile the
+    /// master counts what it sends, so a report a millisecond old misleads
+    /// it little.
     pub fn report_load(&mut self) {
-        self.channel.report(self.live, self.taken);
+        if self.listener_mode {
+            return;
+        }
+        self.channel.report(self.live, self.taken, self.res.now);
     }
     // ANCHOR_END: on_channel
 

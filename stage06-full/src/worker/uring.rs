@@ -176,6 +176,7 @@ impl Uring {
     }
 
     // ANCHOR: on_conn
+    // ANCHOR: on_completion
     /// A connection's operation completed: tell its session what the
     /// kernel did, then let it go on.
     fn on_conn(&mut self, index: usize, result: io::Result<usize>, conn: Option<Box<Conn>>) {
@@ -224,7 +225,9 @@ impl Uring {
         }
         self.advance(index, conn);
     }
+    // ANCHOR_END: on_completion
 
+    // ANCHOR: advance
     /// Runs the session until it needs the kernel; submits that.
     fn advance(&mut self, index: usize, mut conn: Box<Conn>) {
         let res = &mut self.shell.res;
@@ -260,6 +263,7 @@ impl Uring {
             }
         }
     }
+    // ANCHOR_END: advance
     // ANCHOR_END: on_conn
 
     /// Done with: its buffers go back, its socket closes.
