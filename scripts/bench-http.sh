@@ -20,6 +20,9 @@
 # Ratios are per round (same round, same machine state), as min / median /
 # max.
 #
+# With CSV=FILE, the measurements of every round also go to FILE (see
+# csv_row in lib.sh).
+#
 # Needs wrk and nginx: apt-get install wrk nginx-light
 . "$(dirname "$0")/lib.sh"
 
@@ -64,7 +67,7 @@ rows=(
     "1 MiB, keep-alive, 50 conns|/1m.bin|50|"
     "1 KiB, keep-alive, 1000 conns|/1k.bin|1000|"
 )
-declare -A rps p50 p99
+declare -A rps p50 p99 this_r this_p99
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!rows[@]}"; do
         [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $((i + 1)) "* ]] && continue
@@ -82,6 +85,18 @@ for round in $(seq 1 "$ROUNDS"); do
             rps[$who.$i]="${rps[$who.$i]:-} $r"
             p50[$who.$i]="${p50[$who.$i]:-} $a"
             p99[$who.$i]="${p99[$who.$i]:-} $b"
+            this_r[$who]=$r
+            this_p99[$who]=$b
+        done
+        for who in "${servers[@]}"; do
+            csv_row "$label" "$who req/s" "${this_r[$who]}" "$round"
+        done
+        csv_row "$label" "stage06 / nginx" "$(ratio "${this_r[stage06]}" "${this_r[nginx]}")" "$round"
+        if [ -n "${BASELINE:-}" ]; then
+            csv_row "$label" "stage06 / baseline" "$(ratio "${this_r[stage06]}" "${this_r[baseline]}")" "$round"
+        fi
+        for who in "${servers[@]}"; do
+            csv_row "$label" "$who p99 µs" "${this_p99[$who]}" "$round"
         done
     done
 done

@@ -14,6 +14,8 @@
 # default 4). Needs wrk (apt-get install wrk) and, for the last two
 # columns, perf (apt-get install linux-perf). Where io_uring is not
 # allowed, the uring row says so.
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -51,6 +53,8 @@ for round in $(seq 1 "$ROUNDS"); do
             stop_server
             rps[$model.$conns]="${rps[$model.$conns]:-} $r"
             p99[$model.$conns]="${p99[$model.$conns]:-} $b"
+            csv_row "$model" "req/s, $conns conns" "$r" "$round"
+            csv_row "$model" "p99 µs, $conns conns" "$b" "$round"
         done
     done
 done
@@ -67,6 +71,8 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter true >/dev/
         SERVER_PID=
         calls[$model]=$(awk -F, -v n="$requests" '$3 == "raw_syscalls:sys_enter" { printf "%.2f", $1 / n }' "$tmp/counts")
         switches[$model]=$(awk -F, -v n="$requests" '$3 == "context-switches" { printf "%.3f", $1 / n }' "$tmp/counts")
+        csv_row "$model" "system calls / request" "${calls[$model]}"
+        csv_row "$model" "context switches / request" "${switches[$model]}"
     done
 fi
 

@@ -12,6 +12,8 @@
 # ROUNDS (default 3), SECONDS_PER_RUN (default 3).
 # Rounds alternate between servers (A B C A B C…), so a noisy moment on a
 # shared machine hurts every row alike; the median drops the outliers.
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -63,6 +65,10 @@ for conns in $CONNS; do
             p50[$key]="${p50[$key]:-} $(cut -f6 <<<"$line")"
             p99[$key]="${p99[$key]:-} $(cut -f7 <<<"$line")"
             served[$key]="${served[$key]:-} $(cut -f9 <<<"$line")"
+            csv_row "$label" "messages/s, $conns conns" "$(cut -f5 <<<"$line")" "$round"
+            csv_row "$label" "p50 µs, $conns conns" "$(cut -f6 <<<"$line")" "$round"
+            csv_row "$label" "p99 µs, $conns conns" "$(cut -f7 <<<"$line")" "$round"
+            csv_row "$label" "served, $conns conns" "$(cut -f9 <<<"$line")" "$round"
         done
     done
 done

@@ -6,6 +6,7 @@
 #
 #   scripts/bench-timers.sh
 #
+# With CSV=FILE, every figure also goes to FILE (csv_row in lib.sh).
 # The raw criterion report stays in target/criterion/ (in CARGO_TARGET_DIR
 # when that is set).
 . "$(dirname "$0")/lib.sh"
@@ -17,6 +18,18 @@ make_tmp
     >"$tmp/raw" 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 # Lines like: test insert/list/1000 ... bench:        1234 ns/iter (+/- 56)
 awk '/^test / { split($2, k, "/"); gsub(",", "", $5); print k[1], k[2], k[3], $5 }' "$tmp/raw" >"$tmp/rows"
+# For CSV=FILE (csv_row in lib.sh): a row per N; per operation, list,
+# heap and list/heap.
+if [ -n "${CSV:-}" ]; then
+    awk '{ t[$1, $2, $3] = $4; if (!(($1, $3) in seen)) { seen[$1, $3] = 1; key[++k] = $1 " " $3 } }
+        END { for (i = 1; i <= k; i++) { split(key[i], f, " "); l = t[f[1], "list", f[2]]; h = t[f[1], "heap", f[2]]
+              printf "%s %s %s %s %.2f\n", f[1], f[2], l, h, (h > 0 ? l / h : 0) } }' "$tmp/rows" |
+        while read -r op n l h r; do
+            csv_row "$n" "$op: list ns" "$l"
+            csv_row "$n" "$op: heap ns" "$h"
+            csv_row "$n" "$op: list / heap" "$r×"
+        done
+fi
 
 echo "### Timer structures: nanoseconds per operation"
 echo

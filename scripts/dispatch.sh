@@ -15,6 +15,8 @@
 #
 # Environment: WORKERS (default 4), CONNS (default 100), CHURNERS
 # (default 1: one connection at a time, when idle workers show the herd), ROUNDS (default 3), SECONDS_PER_RUN (default 3).
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -53,9 +55,9 @@ for round in $(seq 1 "$ROUNDS"); do
         sleep "$(awk -v s="$SECONDS_PER_RUN" 'BEGIN { print s / 2 }')"
         line=$(status "$tmp/out")
         wait "$load"
-        row=$(tail -n1 "$tmp/load")
-        rate[$i]="${rate[$i]:-} $(cut -f5 <<<"$row")"
-        p99[$i]="${p99[$i]:-} $(cut -f7 <<<"$row")"
+        persistent=$(tail -n1 "$tmp/load")
+        rate[$i]="${rate[$i]:-} $(cut -f5 <<<"$persistent")"
+        p99[$i]="${p99[$i]:-} $(cut -f7 <<<"$persistent")"
         live[$i]="$(spread 2 "$line")"
         # Churn: connections accepted and handed out, one after another.
         before=$(status "$tmp/out")
@@ -70,6 +72,14 @@ for round in $(seq 1 "$ROUNDS"); do
         taken[$i]=$(paste <(tr ' ' '\n' <<<"${before#workers }") <(tr ' ' '\n' <<<"${after#workers }") |
             awk -F'[:\t]' 'NR == 1 || $6 - $3 < min { min = $6 - $3 } NR == 1 || $6 - $3 > max { max = $6 - $3 } END { printf "%d–%d", min, max }')
         stop_server
+        csv_row "${modes[$i]}" "messages/s" "$(cut -f5 <<<"$persistent")" "$round"
+        csv_row "${modes[$i]}" "p99 µs" "$(cut -f7 <<<"$persistent")" "$round"
+        csv_row "${modes[$i]}" "connections/s (churn)" "$(cut -f5 <<<"$row")" "$round"
+        csv_row "${modes[$i]}" "wake-ups per connection" "$(awk -v d=$(( s1 - s0 )) -v n="$n" 'BEGIN { printf "%.2f", (n > 0 ? d / n : 0) }')" "$round"
+        if [ "$round" = "$ROUNDS" ]; then
+            csv_row "${modes[$i]}" "live per worker" "${live[$i]}" "$round"
+            csv_row "${modes[$i]}" "taken per worker (churn)" "${taken[$i]}" "$round"
+        fi
     done
 done
 

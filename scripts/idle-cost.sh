@@ -10,6 +10,8 @@
 #   N=10000 scripts/idle-cost.sh 02
 #
 # Environment: N (default 1000).
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 1 "$@"
@@ -62,3 +64,12 @@ echo "| no clients | $procs0 | $rss0 | $pss0 | $thr0 |"
 echo "| $N idle clients | $procs0 | $rss1 | $pss1 | $thr1 |"
 awk -v a="$rss0" -v b="$rss1" -v c="$pss0" -v d="$pss1" -v n="$N" \
     'BEGIN { printf "| per client | | %.1f | %.1f | |\n", (b - a) / n, (d - c) / n }'
+
+col=${CSV_COLUMN:-$stage $*}
+csv_row "processes" "$col" "$procs0"
+csv_row "threads, no clients" "$col" "$thr0"
+csv_row "threads, $N idle clients" "$col" "$thr1"
+csv_row "RSS KiB, no clients" "$col" "$rss0"
+csv_row "RSS KiB, $N idle clients" "$col" "$rss1"
+csv_row "RSS KiB per client" "$col" "$(awk -v a="$rss0" -v b="$rss1" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / n }')"
+csv_row "PSS KiB per client" "$col" "$(awk -v a="$pss0" -v b="$pss1" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / n }')"

@@ -15,6 +15,8 @@
 # stage06-proactor-sim stage06-uring nginx"; stage06-MODEL runs stage06
 # with --model MODEL, stage06-per-connection with --buffers
 # per-connection). Needs nginx for its row: apt-get install nginx-light
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -65,9 +67,12 @@ measure() { # CASE LABEL PID ADDR
     r1=$(sum_kib "$pid" VmRSS); p1=$(sum_kib "$pid" Pss)
     kill "$load" 2>/dev/null || true
     wait "$load" 2>/dev/null || true
-    printf '| %s | %s | %d | %d | %d | %d | %.2f | %.2f |\n' "$case" "$label" "$r0" "$r1" "$p0" "$p1" \
-        "$(awk -v a="$r0" -v b="$r1" -v n="$N" 'BEGIN { print (b - a) / n }')" \
-        "$(awk -v a="$p0" -v b="$p1" -v n="$N" 'BEGIN { print (b - a) / n }')"
+    local rk pk
+    rk=$(awk -v a="$r0" -v b="$r1" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')
+    pk=$(awk -v a="$p0" -v b="$p1" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')
+    printf '| %s | %s | %d | %d | %d | %d | %s | %s |\n' "$case" "$label" "$r0" "$r1" "$p0" "$p1" "$rk" "$pk"
+    csv_row "$label" "$case: RSS KiB/conn" "$rk"
+    csv_row "$label" "$case: PSS KiB/conn" "$pk"
 }
 
 rows=()

@@ -12,6 +12,8 @@
 # Environment: RATES (default "10000 30000 50000"), CONNS (default 50),
 # SECONDS_PER_RUN (default 4), ROUNDS (default 3), WORKERS (default: the
 # number of CPUs). Needs nginx: apt-get install nginx-light
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -43,6 +45,10 @@ for round in $(seq 1 "$ROUNDS"); do
             p99[$k]="${p99[$k]:-} $b"
             p999[$k]="${p999[$k]:-} $c"
             lost[$k]=$(( ${lost[$k]:-0} + sent - answered ))
+            csv_row "$rate" "$who p50 µs" "$a" "$round"
+            csv_row "$rate" "$who p99 µs" "$b" "$round"
+            csv_row "$rate" "$who p99.9 µs" "$c" "$round"
+            csv_row "$rate" "$who unanswered" "$(( sent - answered ))" "$round"
         done
     done
 done

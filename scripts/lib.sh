@@ -81,13 +81,15 @@ build_release() {
     (cd "$ROOT" && cargo build --release --quiet "${args[@]}")
 }
 
-# One line describing this machine, for the head of every table.
+# One line describing this machine, for the head of every table. The commit
+# is MEASURED_COMMIT when set (scripts/measure-all.sh sets it once, before
+# its own output makes the tree dirty).
 machine_line() {
     local cpu
     cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
     printf 'Machine: %s, %s cores, %s; %s; commit %s\n' \
         "${cpu:-unknown cpu}" "$(nproc)" "$(uname -sr)" "$(date -u +%Y-%m-%d)" \
-        "$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)"
+        "${MEASURED_COMMIT:-$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)}"
 }
 
 # start_server OUTFILE CMD...  — starts CMD (which must take --addr) on a
@@ -154,6 +156,28 @@ ratios() {
     printf '%s\n' "${r[@]}" | sort -g | awk '{ v[NR] = $1 }
         END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
               printf "%.2f× / %.2f× / %.2f×", v[1], m, v[NR] }'
+}
+
+# csv_row ROW COLUMN VALUE [ROUND] — with CSV=FILE set, appends one
+# measurement to FILE as a CSV record `row,column,round,value`; without it,
+# does nothing. scripts/measure-all.sh writes each file's header and runs
+# the scripts; the `charts` crate (scripts/charts) turns the files into the
+# book's tables and charts, so a number is written down once, by the script
+# that measured it. ROUND defaults to CSV_ROUND (a script measured once per
+# run is run once per round), else 1. CSV_COLUMN, where a script reads it,
+# names the column of a script that measures one configuration per run.
+csv_row() {
+    [ -n "${CSV:-}" ] || return 0
+    local f out=()
+    for f in "$1" "$2" "${4:-${CSV_ROUND:-1}}" "$3"; do
+        out+=("\"${f//\"/\"\"}\"")
+    done
+    (IFS=,; printf '%s\n' "${out[*]}") >>"$CSV"
+}
+
+# ratio A B — A/B with two decimals and a `×`, for csv_row.
+ratio() {
+    awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f×", (y > 0 ? x / y : 0) }'
 }
 
 # tree_pids PID — PID and its children (a prefork server's workers).

@@ -11,6 +11,8 @@
 #   ROUNDS=5 SECONDS_PER_RUN=5 scripts/pool-effect.sh
 #
 # Needs wrk: apt-get install wrk
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -43,6 +45,12 @@ for round in $(seq 1 "$ROUNDS"); do
                 gsub(",", ""); a += $5; r += $7 } END { print a + 0, r + 0 }' "$tmp/out.err")
             allocated[$k]=$(( ${allocated[$k]:-0} + a ))
             reused[$k]=$(( ${reused[$k]:-0} + r ))
+            n=$(awk '/requests in/ { print $1 }' "$tmp/wrk")
+            csv_row "$buffers, $load" "requests/s" "$(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$tmp/wrk")" "$round"
+            csv_row "$buffers, $load" "allocated per 1,000 requests" \
+                "$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? a * 1000 / n : 0) }')" "$round"
+            csv_row "$buffers, $load" "reused per 1,000 requests" \
+                "$(awk -v a="$r" -v n="$n" 'BEGIN { printf "%.0f", (n > 0 ? a * 1000 / n : 0) }')" "$round"
         done
     done
 done

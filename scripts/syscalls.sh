@@ -23,7 +23,12 @@
 # see lib.sh) under the same wrk load, per request. Environment: SIZE of
 # the file (default 1024), CONNS (default 50), SECONDS_PER_RUN (default 3),
 # CLOSE=1 for `Connection: close` (then per connection), WORKERS (default:
-# the number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs wrk and nginx: apt-get install wrk nginx-light
+# the number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs wrk
+# and nginx: apt-get install wrk nginx-light
+#
+# With CSV=FILE the per-unit figures also go to FILE (csv_row in lib.sh),
+# in a column named CSV_COLUMN (default "per message" or "per connection";
+# in http mode "CSV_COLUMN, stage06" and "CSV_COLUMN, nginx").
 . "$(dirname "$0")/lib.sh"
 
 script_start 1 "$@"
@@ -146,20 +151,32 @@ if [ "$mode" = http ]; then
     echo
     echo "| system call | stage06 | nginx |"
     echo "|---|---:|---:|"
-    for name in "${calls[@]}"; do
-        a=${per[$name.stage06]:-0}; b=${per[$name.nginx]:-0}
-        awk -v n="$name" -v a="$a" -v b="$b" -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" '
-            BEGIN { if (a / ra >= 0.005 || b / rb >= 0.005) printf "| %s | %.2f | %.2f |\n", n, a / ra, b / rb }'
-    done
     listed_a=0; listed_b=0
     for name in "${calls[@]}"; do
         listed_a=$(( listed_a + ${per[$name.stage06]:-0} )); listed_b=$(( listed_b + ${per[$name.nginx]:-0} ))
     done
-    awk -v a="$(( total_of[stage06] - listed_a ))" -v b="$(( total_of[nginx] - listed_b ))" \
-        -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" \
-        'BEGIN { if (a / ra >= 0.005 || b / rb >= 0.005) printf "| (other) | %.2f | %.2f |\n", a / ra, b / rb }'
-    awk -v a="${total_of[stage06]}" -v b="${total_of[nginx]}" -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" \
-        'BEGIN { printf "| **total** | **%.2f** | **%.2f** |\n", a / ra, b / rb }'
+    per[other.stage06]=$(( total_of[stage06] - listed_a ))
+    per[other.nginx]=$(( total_of[nginx] - listed_b ))
+    per[total.stage06]=${total_of[stage06]}
+    per[total.nginx]=${total_of[nginx]}
+    # One line per call that either server makes at least once per 200
+    # units: "name a b", per unit; then (other) and the total.
+    for name in "${calls[@]}" other total; do
+        awk -v n="$name" -v a="${per[$name.stage06]:-0}" -v b="${per[$name.nginx]:-0}" \
+            -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" '
+            BEGIN { if (n == "total" || a / ra >= 0.005 || b / rb >= 0.005) printf "%s %.2f %.2f\n", n, a / ra, b / rb }'
+    done >"$tmp/table"
+    while read -r name a b; do
+        case $name in
+            other) printf '| (other) | %s | %s |\n' "$a" "$b" ;;
+            total) printf '| **total** | **%s** | **%s** |\n' "$a" "$b" ;;
+            *) printf '| %s | %s | %s |\n' "$name" "$a" "$b" ;;
+        esac
+        label=$name
+        [ "$name" = other ] && label="(other)"
+        csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }stage06" "$a"
+        csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }nginx" "$b"
+    done <"$tmp/table"
     exit 0
 fi
 
@@ -198,8 +215,19 @@ echo "Load: \`$loadcmd\` ($messages ${unit}s, $errors errors); counted with $TRA
 echo
 echo "| system call | calls | per $unit |"
 echo "|---|---:|---:|"
-grep -v ' total$' <<<"$rows" | sort -k1,1nr | awk -v m="$messages" -v t="$total" '
-    { listed += $1 }
-    $1 / m >= 0.005 { printf "| %s | %d | %.3f |\n", $2, $1, $1 / m; shown += $1 }
-    END { if (t - shown > 0) printf "| (other) | %d | %.3f |\n", t - shown, (t - shown) / m }'
-awk -v t="$total" -v m="$messages" 'BEGIN { printf "| **total** | %d | **%.2f** |\n", t, t / m }'
+# "name calls per-unit" for each call made at least once per 200 units,
+# sorted by count; then (other) and the total.
+{
+    grep -v ' total$' <<<"$rows" | sort -k1,1nr | awk -v m="$messages" -v t="$total" '
+        $1 / m >= 0.005 { printf "%s %d %.3f\n", $2, $1, $1 / m; shown += $1 }
+        END { if (t - shown > 0) printf "(other) %d %.3f\n", t - shown, (t - shown) / m }'
+    awk -v t="$total" -v m="$messages" 'BEGIN { printf "total %d %.2f\n", t, t / m }'
+} >"$tmp/table"
+while read -r name n per; do
+    if [ "$name" = total ]; then
+        printf '| **total** | %s | **%s** |\n' "$n" "$per"
+    else
+        printf '| %s | %s | %s |\n' "$name" "$n" "$per"
+    fi
+    csv_row "$name" "${CSV_COLUMN:-per $unit}" "$per"
+done <"$tmp/table"

@@ -8,6 +8,8 @@
 #   N=100 SECONDS_PER_RUN=5 scripts/wakeups.sh 04
 #
 # Environment: N idle clients (default 100), SECONDS_PER_RUN (default 5).
+#
+# With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
 
 script_start 1 "$@"
@@ -50,3 +52,5 @@ echo "| | wake-ups per second |"
 echo "|---|---:|"
 echo "| no clients | $idle |"
 echo "| $N idle clients | $with |"
+csv_row "no clients" "${CSV_COLUMN:-$stage $*}" "$idle"
+csv_row "$N idle clients" "${CSV_COLUMN:-$stage $*}" "$with"

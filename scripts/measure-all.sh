@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Every measured table in the book, from one commit: runs the measuring
+# scripts with CSV=FILE (csv_row in lib.sh) into notes/data/NAME.csv, then
+# renders the tables (notes/src/measured/NAME.md, which the chapters
+# include) and the Benchmarks chapter's charts (notes/src/img/charts/)
+# with `cargo run -p charts`. CI checks that the committed tables and
+# charts are what the committed CSV files give (`charts --check`).
+#
+#   scripts/measure-all.sh                  # every table, about 25 minutes
+#   scripts/measure-all.sh --list           # the tables, one per line
+#   scripts/measure-all.sh latency-http wakeups    # only these
+#
+# Each table's cells are medians with their min–max over ROUNDS rounds
+# (default 3): scripts with rounds of their own alternate the servers
+# within each round; the others are run once per round. Every table names
+# the commit it measured, so the tree must be clean apart from what this
+# script writes (ALLOW_DIRTY=1 measures anyway; the commit then reads
+# COMMIT-dirty). Run it on a quiet machine: other load shows up as noise.
+# Needs what the scripts need: apt-get install wrk nginx-light linux-perf
+. "$(dirname "$0")/lib.sh"
+
+script_start 0 "$@"
+ROUNDS=${ROUNDS:-3}
+DATA="$ROOT/notes/data"
+
+# header TITLE ROW-HEADER COMMAND [NOTE…] — a CSV file's header (the
+# charts crate's format: `# key: value` lines, then the column names).
+header() {
+    {
+        printf '# title: %s\n# command: %s\n# machine: %s\n' "$1" "$3" "$MACHINE"
+        local row=$2 n
+        shift 3
+        for n in "$@"; do printf '# note: %s\n' "$n"; done
+        printf '# row: %s\nrow,column,round,value\n' "$row"
+    } >"$CSV"
+}
+
+# rounds CMD… — runs CMD ROUNDS times, CSV_ROUND numbering the runs.
+rounds() {
+    local r
+    for r in $(seq 1 "$ROUNDS"); do CSV_ROUND=$r "$@"; done
+}
+
+S="$ROOT/scripts"
+nginx_version() { nginx -v 2>&1 | sed 's/.*nginx\///'; }
+
+# One function per table; the name after `t_` is the CSV's name.
+t_bench-http-pass() { bench_http pass ""; }
+t_bench-http-reuseport() { bench_http reuseport "--dispatch reuseport"; }
+t_bench-http-shared() { bench_http "shared, exclusive" "--dispatch shared --exclusive"; }
+bench_http() { # MODE-NAME STAGE06-FLAGS
+    local cmd="ROUNDS=$ROUNDS scripts/bench-http.sh"
+    [ -n "$2" ] && cmd="ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
+    header "stage06 against nginx, dispatch $1" load "$cmd" \
+        "stage06 --workers $(nproc) $2; nginx $(nginx_version) with as many workers; wrk -t2, 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
+    ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
+}
+t_bench-http-level() {
+    header "stage06 --trigger level against nginx" load \
+        "ROUNDS=$ROUNDS ROWS=\"1 5\" STAGE06_FLAGS=\"--trigger level\" scripts/bench-http.sh" \
+        "Compare with the same rows of the pass table (edge-triggered, the default)."
+    ROUNDS=$ROUNDS ROWS="1 5" STAGE06_FLAGS="--trigger level" "$S/bench-http.sh"
+}
+t_latency-http() {
+    header "Latency at a fixed request rate: stage06 and nginx, 1 KiB file" "requests/s" \
+        "ROUNDS=$ROUNDS scripts/latency-http.sh" \
+        "http-rate -c 50 -d 4, open loop: each request is due at a time fixed in advance and its latency runs from then; servers in alternation. Unanswered: requests sent but not answered by the end of the run."
+    ROUNDS=$ROUNDS "$S/latency-http.sh"
+}
+t_syscalls-http() {
+    header "System calls per request (per connection for close): stage06 and nginx" "system call" \
+        "scripts/syscalls.sh http; SIZE=65536 scripts/syscalls.sh http; CLOSE=1 scripts/syscalls.sh http" \
+        "wrk -t2 -c50 -d3s against each, $(nproc) workers each; counted with perf over all processes. Calls made less than once per 200 requests by both servers are summed in (other)."
+    rounds env CSV_COLUMN="1 KiB" "$S/syscalls.sh" http
+    rounds env CSV_COLUMN="64 KiB" SIZE=65536 "$S/syscalls.sh" http
+    rounds env CSV_COLUMN="1 KiB, close" CLOSE=1 "$S/syscalls.sh" http
+}
+t_syscalls-http-nocache() {
+    header "System calls per request without the open-file cache" "system call" \
+        "STAGE06_FLAGS=\"--open-file-cache 0\" scripts/syscalls.sh http" \
+        "1 KiB file; wrk -t2 -c50 -d3s against each; nginx keeps its open_file_cache."
+    rounds env CSV_COLUMN="no cache" STAGE06_FLAGS="--open-file-cache 0" "$S/syscalls.sh" http
+}
+t_idle-memory() {
+    header "Memory per connection: 3,000 connections, RSS and PSS of all processes" server \
+        "N=3000 SERVERS=\"stage06 stage06-proactor-sim stage06-uring stage06-per-connection nginx\" scripts/idle-memory.sh" \
+        "idle: each connection made one request and stays idle (keep-alive); partial: each sent one byte of a request head and waits. stage06 is the Reactor; stage06-per-connection gives each connection its own buffers."
+    rounds env N=3000 SERVERS="stage06 stage06-proactor-sim stage06-uring stage06-per-connection nginx" \
+        "$S/idle-memory.sh"
+}
+t_pool-effect() {
+    header "Buffer pools: allocations per 1,000 requests" "buffers, load" \
+        "ROUNDS=$ROUNDS scripts/pool-effect.sh" \
+        "wrk -t2 -c50 -d3s on a 1 KiB file; the two designs in alternation; allocations counted by the workers' pools."
+    ROUNDS=$ROUNDS "$S/pool-effect.sh"
+}
+t_bench-models() {
+    header "Reactor and Proactors: stage06-full --model, 1 KiB file" model \
+        "ROUNDS=$ROUNDS scripts/bench-models.sh" \
+        "wrk -t2, 3 s runs, models in alternation; proactor-sim with 4 pool threads per worker. System calls and context switches per request: one run at 50 connections, counted with perf over all processes and threads."
+    ROUNDS=$ROUNDS "$S/bench-models.sh"
+}
+t_bench-stages() {
+    header "Echo ladder: 64-byte messages, ping-pong" server "ROUNDS=$ROUNDS scripts/bench-stages.sh" \
+        "echo-load, 3 s runs, servers in alternation. Served: connections that got at least one answer."
+    ROUNDS=$ROUNDS "$S/bench-stages.sh"
+}
+t_dispatch() {
+    header "stage05's dispatch modes, 4 workers" dispatch "ROUNDS=$ROUNDS scripts/dispatch.sh" \
+        "Persistent: echo-load -c 100, messages/s and p99; churn: echo-load --churn -c 1 (one connection at a time), connections/s and context switches of all server processes per connection. Live and taken per worker (min–max over workers): the last round."
+    ROUNDS=$ROUNDS "$S/dispatch.sh"
+}
+t_syscalls-dispatch() {
+    header "System calls per connection (connect, echo once, close)" "system call" \
+        "CONNS=1 CHURN=3 scripts/syscalls.sh 05 --workers 2 --dispatch MODE; the same for 04" \
+        "One client at a time, counted with perf over the master and its workers."
+    local mode
+    for mode in pass shared "shared --exclusive" reuseport; do
+        # shellcheck disable=SC2086
+        rounds env CSV_COLUMN="stage05 $mode" CONNS=1 CHURN=3 "$S/syscalls.sh" 05 --workers 2 --dispatch $mode
+    done
+    rounds env CSV_COLUMN="stage04" CONNS=1 CHURN=3 "$S/syscalls.sh" 04
+}
+t_syscalls-epoll() {
+    header "System calls per echoed message: level- and edge-triggered" "system call" \
+        "[CONNS=1] scripts/syscalls.sh 02 --trigger lt|et --listen-trigger lt|et" \
+        "echo-load, 2,000 64-byte messages per connection; counted with perf."
+    local t c
+    for c in 1 10; do
+        for t in lt et; do
+            rounds env CSV_COLUMN="${t^^}, $c client$([ "$c" = 1 ] || echo s)" CONNS=$c \
+                "$S/syscalls.sh" 02 --trigger $t --listen-trigger $t
+        done
+    done
+}
+t_syscalls-timers() {
+    header "System calls per echoed message: stage03 and stage04" "system call" \
+        "scripts/syscalls.sh 03; scripts/syscalls.sh 04" \
+        "echo-load -c 10, 2,000 64-byte messages per connection; counted with perf."
+    rounds env CSV_COLUMN="stage03 (list, tick)" "$S/syscalls.sh" 03
+    rounds env CSV_COLUMN="stage04 (heap, timerfd)" "$S/syscalls.sh" 04
+}
+t_idle-cost() {
+    header "Idle clients: 1,000 connections that send nothing" measure \
+        "scripts/idle-cost.sh STAGE [FLAGS]" \
+        "Summed over the server's processes; RSS and PSS in KiB."
+    rounds env CSV_COLUMN="stage01 threads" "$S/idle-cost.sh" 01 --mode threads
+    rounds env CSV_COLUMN="stage01 pool" "$S/idle-cost.sh" 01 --mode pool
+    rounds env CSV_COLUMN="stage02" "$S/idle-cost.sh" 02
+    rounds env CSV_COLUMN="stage04" "$S/idle-cost.sh" 04
+    rounds env CSV_COLUMN="stage05, 2 workers" "$S/idle-cost.sh" 05 --workers 2
+}
+t_wakeups() {
+    header "Wake-ups per second of an idle server" load "scripts/wakeups.sh STAGE [FLAGS]" \
+        "Context switches per second from /proc, over 5 s, with no client and with 100 idle clients."
+    rounds env CSV_COLUMN="stage02" "$S/wakeups.sh" 02
+    rounds env CSV_COLUMN="stage03, 1 s tick" "$S/wakeups.sh" 03
+    rounds env CSV_COLUMN="stage03, --tick-ms 100" "$S/wakeups.sh" 03 --tick-ms 100
+    rounds env CSV_COLUMN="stage04" "$S/wakeups.sh" 04
+}
+t_bench-timers() {
+    header "Timer structures: nanoseconds per operation" N "scripts/bench-timers.sh" \
+        "criterion's estimate (cargo bench -p timer-bench), one run; list / heap above 1 means the heap is faster."
+    "$S/bench-timers.sh"
+}
+
+tables=$(declare -F | awk '$3 ~ /^t_/ { sub(/^t_/, "", $3); print $3 }')
+if [ "${1:-}" = --list ]; then
+    echo "$tables"
+    exit 0
+fi
+wanted=${*:-$tables}
+for name in $wanted; do
+    grep -qx -- "$name" <<<"$tables" || { echo "no table $name (see --list)" >&2; exit 1; }
+done
+
+# Everything but the files this script writes.
+outputs=(':!notes/data' ':!notes/src/measured' ':!notes/src/img/charts')
+dirty=$(cd "$ROOT" && git status --porcelain -- . "${outputs[@]}")
+MEASURED_COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
+if [ -n "$dirty" ]; then
+    if [ "${ALLOW_DIRTY:-}" != 1 ]; then
+        echo "the tree has uncommitted changes (the tables name the commit); commit them, or ALLOW_DIRTY=1" >&2
+        exit 1
+    fi
+    MEASURED_COMMIT="$MEASURED_COMMIT-dirty"
+fi
+export MEASURED_COMMIT
+MACHINE=$(machine_line)
+
+make_tmp
+mkdir -p "$DATA"
+log="$TARGET/measure-all.log"
+mkdir -p "$TARGET"
+: >"$log"
+echo "measuring at commit $MEASURED_COMMIT; the scripts' own output goes to $log"
+for name in $wanted; do
+    start=$SECONDS
+    export CSV="$tmp/$name.csv"
+    if ! ("t_$name") >>"$log" 2>&1; then
+        echo "$name failed; the end of $log:" >&2
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
+    mv "$CSV" "$DATA/$name.csv"
+    echo "$name: $(( $(grep -c '^"' "$DATA/$name.csv") )) measurements in $(( SECONDS - start )) s"
+done
+unset CSV
+(cd "$ROOT" && cargo run --quiet --release -p charts)
+echo "tables in notes/src/measured/, charts in notes/src/img/charts/"
