@@ -165,11 +165,12 @@ ratios() {
 # book's tables and charts, so a number is written down once, by the script
 # that measured it. ROUND defaults to CSV_ROUND (a script measured once per
 # run is run once per round), else 1. CSV_COLUMN, where a script reads it,
-# names the column of a script that measures one configuration per run.
+# names the column of a script that measures one configuration per run;
+# CSV_ROW, the row of a run that measures a single row (it replaces ROW).
 csv_row() {
     [ -n "${CSV:-}" ] || return 0
     local f out=()
-    for f in "$1" "$2" "${4:-${CSV_ROUND:-1}}" "$3"; do
+    for f in "${CSV_ROW:-$1}" "$2" "${4:-${CSV_ROUND:-1}}" "$3"; do
         out+=("\"${f//\"/\"\"}\"")
     done
     (IFS=,; printf '%s\n' "${out[*]}") >>"$CSV"

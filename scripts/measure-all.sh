@@ -61,6 +61,28 @@ t_bench-http-level() {
         "Compare with the same rows of the pass table (edge-triggered, the default)."
     ROUNDS=$ROUNDS ROWS="1 5" STAGE06_FLAGS="--trigger level" "$S/bench-http.sh"
 }
+t_bench-http-levers() {
+    header "The close row with the per-connection levers turned off" configuration \
+        "ROUNDS=$ROUNDS ROWS=2 STAGE06_FLAGS=\"--dispatch MODE [--defer-accept 0] [--listen-trigger lt]\" scripts/bench-http.sh" \
+        "1 KiB, Connection: close, 50 connections; each configuration against nginx in its own run, the two in alternation; compare the ratios, not the requests/s of different rows."
+    local c
+    for c in "pass|" "pass|--defer-accept 0" "reuseport|" "reuseport|--defer-accept 0 --listen-trigger lt"; do
+        IFS='|' read -r mode flags <<<"$c"
+        CSV_ROW="$mode${flags:+, $flags}" ROUNDS=$ROUNDS ROWS=2 STAGE06_FLAGS="--dispatch $mode $flags" \
+            "$S/bench-http.sh"
+    done
+}
+t_syscalls-levers() {
+    header "System calls per connection (Connection: close) with the levers turned off" "system call" \
+        "CLOSE=1 HTTP_SERVERS=stage06 STAGE06_FLAGS=\"--dispatch MODE [--defer-accept 0] [--listen-trigger lt]\" scripts/syscalls.sh http" \
+        "1 KiB file, wrk -t2 -c50 -d3s -H 'Connection: close'; counted with perf over the master and the workers. nginx's own count is in the syscalls-http table."
+    local c
+    for c in "pass|" "pass|--defer-accept 0" "reuseport|" "reuseport|--defer-accept 0 --listen-trigger lt"; do
+        IFS='|' read -r mode flags <<<"$c"
+        rounds env CSV_COLUMN="$mode${flags:+, $flags}" CLOSE=1 HTTP_SERVERS=stage06 \
+            STAGE06_FLAGS="--dispatch $mode $flags" "$S/syscalls.sh" http
+    done
+}
 t_latency-http() {
     header "Latency at a fixed request rate: stage06 and nginx, 1 KiB file" "requests/s" \
         "ROUNDS=$ROUNDS scripts/latency-http.sh" \

@@ -23,12 +23,14 @@
 # see lib.sh) under the same wrk load, per request. Environment: SIZE of
 # the file (default 1024), CONNS (default 50), SECONDS_PER_RUN (default 3),
 # CLOSE=1 for `Connection: close` (then per connection), WORKERS (default:
-# the number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs wrk
+# the number of CPUs), STAGE06_FLAGS (added to stage06's flags),
+# HTTP_SERVERS=stage06 to leave nginx out (its column then reads 0). Needs wrk
 # and nginx: apt-get install wrk nginx-light
 #
 # With CSV=FILE the per-unit figures also go to FILE (csv_row in lib.sh),
 # in a column named CSV_COLUMN (default "per message" or "per connection";
-# in http mode "CSV_COLUMN, stage06" and "CSV_COLUMN, nginx").
+# in http mode "CSV_COLUMN, stage06" and "CSV_COLUMN, nginx", or only
+# CSV_COLUMN with HTTP_SERVERS=stage06).
 . "$(dirname "$0")/lib.sh"
 
 script_start 1 "$@"
@@ -112,7 +114,8 @@ if [ "$mode" = http ]; then
         unit=connection
     fi
     declare -A per total_of requests_of
-    for who in stage06 nginx; do
+    servers=${HTTP_SERVERS:-stage06 nginx}
+    for who in $servers; do
         # shellcheck disable=SC2046
         if [ "$who" = stage06 ]; then
             start_server "$tmp/out" $(tracer_args "$tmp/$who.counts") \
@@ -147,7 +150,7 @@ if [ "$mode" = http ]; then
     shown=""
     [ "${CLOSE:-}" = 1 ] && shown=" -H 'Connection: close'"
     echo "Load: \`wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s$shown\` against each, $WORKERS workers each" \
-        "(${requests_of[stage06]} and ${requests_of[nginx]} ${unit}s); counted with $TRACER"
+        "(${requests_of[stage06]} and ${requests_of[nginx]:-no} ${unit}s); counted with $TRACER"
     echo
     echo "| system call | stage06 | nginx |"
     echo "|---|---:|---:|"
@@ -158,12 +161,12 @@ if [ "$mode" = http ]; then
     per[other.stage06]=$(( total_of[stage06] - listed_a ))
     per[other.nginx]=$(( total_of[nginx] - listed_b ))
     per[total.stage06]=${total_of[stage06]}
-    per[total.nginx]=${total_of[nginx]}
+    per[total.nginx]=${total_of[nginx]:-0}
     # One line per call that either server makes at least once per 200
     # units: "name a b", per unit; then (other) and the total.
     for name in "${calls[@]}" other total; do
         awk -v n="$name" -v a="${per[$name.stage06]:-0}" -v b="${per[$name.nginx]:-0}" \
-            -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]}" '
+            -v ra="${requests_of[stage06]}" -v rb="${requests_of[nginx]:-1}" '
             BEGIN { if (n == "total" || a / ra >= 0.005 || b / rb >= 0.005) printf "%s %.2f %.2f\n", n, a / ra, b / rb }'
     done >"$tmp/table"
     while read -r name a b; do
@@ -174,8 +177,12 @@ if [ "$mode" = http ]; then
         esac
         label=$name
         [ "$name" = other ] && label="(other)"
-        csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }stage06" "$a"
-        csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }nginx" "$b"
+        if [ "$servers" = stage06 ]; then
+            csv_row "$label" "${CSV_COLUMN:-stage06}" "$a"
+        else
+            csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }stage06" "$a"
+            csv_row "$label" "${CSV_COLUMN:+$CSV_COLUMN, }nginx" "$b"
+        fi
     done <"$tmp/table"
     exit 0
 fi
