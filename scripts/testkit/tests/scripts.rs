@@ -133,6 +133,65 @@ fn lib_sh_builds_into_cargo_target_dir() {
 /// slow to open the file, as on a loaded machine: this checks the outcome,
 /// it cannot force that timing.)
 #[test]
+fn csv_row_writes_quoted_records_only_when_asked() {
+    let dir = std::env::temp_dir().join(format!("csv-row-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("t.csv");
+    let file_str = file.to_string_lossy().to_string();
+    // Without CSV, nothing is written anywhere and nothing is printed.
+    let out = with_lib("csv_row a b 1", &[]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    // Quotes doubled, commas kept inside quotes; the round from the
+    // argument, else CSV_ROUND, else 1; CSV_ROW replaces the row.
+    let code = r#"csv_row 'a, "b"' 'x/s' 12 3
+CSV_ROUND=2 csv_row r c "$(ratio 3 2)"
+csv_row r c 7
+CSV_ROW=only csv_row ignored c 8"#;
+    let out = with_lib(code, &[("CSV", &file_str)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&file).expect("csv written");
+    assert_eq!(
+        written,
+        "\"a, \"\"b\"\"\",\"x/s\",\"3\",\"12\"\n\"r\",\"c\",\"2\",\"1.50×\"\n\
+         \"r\",\"c\",\"1\",\"7\"\n\"only\",\"c\",\"1\",\"8\"\n"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn measure_all_lists_a_table_for_every_csv_the_book_includes() {
+    let out = Command::new(scripts_dir().join("measure-all.sh"))
+        .arg("--list")
+        .output()
+        .expect("run measure-all.sh");
+    assert!(out.status.success());
+    let tables = String::from_utf8_lossy(&out.stdout);
+    let notes = scripts_dir().parent().expect("repo").join("notes/src");
+    let mut included = Vec::new();
+    for entry in std::fs::read_dir(&notes).expect("notes/src") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let text = std::fs::read_to_string(&path).expect("chapter");
+            for part in text.split("{{#include measured/").skip(1) {
+                let name = part.split(".md}}").next().expect("name");
+                included.push(name.to_string());
+            }
+        }
+    }
+    assert!(!included.is_empty());
+    for name in included {
+        assert!(
+            tables.lines().any(|t| t == name),
+            "the book includes measured/{name}.md, which measure-all.sh does not make"
+        );
+    }
+}
+
+#[test]
 fn start_server_never_reads_the_previous_servers_address() {
     let code = r#"
         make_tmp

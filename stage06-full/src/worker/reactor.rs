@@ -218,8 +218,6 @@ pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Res
     }
 }
 
-/// A new connection: a slot, a session, a registration, a timer. `wrap`
-/// makes the slot's state of the model from the connection.
 // ANCHOR: admit
 /// A new connection: a slot and a session, one `drive` before epoll hears
 /// of it, then a registration and a timer. `wrap` makes the slot's state
