@@ -20,6 +20,7 @@ pub mod refused;
 pub mod shell;
 pub mod uring;
 
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -28,10 +29,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::file_cache::FileCache;
 use crate::http::date;
-use crate::http::session::{Env, Exchange, Timeouts};
+use crate::http::session::{Env, Exchange, FIRST_READ, READ_BUF, SMALL_BODY, Timeouts, WRITE_BUF};
 use crate::log::AccessLog;
 use crate::poller::Trigger;
-use crate::pool::Pools;
+use crate::pool::{BufferPool, Pools};
 use crate::sys::Root;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
@@ -141,6 +142,11 @@ pub enum Intake {
 }
 // ANCHOR_END: intake
 
+/// At most this many files stay open in a worker's open-file cache: each is
+/// a descriptor (counted against the same limit as connections) and up to
+/// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
+const OPEN_FILES: usize = 512;
+
 /// What a worker lends its sessions: the root and the open-file cache, the
 /// buffer pools, the access log, the clock and the `Date` value. A field of
 /// the shell of its own, so that lending it (`env`) borrows nothing else:
@@ -162,6 +168,37 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The root, the open-file cache, the pools and the log of a new worker.
+    pub fn new(config: &Config) -> io::Result<Resources> {
+        // Without pooling nothing is kept: every buffer is allocated when
+        // needed and freed when done.
+        let keep = match config.buffers {
+            Buffers::Pooled => config.max_conns.min(1024),
+            Buffers::PerConnection => 0,
+        };
+        let log = match &config.access_log {
+            Some(path) => Some(Arc::new(AccessLog::open(path)?)),
+            None => None,
+        };
+        let mut res = Resources {
+            root: Arc::new(Root::open(&config.root)?),
+            files: FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY),
+            pools: Pools {
+                small: BufferPool::new(FIRST_READ, keep, true),
+                inputs: BufferPool::new(READ_BUF, keep, true),
+                outputs: BufferPool::new(WRITE_BUF, keep * 2, false),
+                pooled: config.buffers == Buffers::Pooled,
+            },
+            log,
+            now: Instant::now(),
+            date: DateCache::default(),
+            stopping: false,
+            max_body: config.max_body,
+        };
+        res.tick();
+        Ok(res)
+    }
+
     /// What a session may use for one call.
     pub fn env(&mut self) -> Env<'_> {
         Env {

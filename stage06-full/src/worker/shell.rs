@@ -12,22 +12,17 @@
 use std::io::{self, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::refused::Refused;
-use super::{BACKLOG, Buffers, Config, DateCache, Intake, Resources};
+use super::{BACKLOG, Config, Intake, Resources};
 use crate::accept::Acceptor;
 use crate::channel::{Incoming, WorkerEnd};
-use crate::file_cache::FileCache;
-use crate::http::session::{FIRST_READ, READ_BUF, SMALL_BODY, WRITE_BUF};
-use crate::log::AccessLog;
 use crate::poller::{Interest, Poller, Token, Trigger};
-use crate::pool::{BufferPool, Pools};
-use crate::sys::{self, Alarm, Root};
+use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
 
 /// The listener's token. Connection tokens are built from slot indices and
@@ -39,11 +34,6 @@ pub const SIGNALS: Token = Token(u64::MAX - 1);
 pub const ALARM: Token = Token(u64::MAX - 2);
 /// The channel to the master: passed connections arrive on it.
 pub const CHANNEL: Token = Token(u64::MAX - 3);
-
-/// At most this many files stay open in a worker's open-file cache: each is
-/// a descriptor (counted against the same limit as connections) and up to
-/// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
-const OPEN_FILES: usize = 512;
 
 // ANCHOR: slot
 /// A connection slot. `generation` grows each time the slot is reused and is
@@ -129,7 +119,7 @@ impl<S: Default> Shell<S> {
         };
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
-        let res = resources(&config)?;
+        let res = Resources::new(&config)?;
         let slots = (0..config.max_conns)
             .map(|_| Slot {
                 generation: 0,
@@ -157,37 +147,6 @@ impl<S: Default> Shell<S> {
             config,
         })
     }
-}
-
-/// The root, the open-file cache, the pools and the log of a new worker.
-fn resources(config: &Config) -> io::Result<Resources> {
-    // Without pooling nothing is kept: every buffer is allocated when
-    // needed and freed when done.
-    let keep = match config.buffers {
-        Buffers::Pooled => config.max_conns.min(1024),
-        Buffers::PerConnection => 0,
-    };
-    let log = match &config.access_log {
-        Some(path) => Some(Arc::new(AccessLog::open(path)?)),
-        None => None,
-    };
-    let mut res = Resources {
-        root: Arc::new(Root::open(&config.root)?),
-        files: FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY),
-        pools: Pools {
-            small: BufferPool::new(FIRST_READ, keep, true),
-            inputs: BufferPool::new(READ_BUF, keep, true),
-            outputs: BufferPool::new(WRITE_BUF, keep * 2, false),
-            pooled: config.buffers == Buffers::Pooled,
-        },
-        log,
-        now: Instant::now(),
-        date: DateCache::default(),
-        stopping: false,
-        max_body: config.max_body,
-    };
-    res.tick();
-    Ok(res)
 }
 
 impl<S: Default> Shell<S> {
