@@ -52,6 +52,13 @@ fn parse_number(value: &str) -> Option<(Decimal, &str)> {
     Some((Decimal { scaled, decimals }, suffix))
 }
 
+/// The number `text` starts with (`30000 req/s` gives 30000), for the x
+/// axis of a line chart.
+pub fn leading_number(text: &str) -> Option<f64> {
+    let (d, _) = parse_number(text.trim())?;
+    Some(d.scaled as f64 / 10f64.powi(d.decimals as i32))
+}
+
 /// Writes `scaled / 10^decimals` with exactly `decimals` decimals.
 fn format_scaled(scaled: i128, decimals: u32) -> String {
     let sign = if scaled < 0 { "-" } else { "" };
@@ -72,6 +79,15 @@ pub struct Numeric {
     /// The most decimals any round was written with.
     decimals: u32,
     suffix: String,
+}
+
+/// Median, min and max, for a chart.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rounds: usize,
 }
 
 impl Numeric {
@@ -119,6 +135,16 @@ impl Numeric {
         let median = f(self.median_scaled());
         format!("{median}{unit} ({}–{}{unit})", f(min), f(max))
     }
+
+    pub fn stats(&self) -> Stats {
+        let f = |x: i128| x as f64 / 10f64.powi(self.decimals as i32);
+        Stats {
+            median: f(self.median_scaled()),
+            min: f(self.sorted[0]),
+            max: f(self.sorted[self.sorted.len() - 1]),
+            rounds: self.sorted.len(),
+        }
+    }
 }
 
 /// A (row, column) of the table.
@@ -142,6 +168,13 @@ impl Cell {
         match self {
             Cell::Numeric(n) => n.text(),
             Cell::Text(t) => t.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> Option<Stats> {
+        match self {
+            Cell::Numeric(n) => Some(n.stats()),
+            Cell::Text(_) => None,
         }
     }
 }
@@ -224,5 +257,13 @@ mod tests {
         // Text among numbers, or units that differ: every value, as text.
         assert_eq!(cell(&["12", "n/a"]), "12 / n/a");
         assert_eq!(cell(&["12 ms", "1 s"]), "12 ms / 1 s");
+    }
+
+    #[test]
+    fn stats_for_charts() {
+        let values: Vec<String> = ["1.66×", "1.75×", "1.71×"].map(String::from).into();
+        let s = Cell::new(&values).stats().unwrap();
+        assert_eq!((s.median, s.min, s.max, s.rounds), (1.71, 1.66, 1.75, 3));
+        assert_eq!(Cell::new(&["n/a".to_string()]).stats(), None);
     }
 }

@@ -40,6 +40,10 @@ impl Measured {
     pub fn cell(&self, row: usize, column: usize) -> Option<&[String]> {
         self.cells.get(&(row, column)).map(Vec::as_slice)
     }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
 }
 
 const HEADER: &str = "row,column,round,value";

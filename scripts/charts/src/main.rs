@@ -1,11 +1,13 @@
-//! The book's tables, made from its measured CSV files.
+//! The book's tables and charts, made from its measured CSV files.
 //!
 //! Every number the book gives was measured once, by a script in `scripts/`
 //! (bench-http.sh, latency-http.sh…), which writes what it measured, with
 //! the machine and command, to `notes/data/NAME.csv`. What a reader sees is
-//! derived from those files and from nothing else: for each CSV, a markdown
-//! table, `notes/src/measured/NAME.md`, which a chapter includes with
-//! `{{#include measured/NAME.md}}`.
+//! derived from those files and from nothing else:
+//!
+//! - for each CSV, a markdown table, `notes/src/measured/NAME.md`, which a
+//!   chapter includes with `{{#include measured/NAME.md}}`;
+//! - the charts declared in `catalog`, as SVG in `notes/src/img/charts/`.
 //!
 //! `cargo run -p charts` writes them (and removes tables whose CSV is gone);
 //! `cargo run -p charts -- --check`, which CI runs, writes nothing and fails
@@ -14,8 +16,11 @@
 //! output is the same bytes on every run and machine, or the check could
 //! not be byte for byte.
 
+mod catalog;
 mod cell;
+mod chart;
 mod csv;
+mod labels;
 mod table;
 
 use std::collections::BTreeMap;
@@ -29,8 +34,8 @@ use argh::FromArgs;
 
 use crate::csv::Measured;
 
-/// Writes the book's tables (one markdown file per measured CSV); with
-/// --check, writes nothing and exits 1 if a file on disk
+/// Writes the book's tables (one markdown file per measured CSV) and its
+/// charts (SVG); with --check, writes nothing and exits 1 if a file on disk
 /// differs from what the CSVs give, is missing, or is stale.
 #[derive(FromArgs)]
 struct Args {
@@ -40,6 +45,9 @@ struct Args {
     /// where the markdown tables go (default: notes/src/measured)
     #[argh(option)]
     tables: Option<PathBuf>,
+    /// where the SVG charts go (default: notes/src/img/charts)
+    #[argh(option)]
+    charts: Option<PathBuf>,
     /// compare with the files on disk instead of writing them
     #[argh(switch)]
     check: bool,
@@ -91,6 +99,7 @@ fn run(args: &Args) -> Result<bool> {
     };
     let data_dir = dir(&args.data, "notes/data");
     let tables_dir = dir(&args.tables, "notes/src/measured");
+    let charts_dir = dir(&args.charts, "notes/src/img/charts");
 
     let data = load_data(&data_dir)?;
     let mut rendered = Vec::new();
@@ -101,7 +110,16 @@ fn run(args: &Args) -> Result<bool> {
             text: table::render(m),
         });
     }
-    let stale = stale_files(&tables_dir, "md", &rendered, "no CSV gives it")?;
+    for c in catalog::CHARTS {
+        let text = chart::render(c, &data).with_context(|| format!("chart {}", c.file))?;
+        rendered.push(Rendered {
+            path: charts_dir.join(c.file),
+            text,
+        });
+    }
+    let mut stale = stale_files(&tables_dir, "md", &rendered, "no CSV gives it")?;
+    let why = "no chart of scripts/charts/src/catalog.rs makes it";
+    stale.extend(stale_files(&charts_dir, "svg", &rendered, why)?);
 
     if args.check {
         check(&rendered, &stale)
@@ -132,7 +150,7 @@ fn load_data(dir: &Path) -> Result<BTreeMap<String, Measured>> {
     }
     ensure!(
         !data.is_empty(),
-        "no CSV file in {}, so no table can be made ({hint})",
+        "no CSV file in {}, so no table or chart can be made ({hint})",
         show(dir)
     );
     Ok(data)
@@ -189,7 +207,7 @@ fn check(rendered: &[Rendered], stale: &[Stale]) -> Result<bool> {
         eprintln!("{p}");
     }
     eprintln!(
-        "charts: {} of the book's tables are not what the CSVs give; \
+        "charts: {} of the book's tables and charts are not what the CSVs give; \
          run `cargo run -p charts` and commit the result",
         problems.len()
     );
