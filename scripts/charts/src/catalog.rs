@@ -1,0 +1,104 @@
+//! The charts the book shows, all in one table. A series names the CSV
+//! (`notes/data/NAME.csv`) and the column it plots; the rows of the CSV are
+//! the groups of a bar chart, or the x values of a line chart.
+
+/// One SVG under `notes/src/img/charts/`.
+pub struct Chart {
+    pub file: &'static str,
+    pub title: &'static str,
+    pub y_label: &'static str,
+    /// Under the x axis of a line chart (a bar chart's groups name themselves).
+    pub x_label: Option<&'static str>,
+    pub kind: Kind,
+    pub series: &'static [Series],
+    /// A horizontal line, such as 1.0 on a chart of ratios.
+    pub reference: Option<f64>,
+}
+
+pub enum Kind {
+    /// One group of bars per row, one bar per series: the median, with a
+    /// whisker from min to max.
+    Bars,
+    /// x is the row label read as a number; one line per series.
+    Lines { log_y: bool },
+}
+
+pub struct Series {
+    pub label: &'static str,
+    pub csv: &'static str,
+    pub column: &'static str,
+}
+
+const fn series(label: &'static str, csv: &'static str, column: &'static str) -> Series {
+    Series { label, csv, column }
+}
+
+pub const CHARTS: &[Chart] = &[
+    Chart {
+        file: "vs-nginx.svg",
+        title: "stage06 / nginx requests/s, per dispatch mode",
+        y_label: "ratio (>1: stage06 faster)",
+        x_label: None,
+        kind: Kind::Bars,
+        series: &[
+            series("pass", "bench-http-pass", "stage06 / nginx"),
+            series("reuseport", "bench-http-reuseport", "stage06 / nginx"),
+            series("shared, exclusive", "bench-http-shared", "stage06 / nginx"),
+        ],
+        reference: Some(1.0),
+    },
+    Chart {
+        file: "latency.svg",
+        title: "Latency at a fixed request rate (open loop), 1 KiB",
+        y_label: "µs",
+        x_label: Some("requests/s"),
+        kind: Kind::Lines { log_y: true },
+        series: &[
+            series("stage06 p50", "latency-http", "stage06 p50 µs"),
+            series("stage06 p99", "latency-http", "stage06 p99 µs"),
+            series("nginx p50", "latency-http", "nginx p50 µs"),
+            series("nginx p99", "latency-http", "nginx p99 µs"),
+        ],
+        reference: None,
+    },
+    Chart {
+        file: "memory.svg",
+        title: "Memory per connection (RSS of all processes)",
+        y_label: "KiB per connection",
+        x_label: None,
+        kind: Kind::Bars,
+        series: &[
+            series("idle keep-alive", "idle-memory", "idle: RSS KiB/conn"),
+            series(
+                "partial request head",
+                "idle-memory",
+                "partial: RSS KiB/conn",
+            ),
+        ],
+        reference: None,
+    },
+    Chart {
+        file: "echo-ladder.svg",
+        title: "Echo messages/s by stage (64-byte ping-pong)",
+        y_label: "messages/s",
+        x_label: None,
+        kind: Kind::Bars,
+        series: &[
+            series("10 connections", "bench-stages", "messages/s, 10 conns"),
+            series("1000 connections", "bench-stages", "messages/s, 1000 conns"),
+        ],
+        reference: None,
+    },
+    Chart {
+        file: "models.svg",
+        title: "stage06 requests/s by I/O model, 1 KiB",
+        y_label: "requests/s",
+        x_label: None,
+        kind: Kind::Bars,
+        series: &[
+            series("50 connections", "bench-models", "req/s, 50 conns"),
+            series("1000 connections", "bench-models", "req/s, 1000 conns"),
+        ],
+        reference: None,
+    },
+];
