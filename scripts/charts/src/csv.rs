@@ -69,8 +69,15 @@ pub fn parse(text: &str) -> Result<Measured> {
         m.add_record(line).with_context(|| format!("line {n}"))?;
     }
     ensure!(!m.rows.is_empty(), "no records after the `{HEADER}` line");
+    m.summary_rows_last();
     Ok(m)
 }
+
+/// Rows that sum the others, in the order they close a table. The
+/// system-call tables list a call only where some column makes it often
+/// enough, so a later column can bring a call after the first column's
+/// total; the sums still belong at the bottom.
+const SUMMARY_ROWS: [&str; 2] = ["(other)", "total"];
 
 /// The `# key: value` lines, as they are read.
 #[derive(Default)]
@@ -125,6 +132,24 @@ impl Head {
 }
 
 impl Measured {
+    /// Moves the `SUMMARY_ROWS` after every other row, keeping the order of
+    /// the rest.
+    fn summary_rows_last(&mut self) {
+        let rank = |row: &str| SUMMARY_ROWS.iter().position(|s| *s == row);
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        // A stable sort: rows that are not sums keep their first-seen order.
+        order.sort_by_key(|&i| rank(&self.rows[i]).map_or(0, |r| r + 1));
+        let mut new_index = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        self.rows = order.iter().map(|&i| self.rows[i].clone()).collect();
+        self.cells = std::mem::take(&mut self.cells)
+            .into_iter()
+            .map(|((r, c), values)| ((new_index[r], c), values))
+            .collect();
+    }
+
     fn add_record(&mut self, line: &str) -> Result<()> {
         let fields = split_record(line)?;
         let [row, column, round, value] = <[String; 4]>::try_from(fields)
@@ -218,6 +243,17 @@ mod tests {
     const FILE: &str = "# title: T\n# machine: M\n# note: one\n# note: two\n\
         row,column,round,value\n\
         r1,c1,1,10\nr2,c1,1,20\nr1,c2,1,n/a\nr1,c1,2,12\n";
+
+    #[test]
+    fn sums_close_the_table_whichever_column_brought_a_row() {
+        let text = "# title: t\n# machine: m\nrow,column,round,value\n\
+                    read,a,1,1\ntotal,a,1,3\n(other),a,1,2\naccept,b,1,5\ntotal,b,1,6\n";
+        let m = parse(text).expect("parses");
+        assert_eq!(m.rows, ["read", "accept", "(other)", "total"]);
+        assert_eq!(m.cell(3, 1), Some(&["6".to_string()][..]));
+        assert_eq!(m.cell(1, 1), Some(&["5".to_string()][..]));
+        assert_eq!(m.cell(2, 0), Some(&["2".to_string()][..]));
+    }
 
     #[test]
     fn rows_and_columns_keep_first_seen_order() {
