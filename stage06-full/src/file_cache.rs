@@ -26,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::http::{date, mime};
+use crate::http::{date, mime, response};
 use crate::sys::Root;
 
 /// A file opened beneath the root, with what a response needs from it.
@@ -38,6 +38,9 @@ pub struct OpenFile {
     /// The `Last-Modified` value, formatted once.
     pub last_modified: String,
     pub content_type: &'static str,
+    /// The fields of a 200 for the whole file, built once
+    /// (`response::file_fields`).
+    pub fields: Vec<u8>,
     /// The whole file when it is at most `small` bytes: it goes out in the
     /// same `writev` as the head, with no read per request.
     pub contents: Option<Vec<u8>>,
@@ -190,14 +193,17 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
     } else {
         None
     };
+    let last_modified = date::format(modified);
+    let content_type = mime::content_type(&name);
     Opened::File(Arc::new(OpenFile {
         file,
         len,
         modified_secs: modified
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        last_modified: date::format(modified),
-        content_type: mime::content_type(&name),
+        fields: response::file_fields(content_type, len, &last_modified),
+        last_modified,
+        content_type,
         contents,
     }))
 }

@@ -118,12 +118,14 @@ impl Driver {
                     (Some(c), _) => c.len() as u64,
                     (None, _) => file.metadata().expect("stat").len(),
                 };
+                let content_type = crate::http::mime::content_type(&name);
                 Opened::File(Arc::new(OpenFile {
                     file,
                     len,
                     modified_secs: MODIFIED_SECS,
                     last_modified: MODIFIED.to_string(),
-                    content_type: crate::http::mime::content_type(&name),
+                    content_type,
+                    fields: crate::http::response::file_fields(content_type, len, MODIFIED),
                     contents: contents.clone(),
                 }))
             }
