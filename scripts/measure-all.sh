@@ -52,7 +52,7 @@ bench_http() { # MODE-NAME STAGE06-FLAGS
     local cmd="ROUNDS=$ROUNDS scripts/bench-http.sh"
     [ -n "$2" ] && cmd="ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
     header "stage06 against nginx, dispatch $1" load "$cmd" \
-        "stage06 --workers $(nproc) $2; nginx $(nginx_version) with as many workers; wrk -t2, 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
+        "stage06 --workers $(nproc)${2:+ $2}; nginx $(nginx_version) with as many workers; wrk -t2, 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
     ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
 }
 t_bench-http-level() {
