@@ -517,6 +517,8 @@ pub fn enough_descriptors(needed: u64) -> bool {
     limit >= needed
 }
 
+pub mod cli;
+
 /// A minimal HTTP/1.1 response reader for black-box tests of stage06.
 pub mod http {
     use std::io::{self, BufRead, BufReader, Read};
