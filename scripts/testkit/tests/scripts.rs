@@ -163,6 +163,20 @@ CSV_ROW=only csv_row ignored c 8"#;
 }
 
 #[test]
+fn measure_all_refuses_a_table_it_does_not_make_before_measuring_anything() {
+    let out = Command::new(scripts_dir().join("measure-all.sh"))
+        .arg("no-such-table")
+        .output()
+        .expect("run measure-all.sh");
+    assert!(!out.status.success(), "an unknown table was accepted");
+    assert!(out.stdout.is_empty(), "it started measuring");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "no table no-such-table (see --list)\n"
+    );
+}
+
+#[test]
 fn measure_all_lists_a_table_for_every_csv_the_book_includes() {
     let out = Command::new(scripts_dir().join("measure-all.sh"))
         .arg("--list")
