@@ -24,7 +24,8 @@
 //!   opening files that the kernel confines to the root (`openat2`);
 //! - [`pool`]: buffer pools, and preallocated connection slots (503 when
 //!   every slot is taken); [`file_cache`]: a file served in the last second
-//!   is served again without opening, stat-ing or reading it; [`log`]: the
+//!   is served again without opening, stat-ing or reading it, with the
+//!   fields of its 200 built when it was opened; [`log`]: the
 //!   access log, written by its own thread through a bounded queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
 //!   keep-alive timeout; SIGTERM lets responses in flight finish;
