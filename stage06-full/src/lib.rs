@@ -46,7 +46,10 @@
 //!   stopping); [`worker::reactor`], [`worker::proactor_sim`],
 //!   [`worker::uring`]: the three drivers.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
-//!   and the channel to each, with back-pressure (unchanged from stage05).
+//!   and the channel to each, with back-pressure (from stage05); new here,
+//!   `--steer cpu`: under `reuseport`, each worker's listener labelled with
+//!   a CPU, so that the kernel gives a connection to the worker of the CPU
+//!   that received it.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
@@ -82,6 +85,6 @@ pub mod sys;
 pub mod timer_heap;
 pub mod worker;
 
-pub use master::{Dispatch, Master, MasterConfig};
+pub use master::{Dispatch, Master, MasterConfig, Steer};
 pub use poller::{Interest, Poller, Token, Trigger};
 pub use worker::{Buffers, Config, Intake, Model};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::http::session::Timeouts;
-use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Trigger};
+use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Steer, Trigger};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
@@ -41,6 +41,13 @@ struct Args {
     /// with --dispatch shared: register the listener with EPOLLEXCLUSIVE
     #[argh(switch)]
     exclusive: bool,
+
+    /// with --dispatch reuseport: how the kernel picks a worker for a new
+    /// connection: cpu (the worker whose listener is labelled with the CPU
+    /// that received it, SO_INCOMING_CPU; needs Linux 6.1) or hash (of its
+    /// addresses alone) (default cpu)
+    #[argh(option, default = "Steer::Cpu")]
+    steer: Steer,
 
     /// et or lt for connection sockets (default et, as nginx: level-triggered
     /// epoll re-polls every socket it reported on the next wait)
@@ -265,6 +272,7 @@ fn run() -> anyhow::Result<()> {
         workers: args.workers,
         dispatch: args.dispatch,
         exclusive: args.exclusive,
+        steer: args.steer,
         worker: Config {
             trigger: args.trigger,
             listen_trigger: args.listen_trigger,

@@ -50,6 +50,36 @@ impl FromStr for Dispatch {
     }
 }
 
+// ANCHOR: steer
+/// With `reuseport`: how the kernel chooses a worker's listener for a new
+/// connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steer {
+    /// Worker `i`'s listener is labelled with the `i`-th CPU the server may
+    /// run on (`SO_INCOMING_CPU`): a connection goes to the worker labelled
+    /// with the CPU that received it, and all of one client thread's
+    /// connections to the same worker while that thread stays on its CPU.
+    /// On loopback that CPU is the client's: each client thread then talks
+    /// to one worker, and each wake-up crosses no CPU. With `hash`, a
+    /// client's connections are spread over every worker, and every worker
+    /// is woken by every client thread; measured in chapter 6 (part 2).
+    Cpu,
+    /// A hash of the connection's addresses and ports alone.
+    Hash,
+}
+// ANCHOR_END: steer
+
+impl FromStr for Steer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Steer::Cpu),
+            "hash" => Ok(Steer::Hash),
+            other => Err(format!("unknown steer {other:?}: use cpu or hash")),
+        }
+    }
+}
+
 /// What the master is told on the command line.
 #[derive(Clone, Debug)]
 pub struct MasterConfig {
@@ -58,6 +88,8 @@ pub struct MasterConfig {
     pub dispatch: Dispatch,
     /// In `shared` mode, register the listener with EPOLLEXCLUSIVE.
     pub exclusive: bool,
+    /// In `reuseport` mode, how the kernel picks a worker.
+    pub steer: Steer,
     /// Each worker's loop; `max_conns` applies per worker.
     pub worker: worker::Config,
 }
@@ -123,6 +155,9 @@ pub struct Master {
     listener: Option<TcpListener>,
     /// `reuseport`: the bound, never-listening socket that holds the port.
     port_holder: Option<OwnedFd>,
+    /// `reuseport` with `--steer cpu`: the CPUs the workers' listeners are
+    /// labelled with, worker `i` taking label `i` modulo their number.
+    cpu_labels: Vec<usize>,
     addr: SocketAddr,
     poller: Poller,
     signals: SignalFd,
@@ -172,6 +207,10 @@ impl Master {
                 (None, Some(holder), addr)
             }
         };
+        let cpu_labels = match (config.dispatch, config.steer) {
+            (Dispatch::ReusePort, Steer::Cpu) => sys::allowed_cpus()?,
+            _ => Vec::new(),
+        };
         let poller = Poller::new()?;
         poller.add(&signals, SIGNALS, READ, Trigger::Level)?;
         let slots = config.workers.max(1);
@@ -179,6 +218,7 @@ impl Master {
             config,
             listener,
             port_holder,
+            cpu_labels,
             addr,
             poller,
             signals,
@@ -274,7 +314,7 @@ impl Master {
                 // From here on this is the new worker process. It never
                 // returns into the master's code.
                 drop(master_end);
-                let code = self.become_worker(worker_end);
+                let code = self.become_worker(worker_end, i);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
@@ -288,9 +328,9 @@ impl Master {
         }
     }
 
-    /// In the child: keep what the worker needs, close every other
-    /// descriptor inherited from the master, run the worker's loop.
-    fn become_worker(&mut self, channel: OwnedFd) -> i32 {
+    /// In the child: keep what the worker of slot `i` needs, close every
+    /// other descriptor inherited from the master, run the worker's loop.
+    fn become_worker(&mut self, channel: OwnedFd, i: usize) -> i32 {
         let intake = match self.config.dispatch {
             Dispatch::Pass => Intake::Passed,
             Dispatch::Shared => match self.listener.as_ref().map(TcpListener::try_clone) {
@@ -300,7 +340,14 @@ impl Master {
                 },
                 _ => return 1,
             },
-            Dispatch::ReusePort => Intake::ReusePort { addr: self.addr },
+            Dispatch::ReusePort => Intake::ReusePort {
+                addr: self.addr,
+                // A respawned worker takes the same slot, so the same CPU.
+                cpu: match self.cpu_labels.len() {
+                    0 => None,
+                    n => Some(self.cpu_labels[i % n]),
+                },
+            },
         };
         // Inherited and not ours: the master's epoll instance (sharing it
         // would deliver our events to the master and its to us), its

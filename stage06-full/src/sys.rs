@@ -455,3 +455,41 @@ pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: defer_accept
+
+// ANCHOR: incoming_cpu
+/// Labels a `SO_REUSEPORT` listener with a CPU (`SO_INCOMING_CPU`,
+/// socket(7)). Since Linux 6.1, when any listener of the group carries a
+/// label, the kernel gives a new connection to the listener labelled with
+/// the CPU that is processing the connection's packets, and falls back to
+/// the hash when none is (`reuseport_select_sock_by_hash` in
+/// net/core/sock_reuseport.c). Older kernels accept the label and keep to
+/// the hash.
+pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> {
+    let value = nix::libc::c_int::try_from(cpu).map_err(io::Error::other)?;
+    // SAFETY: the descriptor is open while `listener` is, and the pointer
+    // and length describe `value`, which outlives the call. (nix has no
+    // wrapper for this option.)
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            listener.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_INCOMING_CPU,
+            (&value as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+// ANCHOR_END: incoming_cpu
+
+/// The CPUs this process may run on (sched_getaffinity(2)), in order: the
+/// labels `--steer cpu` hands out, one per worker.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
+}

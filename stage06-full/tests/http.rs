@@ -135,8 +135,9 @@ fn get(server: &Server, path: &str) -> Response {
 
 #[test]
 fn bad_command_lines_are_refused_with_a_message() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--max-conns", "0"], "--max-conns"),
+        (&["--steer", "round-robin"], "unknown steer"),
         (&["--threads", "0"], "--threads"),
         (&["--root", "/nonexistent/stage06"], "not a directory"),
         (&["--model", "epoll"], "unknown model"),
@@ -700,6 +701,39 @@ macro_rules! suite {
                 // And the server still answers a lone client afterwards.
                 assert_eq!(get(&server, "/small.txt").status, 200, "{mode:?}");
             }
+        }
+
+        #[test]
+        fn steer_cpu_gives_a_client_on_one_cpu_one_worker() {
+            let Some(cpus) = two_cpus_to_steer_by() else {
+                return;
+            };
+            let site = Site::new();
+            // No open-file cache: a worker's descriptors are then its
+            // listener, its own, and its connections.
+            let server = start(&site, &["--dispatch", "reuseport", "--open-file-cache", "0"]);
+            let workers = testkit::children_of(server.pid());
+            let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
+            let before = fds();
+            let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
+            let mut held = Vec::new();
+            // On loopback a connection's packets are processed on the
+            // sending thread's CPU: pinned there, every connection goes to
+            // the worker labelled with that CPU.
+            for (k, &cpu) in cpus.iter().enumerate() {
+                pin_this_thread(&[cpu]);
+                for _ in 0..8 {
+                    let mut c = Client::new(&server);
+                    c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                    assert_eq!(c.response().status, 200);
+                    held.push(c);
+                }
+                let mut by_worker = grown();
+                by_worker.sort();
+                let want = if k == 0 { vec![0, 8] } else { vec![8, 8] };
+                assert_eq!(by_worker, want, "connections per worker after CPU {cpu}");
+            }
+            pin_this_thread(&cpus_allowed());
         }
 
         #[test]
@@ -1340,6 +1374,49 @@ fn settled(server: &mut Server, opened: u64) -> Vec<Channel> {
         "the master did not take {opened} connections in: {last:?}"
     );
     last
+}
+
+/// The CPUs this test may run on (the server started from it inherits them).
+fn cpus_allowed() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
+    (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Pins the calling thread (only it: a pid of 0 names the caller) to `cpus`.
+fn pin_this_thread(cpus: &[usize]) {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).unwrap();
+    }
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set).unwrap();
+}
+
+/// Two CPUs for the `--steer cpu` test, or why it cannot run here: it needs
+/// two CPUs, Linux 6.1 or later (where the kernel picks a `SO_REUSEPORT`
+/// listener by its `SO_INCOMING_CPU`), and loopback packets processed on
+/// the sender's CPU (no RPS on `lo`).
+fn two_cpus_to_steer_by() -> Option<Vec<usize>> {
+    let cpus = cpus_allowed();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let rps = std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus").unwrap_or_default();
+    let reason = if cpus.len() < 2 {
+        "--steer cpu needs two CPUs".to_string()
+    } else if (major, minor) < (6, 1) {
+        format!("--steer cpu needs Linux 6.1, this is {release}")
+    } else if rps.trim().chars().any(|c| c != '0' && c != ',') {
+        "RPS moves loopback packets to other CPUs".to_string()
+    } else {
+        return Some(cpus[..2].to_vec());
+    };
+    testkit::skip(&reason);
+    None
 }
 
 /// Whether the tests of `model` cannot run here: only `uring`, and only

@@ -137,8 +137,12 @@ pub enum Intake {
         exclusive: bool,
     },
     /// `reuseport`: the worker's own `SO_REUSEPORT` listener on the same
-    /// address; the kernel picks a listener per connection.
-    ReusePort { addr: SocketAddr },
+    /// address; the kernel picks a listener per connection, by the CPU it
+    /// is labelled with (`--steer cpu`) or by a hash.
+    ReusePort {
+        addr: SocketAddr,
+        cpu: Option<usize>,
+    },
 }
 // ANCHOR_END: intake
 

@@ -109,8 +109,17 @@ impl<S: Default> Shell<S> {
                 listener,
                 exclusive,
             } => (Some(listener), exclusive),
-            Intake::ReusePort { addr } => {
+            Intake::ReusePort { addr, cpu } => {
                 let listener = sys::listen_reuseport(addr, BACKLOG)?;
+                if let Some(cpu) = cpu
+                    && let Err(e) = sys::label_incoming_cpu(&listener, cpu)
+                {
+                    // A kernel without the option: the hash still works.
+                    eprintln!(
+                        "worker {}: cannot label the listener with CPU {cpu} ({e}); connections spread by hash",
+                        std::process::id()
+                    );
+                }
                 if config.defer_accept > 0 {
                     sys::defer_accept(&listener, config.defer_accept)?;
                 }
