@@ -55,6 +55,12 @@ bench_http() { # MODE-NAME STAGE06-FLAGS
         "stage06 --workers $(nproc)${2:+ $2}; nginx $(nginx_version) with as many workers; wrk -t2, 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
     ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
 }
+t_bench-http-steer() {
+    header "stage06 --dispatch reuseport --steer hash against nginx" load \
+        "ROUNDS=$ROUNDS ROWS=\"1 2 5\" STAGE06_FLAGS=\"--dispatch reuseport --steer hash\" scripts/bench-http.sh" \
+        "Compare with the same rows of the reuseport table (--steer cpu, the default)."
+    ROUNDS=$ROUNDS ROWS="1 2 5" STAGE06_FLAGS="--dispatch reuseport --steer hash" "$S/bench-http.sh"
+}
 t_bench-http-level() {
     header "stage06 --trigger level against nginx" load \
         "ROUNDS=$ROUNDS ROWS=\"1 5\" STAGE06_FLAGS=\"--trigger level\" scripts/bench-http.sh" \
