@@ -13,10 +13,14 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// How long any single test step may wait before the test calls it a hang.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -170,8 +174,32 @@ impl Server {
         self.child.id()
     }
 
-    /// Reads one more line of the server's stdout (blocking).
+    /// Reads one more line of the server's stdout, waiting at most
+    /// [`PATIENCE`] for it to start: a line that never comes (a signal the
+    /// server ignores, such as SIGHUP under `nohup`, which its children
+    /// inherit) fails the test with `TimedOut` instead of hanging it.
     pub fn read_stdout_line(&mut self) -> io::Result<String> {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.stdout.buffer().contains(&b'\n') {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no line on the server's stdout within {PATIENCE:?}"),
+                ));
+            }
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(
+                self.stdout.get_ref().as_fd(),
+                PollFlags::POLLIN,
+            )];
+            match poll(&mut fds, timeout) {
+                // Readable, or closed: read_line takes it from here.
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         Ok(line)
