@@ -437,22 +437,12 @@ pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
 /// completes as usual; only the server's accept waits for the request.
 pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
     let value = nix::libc::c_int::try_from(secs).unwrap_or(nix::libc::c_int::MAX);
-    // SAFETY: the descriptor is open while `listener` is, and the pointer
-    // and length describe `value`, which outlives the call. (nix has no
-    // wrapper for this option.)
-    let rc = unsafe {
-        nix::libc::setsockopt(
-            listener.as_raw_fd(),
-            nix::libc::IPPROTO_TCP,
-            nix::libc::TCP_DEFER_ACCEPT,
-            (&value as *const nix::libc::c_int).cast(),
-            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_int_option(
+        listener,
+        nix::libc::IPPROTO_TCP,
+        nix::libc::TCP_DEFER_ACCEPT,
+        value,
+    )
 }
 // ANCHOR_END: defer_accept
 
@@ -466,14 +456,29 @@ pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
 /// the hash.
 pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> {
     let value = nix::libc::c_int::try_from(cpu).map_err(io::Error::other)?;
-    // SAFETY: the descriptor is open while `listener` is, and the pointer
-    // and length describe `value`, which outlives the call. (nix has no
-    // wrapper for this option.)
+    set_int_option(
+        listener,
+        nix::libc::SOL_SOCKET,
+        nix::libc::SO_INCOMING_CPU,
+        value,
+    )
+}
+// ANCHOR_END: incoming_cpu
+
+/// Sets an integer socket option that nix has no wrapper for.
+fn set_int_option(
+    socket: &impl AsRawFd,
+    level: nix::libc::c_int,
+    name: nix::libc::c_int,
+    value: nix::libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is open while `socket` is borrowed, and the
+    // pointer and length describe `value`, which outlives the call.
     let rc = unsafe {
         nix::libc::setsockopt(
-            listener.as_raw_fd(),
-            nix::libc::SOL_SOCKET,
-            nix::libc::SO_INCOMING_CPU,
+            socket.as_raw_fd(),
+            level,
+            name,
             (&value as *const nix::libc::c_int).cast(),
             std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
         )
@@ -483,7 +488,6 @@ pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> 
     }
     Ok(())
 }
-// ANCHOR_END: incoming_cpu
 
 /// The CPUs this process may run on (sched_getaffinity(2)), in order: the
 /// labels `--steer cpu` hands out, one per worker.
