@@ -9,7 +9,8 @@
 //! - [`message`]: the format, in one place;
 //! - [`Channels`]: the master's end of every worker's channel: which worker
 //!   gets a connection, a bounded queue per worker, and what happens when a
-//!   channel is full or broken;
+//!   channel is full or broken; `load` counts a worker's load, and `steer`
+//!   prefers the worker labelled with a connection's CPU (`--steer cpu`);
 //! - [`WorkerEnd`]: the worker's end: `READY`, load reports, batches in.
 //!
 //! ## Back-pressure
@@ -51,7 +52,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use crate::poller::{Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
 
+mod load;
 pub mod message;
+mod steer;
 mod worker_end;
 
 pub use worker_end::{Incoming, WorkerEnd};
@@ -138,6 +141,8 @@ enum Flushed {
 /// channel is registered with the poller as `Token(i)`).
 pub struct Channels {
     slots: Vec<Slot>,
+    /// `--steer cpu`: the CPU each slot's worker is labelled with.
+    labels: Vec<Option<usize>>,
 }
 
 /// One slot's figures, for the master's status lines.
@@ -163,6 +168,7 @@ impl Channels {
                     queue: VecDeque::new(),
                 })
                 .collect(),
+            labels: vec![None; slots],
         }
     }
 
@@ -195,13 +201,20 @@ impl Channels {
 
     // ANCHOR: pass
     /// Gives `stream` to a worker: queued for the least-loaded ready worker
-    /// with room, preferring one whose channel is not full, and sent once a
-    /// batch is ready (or at the next [`Channels::flush`]). Gives `stream`
-    /// back if no worker has room: accept only when [`Channels::has_room`].
-    pub fn pass(&mut self, stream: TcpStream, poller: &Poller) -> Result<(), TcpStream> {
-        let Some(i) = self.choose() else {
+    /// with room, preferring one whose channel is not full (or the one
+    /// labelled with `cpu`: [`Channels::steered`]), and sent once a batch is
+    /// ready (or at the next [`Channels::flush`]). Gives `stream` back if no
+    /// worker has room: accept only when [`Channels::has_room`].
+    pub fn pass(
+        &mut self,
+        stream: TcpStream,
+        cpu: Option<usize>,
+        poller: &Poller,
+    ) -> Result<(), TcpStream> {
+        let Some(least) = self.choose() else {
             return Err(stream);
         };
+        let i = self.steered(cpu, least);
         let slot = &mut self.slots[i];
         slot.queue.push_back(stream);
         if slot.queue.len() >= BATCH {
@@ -462,27 +475,6 @@ impl Channels {
     }
 }
 
-impl Slot {
-    fn status(&self) -> SlotStatus {
-        let queued = self.queue.len();
-        let Some(link) = self.link.as_ref() else {
-            return SlotStatus {
-                queued,
-                ..SlotStatus::default()
-            };
-        };
-        let in_flight = link.sent.saturating_sub(link.report.received);
-        SlotStatus {
-            ready: link.ready,
-            live: u64::from(link.report.live) + in_flight + queued as u64,
-            taken: link.report.taken + in_flight + queued as u64,
-            queued,
-            sent: link.sent,
-            received: link.report.received,
-        }
-    }
-}
-
 const READ: Interest = Interest {
     read: true,
     write: false,
@@ -552,7 +544,7 @@ mod tests {
         /// Passes one connection and sends it at once: one per message.
         fn pass_one(&mut self) {
             let stream = self.connection();
-            assert!(self.channels.pass(stream, &self.poller).is_ok());
+            assert!(self.channels.pass(stream, None, &self.poller).is_ok());
             self.channels.flush(&self.poller);
         }
 
@@ -623,7 +615,7 @@ mod tests {
         assert_eq!(rig.clients.len() as u64, sent + QUEUE_BOUND as u64);
         // No room: a connection is given back, not closed.
         let extra = rig.connection();
-        assert!(rig.channels.pass(extra, &rig.poller).is_err());
+        assert!(rig.channels.pass(extra, None, &rig.poller).is_err());
         // Nothing is sent until the channel says it has room.
         assert_eq!(rig.turn(), 0, "EPOLLOUT before the worker read anything");
     }
@@ -712,6 +704,34 @@ mod tests {
         assert_eq!(rig.channels.status(1).live, 2);
         rig.pass_one();
         assert_eq!(rig.channels.status(0).live, 2, "the least loaded got it");
+    }
+
+    #[test]
+    fn a_labelled_worker_takes_its_cpus_connections_within_the_bound() {
+        let mut rig = rig(2);
+        rig.ready(0);
+        rig.ready(1);
+        rig.channels.label(&[0, 1]);
+        let pass_from = |rig: &mut Rig, cpu: usize| {
+            let stream = rig.connection();
+            assert!(rig.channels.pass(stream, Some(cpu), &rig.poller).is_ok());
+        };
+        // Everything from CPU 1 goes to worker 1, up to twice the other's
+        // load plus the slack...
+        for _ in 0..steer::STEER_SLACK + 1 {
+            pass_from(&mut rig, 1);
+        }
+        assert_eq!(rig.channels.status(1).live, steer::STEER_SLACK + 1);
+        assert_eq!(rig.channels.status(0).live, 0);
+        // ...then the least loaded takes the next one.
+        pass_from(&mut rig, 1);
+        assert_eq!(rig.channels.status(0).live, 1);
+        // A CPU no worker is labelled with: the least loaded.
+        pass_from(&mut rig, 7);
+        assert_eq!(rig.channels.status(0).live, 2);
+        // And CPU 0's connections go to worker 0 whatever the loads.
+        pass_from(&mut rig, 0);
+        assert_eq!(rig.channels.status(0).live, 3);
     }
 
     #[test]

@@ -47,9 +47,9 @@
 //!   [`worker::uring`]: the three drivers.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
 //!   and the channel to each, with back-pressure (from stage05); new here,
-//!   `--steer cpu`: under `reuseport`, each worker's listener labelled with
-//!   a CPU, so that the kernel gives a connection to the worker of the CPU
-//!   that received it.
+//!   `--steer cpu`: each worker labelled with a CPU, and a connection given
+//!   to the worker of the CPU that received it (by the kernel under
+//!   `reuseport`, by the master, within a bound, under `pass`).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe

@@ -42,10 +42,11 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// with --dispatch reuseport: how the kernel picks a worker for a new
-    /// connection: cpu (the worker whose listener is labelled with the CPU
-    /// that received it, SO_INCOMING_CPU; needs Linux 6.1) or hash (of its
-    /// addresses alone) (default cpu)
+    /// with --dispatch pass or reuseport: how a new connection's worker is
+    /// picked: cpu (the worker labelled with the CPU that received it,
+    /// SO_INCOMING_CPU; under reuseport needs Linux 6.1) or hash (the
+    /// least loaded under pass, a hash of the addresses under reuseport)
+    /// (default cpu)
     #[argh(option, default = "Steer::Cpu")]
     steer: Steer,
 

@@ -140,7 +140,7 @@ impl Master {
             }
         };
         let cpu_labels = match (config.dispatch, config.steer) {
-            (Dispatch::ReusePort, Steer::Cpu) => sys::allowed_cpus()?,
+            (Dispatch::ReusePort | Dispatch::Pass, Steer::Cpu) => sys::allowed_cpus()?,
             _ => Vec::new(),
         };
         let poller = Poller::new()?;
@@ -162,6 +162,10 @@ impl Master {
             stop_deadline: None,
             stop_report: StopReport::default(),
         };
+        if master.config.dispatch == Dispatch::Pass {
+            let labels = master.cpu_labels.clone();
+            master.channels.label(&labels);
+        }
         for i in 0..master.workers.len() {
             master.spawn(i)?;
         }
@@ -321,7 +325,12 @@ impl Master {
             let Some(stream) = self.acceptor.next(listener) else {
                 break;
             };
-            if self.channels.pass(stream, &self.poller).is_err() {
+            let cpu = if self.cpu_labels.is_empty() {
+                None
+            } else {
+                sys::incoming_cpu(&stream)
+            };
+            if self.channels.pass(stream, cpu, &self.poller).is_err() {
                 // Unreachable: `has_room` and `pass` choose alike, and
                 // nothing ran in between. Said aloud if it ever happens.
                 eprintln!("no worker had room for an accepted connection; closed it");

@@ -11,15 +11,19 @@
 //! call. Every `unsafe` block of the stage is in this module: this file,
 //! `sys_fs.rs` and `sys_uring.rs`.
 
-// Two parts in files of their own: opening files beneath the document root
-// and sending them, and the safe io_uring of `--model uring`. (Their names
+// Three parts in files of their own: opening files beneath the document
+// root and sending them, the safe io_uring of `--model uring`, and the CPU
+// a connection arrives on (`--steer cpu`). (Their names
 // start with `sys` so the shape check, which allows `unsafe` only in files
 // named so, sees them for what they are: parts of this module.)
+#[path = "sys_cpu.rs"]
+pub mod cpu;
 #[path = "sys_fs.rs"]
 pub mod fs;
 #[path = "sys_uring.rs"]
 pub mod uring;
 
+pub use cpu::{allowed_cpus, incoming_cpu, label_incoming_cpu};
 pub use fs::{Root, send_file, send_more};
 
 use std::io::{self, IoSlice, IoSliceMut};
@@ -446,27 +450,8 @@ pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
 }
 // ANCHOR_END: defer_accept
 
-// ANCHOR: incoming_cpu
-/// Labels a `SO_REUSEPORT` listener with a CPU (`SO_INCOMING_CPU`,
-/// socket(7)). Since Linux 6.1, when any listener of the group carries a
-/// label, the kernel gives a new connection to the listener labelled with
-/// the CPU that is processing the connection's packets, and falls back to
-/// the hash when none is (`reuseport_select_sock_by_hash` in
-/// net/core/sock_reuseport.c). Older kernels accept the label and keep to
-/// the hash.
-pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> {
-    let value = nix::libc::c_int::try_from(cpu).map_err(io::Error::other)?;
-    set_int_option(
-        listener,
-        nix::libc::SOL_SOCKET,
-        nix::libc::SO_INCOMING_CPU,
-        value,
-    )
-}
-// ANCHOR_END: incoming_cpu
-
 /// Sets an integer socket option that nix has no wrapper for.
-fn set_int_option(
+pub(crate) fn set_int_option(
     socket: &impl AsRawFd,
     level: nix::libc::c_int,
     name: nix::libc::c_int,
@@ -487,13 +472,4 @@ fn set_int_option(
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The CPUs this process may run on (sched_getaffinity(2)), in order: the
-/// labels `--steer cpu` hands out, one per worker.
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
-    Ok((0..nix::sched::CpuSet::count())
-        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
-        .collect())
 }

@@ -709,31 +709,35 @@ macro_rules! suite {
                 return;
             };
             let site = Site::new();
-            let server = start(&site, &["--dispatch", "reuseport"]);
-            let workers = testkit::children_of(server.pid());
-            let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
-            let before = fds();
-            let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
-            let mut held = Vec::new();
-            // On loopback a connection's packets are processed on the
-            // sending thread's CPU: pinned there, every connection goes to
-            // the worker labelled with that CPU.
-            for (k, &cpu) in cpus.iter().enumerate() {
-                pin_this_thread(&[cpu]);
-                for _ in 0..8 {
-                    // A 404 opens no file: the workers' descriptors grow by
-                    // their connections alone.
-                    let mut c = Client::new(&server);
-                    c.send("GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
-                    assert_eq!(c.response().status, 404);
-                    held.push(c);
+            // Each server inherits the affinity of the thread that starts it.
+            let all = cpus_allowed();
+            for dispatch in ["pass", "reuseport"] {
+                let server = start(&site, &["--dispatch", dispatch]);
+                let workers = testkit::children_of(server.pid());
+                let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
+                let before = fds();
+                let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
+                let mut held = Vec::new();
+                // On loopback a connection's packets are processed on the
+                // sending thread's CPU: pinned there, every connection goes
+                // to the worker labelled with that CPU.
+                for (k, &cpu) in cpus.iter().enumerate() {
+                    pin_this_thread(&[cpu]);
+                    for _ in 0..8 {
+                        // A 404 opens no file: the workers' descriptors grow
+                        // by their connections alone.
+                        let mut c = Client::new(&server);
+                        c.send("GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+                        assert_eq!(c.response().status, 404);
+                        held.push(c);
+                    }
+                    let mut by_worker = grown();
+                    by_worker.sort();
+                    let want = if k == 0 { vec![0, 8] } else { vec![8, 8] };
+                    assert_eq!(by_worker, want, "{dispatch}: connections per worker after CPU {cpu}");
                 }
-                let mut by_worker = grown();
-                by_worker.sort();
-                let want = if k == 0 { vec![0, 8] } else { vec![8, 8] };
-                assert_eq!(by_worker, want, "connections per worker after CPU {cpu}");
+                pin_this_thread(&all);
             }
-            pin_this_thread(&cpus_allowed());
         }
 
         #[test]

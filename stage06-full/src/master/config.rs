@@ -1,6 +1,6 @@
 //! What the master is told: how many workers, how connections reach
-//! them (`Dispatch`), and under `reuseport` how the kernel picks one
-//! (`Steer`).
+//! them (`Dispatch`), and whether the CPU a connection arrives on picks
+//! its worker (`Steer`).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -34,21 +34,23 @@ impl FromStr for Dispatch {
 }
 
 // ANCHOR: steer
-/// With `reuseport`: how the kernel chooses a worker's listener for a new
-/// connection.
+/// With `pass` or `reuseport`: how a new connection's worker is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
-    /// Worker `i`'s listener is labelled with the `i`-th CPU the server may
-    /// run on (`SO_INCOMING_CPU`): a connection goes to the worker labelled
-    /// with the CPU that received it, and all of one client thread's
-    /// connections to the same worker while that thread stays on its CPU.
+    /// Worker `i` is labelled with the `i`-th CPU the server may run on: a
+    /// connection goes to the worker labelled with the CPU that received
+    /// it (`SO_INCOMING_CPU`), and all of one client thread's connections
+    /// to the same worker while that thread stays on its CPU. Under
+    /// `reuseport` the kernel chooses by the label on each listener; under
+    /// `pass` the master does, within a bound on the imbalance.
     /// On loopback that CPU is the client's: each client thread then talks
     /// to one worker. With `hash`, a client's connections are spread over
     /// every worker, and every worker is woken by every client thread: on
     /// two cores, about two thirds of the keep-alive rate (chapter 6, part
     /// 2, measures both).
     Cpu,
-    /// A hash of the connection's addresses and ports alone.
+    /// `reuseport`: a hash of the connection's addresses and ports alone;
+    /// `pass`: the least-loaded worker alone.
     Hash,
 }
 // ANCHOR_END: steer
@@ -72,7 +74,7 @@ pub struct MasterConfig {
     pub dispatch: Dispatch,
     /// In `shared` mode, register the listener with EPOLLEXCLUSIVE.
     pub exclusive: bool,
-    /// In `reuseport` mode, how the kernel picks a worker.
+    /// In `pass` and `reuseport` modes, whether a connection's CPU counts.
     pub steer: Steer,
     /// Each worker's loop; `max_conns` applies per worker.
     pub worker: worker::Config,

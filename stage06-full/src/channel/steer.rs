@@ -1,0 +1,58 @@
+//! `--steer cpu` under `pass`: the master gives a connection to the worker
+//! labelled with the CPU it arrived on, while that worker's load stays
+//! within a bound of the least loaded's.
+
+use super::{Channels, QUEUE_BOUND, Room};
+
+/// `--steer cpu` under `pass`: a worker labelled with a connection's CPU
+/// gets it while its load is at most `STEER_RATIO` times the least
+/// loaded's plus `STEER_SLACK` (see `Channels::labelled`).
+pub(super) const STEER_RATIO: u64 = 2;
+pub(super) const STEER_SLACK: u64 = 32;
+
+impl Channels {
+    /// `--steer cpu`: slot `i`'s worker takes the connections that arrive
+    /// on CPU `cpus[i % cpus.len()]`, within the bound of [`Channels::pass`].
+    pub fn label(&mut self, cpus: &[usize]) {
+        for (i, label) in self.labels.iter_mut().enumerate() {
+            *label = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+        }
+    }
+
+    /// The slot for a connection that arrived on `cpu` (if known), when
+    /// `least` is the least loaded.
+    pub(super) fn steered(&self, cpu: Option<usize>, least: usize) -> usize {
+        cpu.and_then(|cpu| self.labelled(cpu, least))
+            .unwrap_or(least)
+    }
+
+    // ANCHOR: labelled
+    /// `--steer cpu`: the least-loaded worker labelled with `cpu`, if it can
+    /// take the connection and holds at most twice the load of `least`
+    /// (the least loaded of all) and `STEER_SLACK` more.
+    ///
+    /// The bound is the price of pairing. Without one, a client whose
+    /// threads all connected from one CPU puts every connection on one
+    /// worker (half the rate); a tight one (a few connections) splits each
+    /// client thread's burst over the workers before the other thread's
+    /// burst arrives, and the pairs never form. Measured in chapter 6,
+    /// part 2.
+    fn labelled(&self, cpu: usize, least: usize) -> Option<usize> {
+        let bound = STEER_RATIO * self.slots[least].status().live + STEER_SLACK;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.labels[*i] == Some(cpu))
+            .filter(|(_, s)| {
+                s.link
+                    .as_ref()
+                    .is_some_and(|l| l.ready && l.room == Room::Open)
+            })
+            .filter(|(_, s)| s.queue.len() < QUEUE_BOUND)
+            .map(|(i, s)| (s.status().live, i))
+            .min()
+            .filter(|&(live, _)| live <= bound)
+            .map(|(_, i)| i)
+    }
+    // ANCHOR_END: labelled
+}

@@ -1,0 +1,61 @@
+//! Which CPU a connection arrives on, for `--steer cpu`: the CPUs the
+//! server may run on, a listener's label, a connection's CPU. Part of
+//! [`crate::sys`], in a file of its own.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+use nix::unistd::Pid;
+
+use super::set_int_option;
+
+// ANCHOR: incoming_cpu
+/// Labels a `SO_REUSEPORT` listener with a CPU (`SO_INCOMING_CPU`,
+/// socket(7)). Since Linux 6.1, when any listener of the group carries a
+/// label, the kernel gives a new connection to the listener labelled with
+/// the CPU that is processing the connection's packets, and falls back to
+/// the hash when none is (`reuseport_select_sock_by_hash` in
+/// net/core/sock_reuseport.c). Older kernels accept the label and keep to
+/// the hash.
+pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> {
+    let value = nix::libc::c_int::try_from(cpu).map_err(io::Error::other)?;
+    set_int_option(
+        listener,
+        nix::libc::SOL_SOCKET,
+        nix::libc::SO_INCOMING_CPU,
+        value,
+    )
+}
+// ANCHOR_END: incoming_cpu
+
+/// The CPU that last processed a packet of `stream` (`SO_INCOMING_CPU`,
+/// socket(7)); `None` if the kernel does not say.
+pub fn incoming_cpu(stream: &TcpStream) -> Option<usize> {
+    let mut value: nix::libc::c_int = -1;
+    let mut len = std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t;
+    // SAFETY: the descriptor is open while `stream` is borrowed, and the
+    // pointer and length describe `value`, which outlives the call.
+    let rc = unsafe {
+        nix::libc::getsockopt(
+            stream.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_INCOMING_CPU,
+            (&mut value as *mut nix::libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    usize::try_from(value).ok()
+}
+
+/// The CPUs this process may run on (sched_getaffinity(2)), in order: the
+/// labels `--steer cpu` hands out, one per worker.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
+}
