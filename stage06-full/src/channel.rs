@@ -141,8 +141,10 @@ enum Flushed {
 /// channel is registered with the poller as `Token(i)`).
 pub struct Channels {
     slots: Vec<Slot>,
-    /// `--steer cpu`: the CPU each slot's worker is labelled with.
+    /// `--steer cpu`: the CPU each slot's worker is labelled with, and how
+    /// many connections a worker holds.
     labels: Vec<Option<usize>>,
+    conn_slots: u64,
 }
 
 /// One slot's figures, for the master's status lines.
@@ -169,6 +171,7 @@ impl Channels {
                 })
                 .collect(),
             labels: vec![None; slots],
+            conn_slots: u64::MAX,
         }
     }
 
@@ -711,7 +714,7 @@ mod tests {
         let mut rig = rig(2);
         rig.ready(0);
         rig.ready(1);
-        rig.channels.label(&[0, 1]);
+        rig.channels.label(&[0, 1], 1000);
         let pass_from = |rig: &mut Rig, cpu: usize| {
             let stream = rig.connection();
             assert!(rig.channels.pass(stream, Some(cpu), &rig.poller).is_ok());
@@ -732,6 +735,22 @@ mod tests {
         // And CPU 0's connections go to worker 0 whatever the loads.
         pass_from(&mut rig, 0);
         assert_eq!(rig.channels.status(0).live, 3);
+    }
+
+    #[test]
+    fn a_labelled_worker_with_every_slot_taken_gets_no_more() {
+        let mut rig = rig(2);
+        rig.ready(0);
+        rig.ready(1);
+        // Three connection slots per worker: the fourth from CPU 1 would
+        // get a 503 from worker 1 while worker 0 has room.
+        rig.channels.label(&[0, 1], 3);
+        for _ in 0..4 {
+            let stream = rig.connection();
+            assert!(rig.channels.pass(stream, Some(1), &rig.poller).is_ok());
+        }
+        assert_eq!(rig.channels.status(1).live, 3);
+        assert_eq!(rig.channels.status(0).live, 1);
     }
 
     #[test]

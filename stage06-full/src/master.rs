@@ -164,7 +164,8 @@ impl Master {
         };
         if master.config.dispatch == Dispatch::Pass {
             let labels = master.cpu_labels.clone();
-            master.channels.label(&labels);
+            let slots = master.config.worker.max_conns as u64;
+            master.channels.label(&labels, slots);
         }
         for i in 0..master.workers.len() {
             master.spawn(i)?;

@@ -12,11 +12,15 @@ pub(super) const STEER_SLACK: u64 = 32;
 
 impl Channels {
     /// `--steer cpu`: slot `i`'s worker takes the connections that arrive
-    /// on CPU `cpus[i % cpus.len()]`, within the bound of [`Channels::pass`].
-    pub fn label(&mut self, cpus: &[usize]) {
+    /// on CPU `cpus[i % cpus.len()]`, within the bound of [`Channels::pass`]
+    /// and while it has fewer than `slots` connections (its `--max-conns`:
+    /// past them it answers 503, and no client may get a 503 while another
+    /// worker has a free slot).
+    pub fn label(&mut self, cpus: &[usize], slots: u64) {
         for (i, label) in self.labels.iter_mut().enumerate() {
             *label = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
         }
+        self.conn_slots = slots;
     }
 
     /// The slot for a connection that arrived on `cpu` (if known), when
@@ -51,7 +55,7 @@ impl Channels {
             .filter(|(_, s)| s.queue.len() < QUEUE_BOUND)
             .map(|(i, s)| (s.status().live, i))
             .min()
-            .filter(|&(live, _)| live <= bound)
+            .filter(|&(live, _)| live <= bound && live < self.conn_slots)
             .map(|(_, i)| i)
     }
     // ANCHOR_END: labelled
