@@ -551,6 +551,13 @@ mod tests {
             self.channels.flush(&self.poller);
         }
 
+        /// Passes one connection that arrived on `cpu` (`--steer cpu`),
+        /// queued, not yet sent.
+        fn pass_from(&mut self, cpu: usize) {
+            let stream = self.connection();
+            assert!(self.channels.pass(stream, Some(cpu), &self.poller).is_ok());
+        }
+
         /// Reads everything waiting on worker `i`'s end: the connections'
         /// peer addresses, message by message.
         fn drain(&mut self, i: usize) -> Vec<Vec<SocketAddr>> {
@@ -709,45 +716,44 @@ mod tests {
         assert_eq!(rig.channels.status(0).live, 2, "the least loaded got it");
     }
 
-    #[test]
-    fn a_labelled_worker_takes_its_cpus_connections_within_the_bound() {
+    /// Two ready workers labelled with CPUs 0 and 1, `slots` connection
+    /// slots each.
+    fn labelled_rig(slots: u64) -> Rig {
         let mut rig = rig(2);
         rig.ready(0);
         rig.ready(1);
-        rig.channels.label(&[0, 1], 1000);
-        let pass_from = |rig: &mut Rig, cpu: usize| {
-            let stream = rig.connection();
-            assert!(rig.channels.pass(stream, Some(cpu), &rig.poller).is_ok());
-        };
+        rig.channels.label(&[0, 1], slots);
+        rig
+    }
+
+    #[test]
+    fn a_labelled_worker_takes_its_cpus_connections_within_the_bound() {
+        let mut rig = labelled_rig(1000);
         // Everything from CPU 1 goes to worker 1, up to twice the other's
         // load plus the slack...
         for _ in 0..steer::STEER_SLACK + 1 {
-            pass_from(&mut rig, 1);
+            rig.pass_from(1);
         }
         assert_eq!(rig.channels.status(1).live, steer::STEER_SLACK + 1);
         assert_eq!(rig.channels.status(0).live, 0);
         // ...then the least loaded takes the next one.
-        pass_from(&mut rig, 1);
+        rig.pass_from(1);
         assert_eq!(rig.channels.status(0).live, 1);
         // A CPU no worker is labelled with: the least loaded.
-        pass_from(&mut rig, 7);
+        rig.pass_from(7);
         assert_eq!(rig.channels.status(0).live, 2);
         // And CPU 0's connections go to worker 0 whatever the loads.
-        pass_from(&mut rig, 0);
+        rig.pass_from(0);
         assert_eq!(rig.channels.status(0).live, 3);
     }
 
     #[test]
     fn a_labelled_worker_with_every_slot_taken_gets_no_more() {
-        let mut rig = rig(2);
-        rig.ready(0);
-        rig.ready(1);
         // Three connection slots per worker: the fourth from CPU 1 would
         // get a 503 from worker 1 while worker 0 has room.
-        rig.channels.label(&[0, 1], 3);
+        let mut rig = labelled_rig(3);
         for _ in 0..4 {
-            let stream = rig.connection();
-            assert!(rig.channels.pass(stream, Some(1), &rig.poller).is_ok());
+            rig.pass_from(1);
         }
         assert_eq!(rig.channels.status(1).live, 3);
         assert_eq!(rig.channels.status(0).live, 1);
