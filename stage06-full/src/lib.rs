@@ -53,7 +53,8 @@
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
-//!   io_uring that owns what the kernel may write into.
+//!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
+//!   CPUs and `SO_INCOMING_CPU` of `--steer cpu`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!
