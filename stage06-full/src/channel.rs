@@ -205,7 +205,7 @@ impl Channels {
     // ANCHOR: pass
     /// Gives `stream` to a worker: queued for the least-loaded ready worker
     /// with room, preferring one whose channel is not full (or the one
-    /// labelled with `cpu`: [`Channels::steered`]), and sent once a batch is
+    /// labelled with `cpu`: `Channels::steered`), and sent once a batch is
     /// ready (or at the next [`Channels::flush`]). Gives `stream` back if no
     /// worker has room: accept only when [`Channels::has_room`].
     pub fn pass(
