@@ -420,6 +420,10 @@ impl Channels {
                         // period and a wake-up per tick while refused.)
                         self.retry_too_many_in_flight(poller);
                     }
+                    message::MOVE => {
+                        let cpu = message::parse_move(&buf[..received.len]);
+                        self.take_back(i, cpu, received.fds, poller);
+                    }
                     _ => {}
                 },
                 // Nothing more waiting.

@@ -43,18 +43,21 @@
 //!   response, dates, paths, ranges, content types.
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel,
-//!   stopping); [`worker::reactor`], [`worker::proactor_sim`],
-//!   [`worker::uring`]: the three drivers.
+//!   stopping; [`worker::shell::pairing`]: handing an idle connection to
+//!   the worker of its client's new CPU); [`worker::reactor`],
+//!   [`worker::proactor_sim`], [`worker::uring`]: the three drivers.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
 //!   and the channel to each, with back-pressure (from stage05); new here,
 //!   `--steer cpu`: each worker labelled with a CPU, and a connection given
 //!   to the worker of the CPU that received it (by the kernel under
-//!   `reuseport`, by the master, within a bound, under `pass`).
+//!   `reuseport`, by the master, within a bound, under `pass`), each worker
+//!   pinned to its CPU, and an idle connection handed on, through the
+//!   master, when its client moves to another worker's CPU.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
 //!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
-//!   CPUs and `SO_INCOMING_CPU` of `--steer cpu`.
+//!   CPUs, pinning and `SO_INCOMING_CPU` of `--steer cpu`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!

@@ -19,7 +19,7 @@ use crate::accept::Acceptor;
 use crate::channel::Channels;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::sys::{self, Exit};
-use crate::worker::{self, BACKLOG, Intake};
+use crate::worker::{self, BACKLOG, Intake, Labels};
 
 mod config;
 mod status;
@@ -87,7 +87,7 @@ pub struct Master {
     listener: Option<TcpListener>,
     /// `reuseport`: the bound, never-listening socket that holds the port.
     port_holder: Option<OwnedFd>,
-    /// `reuseport` with `--steer cpu`: the CPUs the workers' listeners are
+    /// `pass` or `reuseport` with `--steer cpu`: the CPUs the workers are
     /// labelled with, worker `i` taking label `i` modulo their number.
     cpu_labels: Vec<usize>,
     addr: SocketAddr,
@@ -162,7 +162,9 @@ impl Master {
             stop_deadline: None,
             stop_report: StopReport::default(),
         };
-        if master.config.dispatch == Dispatch::Pass {
+        // Under `reuseport` too: the master places the connections workers
+        // hand over (`--steer cpu`).
+        if matches!(master.config.dispatch, Dispatch::Pass | Dispatch::ReusePort) {
             let labels = master.cpu_labels.clone();
             let slots = master.config.worker.max_conns as u64;
             master.channels.label(&labels, slots);
@@ -268,8 +270,16 @@ impl Master {
     /// In the child: keep what the worker of slot `i` needs, close every
     /// other descriptor inherited from the master, run the worker's loop.
     fn become_worker(&mut self, channel: OwnedFd, i: usize) -> i32 {
+        // A respawned worker takes the same slot, so the same CPU.
+        let labels = match self.cpu_labels.len() {
+            0 => None,
+            n => Some(Labels {
+                mine: self.cpu_labels[i % n],
+                all: self.cpu_labels.clone(),
+            }),
+        };
         let intake = match self.config.dispatch {
-            Dispatch::Pass => Intake::Passed,
+            Dispatch::Pass => Intake::Passed { labels },
             Dispatch::Shared => match self.listener.as_ref().map(TcpListener::try_clone) {
                 Some(Ok(listener)) => Intake::Shared {
                     listener,
@@ -279,11 +289,7 @@ impl Master {
             },
             Dispatch::ReusePort => Intake::ReusePort {
                 addr: self.addr,
-                // A respawned worker takes the same slot, so the same CPU.
-                cpu: match self.cpu_labels.len() {
-                    0 => None,
-                    n => Some(self.cpu_labels[i % n]),
-                },
+                labels,
             },
         };
         // Inherited and not ours: the master's epoll instance (sharing it

@@ -1,5 +1,6 @@
 //! Which CPU a connection arrives on, for `--steer cpu`: the CPUs the
-//! server may run on, a listener's label, a connection's CPU. Part of
+//! server may run on, a listener's label, a connection's CPU, the CPU this
+//! thread runs on. Part of
 //! [`crate::sys`], in a file of its own.
 
 use std::io;
@@ -51,6 +52,15 @@ pub fn incoming_cpu(stream: &TcpStream) -> Option<usize> {
     usize::try_from(value).ok()
 }
 
+/// The CPU this thread is running on now (sched_getcpu(3): glibc reads it
+/// from memory the kernel keeps current, rseq(2), with no system call);
+/// `None` if it cannot say.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: no arguments, no memory of ours; it returns -1 on failure.
+    let cpu = unsafe { nix::libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
 /// The CPUs this process may run on (sched_getaffinity(2)), in order: the
 /// labels `--steer cpu` hands out, one per worker.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
@@ -58,4 +68,12 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     Ok((0..nix::sched::CpuSet::count())
         .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
         .collect())
+}
+
+/// Keeps this thread (and the threads it starts later) on `cpu`
+/// (sched_setaffinity(2)).
+pub fn pin_to(cpu: usize) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    Ok(nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?)
 }

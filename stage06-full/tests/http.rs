@@ -741,12 +741,54 @@ macro_rules! suite {
         }
 
         #[test]
+        fn steer_cpu_hands_a_connection_to_the_worker_of_its_clients_new_cpu() {
+            let Some(cpus) = two_cpus_to_steer_by() else {
+                return;
+            };
+            let site = Site::new();
+            let all = cpus_allowed();
+            for dispatch in ["pass", "reuseport"] {
+                pin_this_thread(&all);
+                let server = start(&site, &["--dispatch", dispatch]);
+                let workers = testkit::children_of(server.pid());
+                let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
+                let before = fds();
+                let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
+                // Connected from the first CPU: all on its worker.
+                pin_this_thread(&[cpus[0]]);
+                let mut held: Vec<Client> = (0..8).map(|_| Client::new(&server)).collect();
+                let ask = |held: &mut Vec<Client>| {
+                    for c in held.iter_mut() {
+                        c.send("GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+                        assert_eq!(c.response().status, 404, "{dispatch}: a request lost in a move");
+                    }
+                };
+                ask(&mut held);
+                let first = grown();
+                assert!(first.contains(&8), "{dispatch}: {first:?}");
+                // The client moves to the second CPU: each connection
+                // follows it, between two requests, and no request is lost.
+                pin_this_thread(&[cpus[1]]);
+                let moved = testkit::eventually(PATIENCE, || {
+                    ask(&mut held);
+                    let now = grown();
+                    now.iter().zip(&first).all(|(n, f)| (*n == 8) != (*f == 8)) && now.iter().sum::<usize>() == 8
+                });
+                assert!(moved, "{dispatch}: per worker {:?}, first {first:?}", grown());
+            }
+            pin_this_thread(&all);
+        }
+
+        #[test]
         fn a_killed_worker_loses_only_what_its_channel_held() {
             if !enough_descriptors(4096) {
                 return;
             }
             let site = Site::new();
-            let mut server = start(&site, &["--dispatch", "pass"]);
+            // `--steer hash`: every connection goes down a channel once. (With
+            // `cpu`, the survivor may hand an idle one back to the master,
+            // which sends it again, and `settled` would count it twice.)
+            let mut server = start(&site, &["--dispatch", "pass", "--steer", "hash"]);
             let (workers, _) = channels(&mut server);
             let (victim, survivor) = (workers[0].pid, workers[1].pid);
             // Stop both workers, one after the other, and open keep-alive

@@ -7,6 +7,7 @@
 //! | `READY` | worker → master | `R` | none |
 //! | `LOAD` | worker → master | `L`, live u32, taken u64, received u64 | none |
 //! | `CONN` | master → worker | `C`, count u16 | `count` connections, 1 to [`BATCH`](super::BATCH) |
+//! | `MOVE` | worker → master | `M`, cpu u32 | one idle connection, for the worker labelled with `cpu` |
 //!
 //! Numbers are little-endian. In `LOAD`, *live* is the worker's open
 //! connections, *taken* every connection it has taken in, and *received*
@@ -17,8 +18,10 @@
 pub const READY: u8 = b'R';
 pub const LOAD: u8 = b'L';
 pub const CONN: u8 = b'C';
+pub const MOVE: u8 = b'M';
 pub const LOAD_LEN: usize = 1 + 4 + 8 + 8;
 pub const CONN_LEN: usize = 1 + 2;
+pub const MOVE_LEN: usize = 1 + 4;
 
 /// A worker's load, as reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,4 +64,32 @@ pub fn parse_conn(m: &[u8]) -> Option<usize> {
         return None;
     }
     Some(usize::from(u16::from_le_bytes(m[1..3].try_into().ok()?)))
+}
+
+pub fn moved(cpu: usize) -> [u8; MOVE_LEN] {
+    let cpu = u32::try_from(cpu).unwrap_or(u32::MAX);
+    let mut m = [MOVE; MOVE_LEN];
+    m[1..5].copy_from_slice(&cpu.to_le_bytes());
+    m
+}
+
+/// The CPU a `MOVE` message names.
+pub fn parse_move(m: &[u8]) -> Option<usize> {
+    if m.len() != MOVE_LEN || m[0] != MOVE {
+        return None;
+    }
+    usize::try_from(u32::from_le_bytes(m[1..5].try_into().ok()?)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_names_its_cpu_and_nothing_else_parses_as_one() {
+        assert_eq!(parse_move(&moved(3)), Some(3));
+        assert_eq!(parse_move(&conn(3)), None);
+        assert_eq!(parse_move(&moved(3)[..MOVE_LEN - 1]), None);
+        assert_eq!(parse_conn(&moved(3)), None);
+    }
 }

@@ -1,8 +1,13 @@
-//! `--steer cpu` under `pass`: the master gives a connection to the worker
+//! `--steer cpu`: under `pass`, the master gives a connection to the worker
 //! labelled with the CPU it arrived on, while that worker's load stays
-//! within a bound of the least loaded's.
+//! within a bound of the least loaded's; under `pass` and `reuseport`, it
+//! places the idle connections workers hand back (`take_back`).
+
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
 
 use super::{Channels, QUEUE_BOUND, Room};
+use crate::poller::Poller;
 
 /// `--steer cpu` under `pass`: a worker labelled with a connection's CPU
 /// gets it while its load is at most `STEER_RATIO` times the least
@@ -59,4 +64,26 @@ impl Channels {
             .map(|(_, i)| i)
     }
     // ANCHOR_END: labelled
+
+    // ANCHOR: take_back
+    /// A worker handed back an idle connection whose client now sends from
+    /// `cpu` (`--steer cpu`): it goes to the worker labelled with `cpu`,
+    /// within the bound of `Channels::labelled`, or else to the least
+    /// loaded; back to the worker it came from if none has room.
+    pub(super) fn take_back(
+        &mut self,
+        from: usize,
+        cpu: Option<usize>,
+        fds: Vec<OwnedFd>,
+        poller: &Poller,
+    ) {
+        for fd in fds {
+            if let Err(stream) = self.pass(TcpStream::from(fd), cpu, poller) {
+                self.slots[from].queue.push_back(stream);
+            }
+        }
+        // Sent now, not when a batch fills: this client is waiting.
+        self.flush(poller);
+    }
+    // ANCHOR_END: take_back
 }

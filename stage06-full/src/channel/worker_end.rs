@@ -1,5 +1,5 @@
 //! A worker's end of its channel: READY, load reports, batches of
-//! connections in.
+//! connections in, connections handed back.
 
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
@@ -68,6 +68,13 @@ impl WorkerEnd {
         self.received += count as u64;
         let streams = received.fds.into_iter().map(TcpStream::from).collect();
         Ok(Incoming::Conns(streams))
+    }
+
+    /// Hands the idle connection `stream` back to the master, for the
+    /// worker labelled with `cpu` (`--steer cpu`). The master's copy keeps
+    /// the socket open once ours is closed.
+    pub fn hand_over(&self, stream: &TcpStream, cpu: usize) -> io::Result<()> {
+        sys::send_message(&self.fd, &message::moved(cpu), &[stream.as_fd()])
     }
 
     /// Tells the master the current load if it changed since the last

@@ -5,8 +5,9 @@
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
 //! slots, accepting (and [`refused`]: the 503 when every slot is taken),
-//! the master's channel, load reports, stopping. Each
-//! model is a driver around the shell and the sans-I/O [`Session`]:
+//! the master's channel, load reports, stopping, and [`shell::pairing`]: with
+//! `--steer cpu`, handing an idle connection to the worker of the CPU its
+//! client has moved to. Each model is a driver around the shell and the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
 //! - [`proactor_sim`]: the loop does the I/O, a thread pool processes;
@@ -34,6 +35,7 @@ use crate::log::AccessLog;
 use crate::poller::Trigger;
 use crate::pool::{BufferPool, Pools};
 use crate::sys::Root;
+pub use shell::pairing::Labels;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 1024;
@@ -127,8 +129,9 @@ impl std::str::FromStr for Buffers {
 /// Where a worker's connections come from: the three dispatch modes.
 pub enum Intake {
     /// `pass`: the master accepts and passes each connection over the
-    /// channel; the worker has no listener at all.
-    Passed,
+    /// channel; the worker has no listener at all. With `--steer cpu`, the
+    /// worker's label, for handing connections on ([`shell::pairing`]).
+    Passed { labels: Option<Labels> },
     /// `shared`: the listener inherited from the master, which every worker
     /// watches and accepts from; with `exclusive`, registered with
     /// EPOLLEXCLUSIVE so a connection wakes one worker, not all.
@@ -138,10 +141,10 @@ pub enum Intake {
     },
     /// `reuseport`: the worker's own `SO_REUSEPORT` listener on the same
     /// address; the kernel picks a listener per connection, by the CPU it
-    /// is labelled with (`--steer cpu`) or by a hash.
+    /// is labelled with (`--steer cpu`: `labels`) or by a hash.
     ReusePort {
         addr: SocketAddr,
-        cpu: Option<usize>,
+        labels: Option<Labels>,
     },
 }
 // ANCHOR_END: intake

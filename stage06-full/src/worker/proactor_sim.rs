@@ -178,9 +178,25 @@ impl ProactorSim {
                     return self.close(index);
                 }
                 let deadline = conn.session.deadline(&self.shell.config.timeouts);
+                if conn.session.is_idle() && self.shell.pairing_due() && self.hand_over(index) {
+                    return;
+                }
                 self.shell.set_deadline(index, deadline);
             }
         }
+    }
+
+    /// `--steer cpu`: as the Reactor's (`reactor::Reactor::hand_over`).
+    fn hand_over(&mut self, index: usize) -> bool {
+        let Slot::Here(conn) = &self.shell.slots[index].state else {
+            return false;
+        };
+        if !self.shell.hand_over(&conn.stream) {
+            return false;
+        }
+        let _ = self.poller.delete(&conn.stream);
+        self.close(index);
+        true
     }
 
     /// Sends the connection to the pool. The socket is not watched while it

@@ -385,8 +385,30 @@ impl Reactor {
             return self.close(index);
         }
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
+        if conn.session.is_idle() && self.shell.pairing_due() && self.hand_over(index) {
+            return;
+        }
         self.shell.set_deadline(index, deadline);
     }
+
+    // ANCHOR: reactor_hand_over
+    /// `--steer cpu`: hands the idle connection in slot `index` to another
+    /// worker if its client now sends from that worker's CPU.
+    fn hand_over(&mut self, index: usize) -> bool {
+        let Some(conn) = &self.shell.slots[index].state else {
+            return false;
+        };
+        if !self.shell.hand_over(&conn.stream) {
+            return false;
+        }
+        // The socket stays open in the master, then in the other worker:
+        // closing our descriptor would leave it in our epoll set, and its
+        // events (for the other worker's requests) would keep waking us.
+        let _ = self.poller.delete(&conn.stream);
+        self.close(index);
+        true
+    }
+    // ANCHOR_END: reactor_hand_over
 
     // ANCHOR: expire
     /// Tells every session whose deadline has passed, and drives it: most

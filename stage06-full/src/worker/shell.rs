@@ -25,6 +25,9 @@ use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
 
+pub mod pairing;
+use pairing::Pairing;
+
 /// The listener's token. Connection tokens are built from slot indices and
 /// never reach these values.
 pub const LISTENER: Token = Token(u64::MAX);
@@ -67,8 +70,11 @@ pub struct Shell<S> {
     /// `shared --exclusive`: register the listener with EPOLLEXCLUSIVE.
     exclusive: bool,
     /// `shared` or `reuseport`: the worker accepts for itself, and the
-    /// master needs no load reports.
+    /// master needs no load reports (unless `pairing`).
     listener_mode: bool,
+    /// `--steer cpu`: idle connections whose client moved to another
+    /// worker's CPU are handed to it, through the master.
+    pairing: Option<Pairing>,
     /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
@@ -103,15 +109,15 @@ impl<S: Default> Shell<S> {
     /// every connection slot. The driver registers the descriptors with
     /// its own poller or ring, then calls [`Shell::ready`].
     pub fn new(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<Shell<S>> {
-        let (listener, exclusive) = match intake {
-            Intake::Passed => (None, false),
+        let (listener, exclusive, labels) = match intake {
+            Intake::Passed { labels } => (None, false, labels),
             Intake::Shared {
                 listener,
                 exclusive,
-            } => (Some(listener), exclusive),
-            Intake::ReusePort { addr, cpu } => {
+            } => (Some(listener), exclusive, None),
+            Intake::ReusePort { addr, labels } => {
                 let listener = sys::listen_reuseport(addr, BACKLOG)?;
-                if let Some(cpu) = cpu
+                if let Some(cpu) = labels.as_ref().map(|l| l.mine)
                     && let Err(e) = sys::label_incoming_cpu(&listener, cpu)
                 {
                     // A kernel without the option: the hash still works.
@@ -123,9 +129,17 @@ impl<S: Default> Shell<S> {
                 if config.defer_accept > 0 {
                     sys::defer_accept(&listener, config.defer_accept)?;
                 }
-                (Some(listener), false)
+                (Some(listener), false, labels)
             }
         };
+        if let Some(cpu) = labels.as_ref().map(|l| l.mine)
+            && let Err(e) = sys::pin_to(cpu)
+        {
+            eprintln!(
+                "worker {}: cannot pin to CPU {cpu} ({e})",
+                std::process::id()
+            );
+        }
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
         let res = Resources::new(&config)?;
@@ -138,6 +152,7 @@ impl<S: Default> Shell<S> {
             .collect();
         Ok(Shell {
             listener_mode: listener.is_some(),
+            pairing: labels.map(Pairing::new),
             listener,
             exclusive,
             acceptor: Acceptor::new()?,
@@ -401,14 +416,15 @@ impl<S: Default> Shell<S> {
         }
     }
 
-    /// Tells the master the current load, in `pass` mode only (the only one
-    /// where the master chooses), at most once per `REPORT_EVERY` and only
+    /// Tells the master the current load, in `pass` mode (the master
+    /// chooses) and with `--steer cpu` (the master places the connections
+    /// workers hand over), at most once per `REPORT_EVERY` and only
     /// when it changed. A report per loop turn woke the master, on two cores
     /// a context switch, for nearly every short connection; meanwhile the
     /// master counts what it sends, so a report a millisecond old misleads
     /// it little.
     pub fn report_load(&mut self) {
-        if self.listener_mode {
+        if self.listener_mode && self.pairing.is_none() {
             return;
         }
         self.channel.report(self.live, self.taken, self.res.now);

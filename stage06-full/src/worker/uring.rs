@@ -251,9 +251,15 @@ impl Uring {
                 Next::Recv | Next::Send { .. } | Next::SendFile { .. } => break,
             }
         }
+        let idle = conn.session.is_idle();
+        // `--steer cpu`: nothing of this connection is in the ring now, so
+        // an idle one can go to another worker as it is (the Reactor's
+        // `hand_over`, minus the epoll set).
+        if idle && self.shell.pairing_due() && self.shell.hand_over(&conn.stream) {
+            return self.close_now(index, conn);
+        }
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
         self.shell.set_deadline(index, deadline);
-        let idle = conn.session.is_idle();
         match self.ring.submit(index as u64, conn, |c| c.operation()) {
             Ok(op) => self.shell.slots[index].state = Slot::InRing { op, idle },
             // The connection was dropped with the failed submission.

@@ -1,0 +1,128 @@
+//! `--steer cpu`, after the connection is made: a kept-alive connection
+//! whose client now sends from another worker's CPU is handed to that
+//! worker, between two requests.
+//!
+//! The label picks a worker once, by the CPU the connection arrived on.
+//! A client thread that connected from one CPU and then moved to another
+//! (the scheduler spreads threads after they start) keeps talking to the
+//! worker of its first CPU; if every client thread started on one CPU,
+//! one worker holds every connection while the others idle (chapter 6,
+//! part 2, counts both). The kernel's own answer for packets is RFS,
+//! Receive Flow Steering, which steers a flow's packets to the CPU where
+//! the thread reading them last ran (Documentation/networking/scaling.rst);
+//! this is the same idea one level up, for whole connections.
+//!
+//! Only an idle connection moves: nothing read and not yet answered,
+//! nothing to send, so the worker that takes it starts a fresh session and
+//! loses nothing. Bytes already waiting in the socket go with it.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::Shell;
+use crate::sys;
+
+/// `--steer cpu`: the CPU this worker is labelled with, and the labels of
+/// all the workers (several workers may share one when there are more
+/// workers than CPUs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Labels {
+    pub mine: usize,
+    pub all: Vec<usize>,
+}
+
+/// A worker looks at one idle connection's CPU at most this often: one
+/// `getsockopt` a millisecond, however many requests it serves. Looking
+/// after every request would add a system call to each (2.28 per
+/// keep-alive request would become 3.28); a connection's client changes
+/// CPU far more rarely than that.
+pub const CHECK_EVERY: Duration = Duration::from_millis(1);
+
+/// Where a worker stands on pairing: its labels, and when it last looked.
+pub struct Pairing {
+    labels: Labels,
+    checked_at: Option<Instant>,
+}
+
+impl Pairing {
+    pub fn new(labels: Labels) -> Pairing {
+        Pairing {
+            labels,
+            checked_at: None,
+        }
+    }
+
+    /// True if it is time to look at an idle connection (and counts this
+    /// as the look).
+    pub fn due(&mut self, now: Instant) -> bool {
+        if self.checked_at.is_some_and(|at| now < at + CHECK_EVERY) {
+            return false;
+        }
+        self.checked_at = Some(now);
+        true
+    }
+
+    // ANCHOR: moved_to
+    /// The CPU `stream`'s client sends from now, if another worker is
+    /// labelled with it.
+    ///
+    /// The kernel says which CPU processed the connection's last packet.
+    /// That is the client's when the packet was the client's (on loopback,
+    /// the sender's CPU processes it; over a network, the CPU of the
+    /// receive queue that steers it). But sending a response makes packets
+    /// too: on loopback the acknowledgements of a large response are
+    /// processed on the CPU that sent it, this one. A packet processed on
+    /// the CPU this worker runs on is no evidence, and moving on it would
+    /// send the connection after the worker, not after its client: a worker
+    /// that the scheduler ran on the other CPU for a moment would hand away
+    /// every connection it served there.
+    pub fn moved_to(&self, stream: &TcpStream) -> Option<usize> {
+        let cpu = sys::incoming_cpu(stream)?;
+        let elsewhere = cpu != self.labels.mine && Some(cpu) != sys::current_cpu();
+        (elsewhere && self.labels.all.contains(&cpu)).then_some(cpu)
+    }
+    // ANCHOR_END: moved_to
+}
+
+impl<S: Default> Shell<S> {
+    // ANCHOR: hand_over
+    /// `--steer cpu`: true if it is time to look at where an idle
+    /// connection's client sends from (at most once per
+    /// [`CHECK_EVERY`]), and the worker is not
+    /// stopping.
+    pub fn pairing_due(&mut self) -> bool {
+        let now = self.res.now;
+        self.drain_until.is_none() && self.pairing.as_mut().is_some_and(|p| p.due(now))
+    }
+
+    /// Sends the idle connection `stream` to the master for the worker
+    /// labelled with the CPU its client sends from now, if that is another
+    /// worker's. True if it went: the driver then forgets it (and takes it
+    /// out of its epoll set by hand, the socket staying open elsewhere).
+    /// A full channel keeps it here.
+    pub fn hand_over(&self, stream: &TcpStream) -> bool {
+        let Some(cpu) = self.pairing.as_ref().and_then(|p| p.moved_to(stream)) else {
+            return false;
+        };
+        self.channel.hand_over(stream, cpu).is_ok()
+    }
+    // ANCHOR_END: hand_over
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_looks_at_most_once_per_period() {
+        let mut p = Pairing::new(Labels {
+            mine: 0,
+            all: vec![0, 1],
+        });
+        let t = Instant::now();
+        assert!(p.due(t));
+        assert!(!p.due(t));
+        assert!(!p.due(t + CHECK_EVERY / 2));
+        assert!(p.due(t + CHECK_EVERY));
+    }
+}
