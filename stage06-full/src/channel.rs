@@ -764,6 +764,39 @@ mod tests {
     }
 
     #[test]
+    fn a_handed_back_connection_goes_to_its_cpus_worker_or_back_where_it_came_from() {
+        // Three workers on CPUs 0, 1 and 2, two connection slots each.
+        let mut rig = rig(3);
+        for i in 0..3 {
+            rig.ready(i);
+        }
+        rig.channels.label(&[0, 1, 2], 2);
+        for cpu in [0, 0, 1, 2] {
+            rig.pass_from(cpu);
+        }
+        rig.channels.flush(&rig.poller);
+        let counts: Vec<usize> = (0..3).map(|i| rig.drain(i).concat().len()).collect();
+        assert_eq!(counts, [2, 1, 1]);
+        // Worker 0 hands over a connection whose client is on CPU 1: worker
+        // 1 has a free slot, so it goes there.
+        let hand_over = |rig: &mut Rig, cpu: usize| {
+            let moved = rig.connection();
+            let end = rig.workers[0].as_ref().unwrap();
+            end.hand_over(&moved, cpu).unwrap();
+            assert_eq!(rig.turn(), 1);
+            moved.peer_addr().unwrap()
+        };
+        let peer = hand_over(&mut rig, 1);
+        assert_eq!(rig.drain(1), vec![vec![peer]]);
+        // Worker 1 is full now: the next one goes back to worker 0, whose
+        // slot it had, and not to the least loaded (worker 2), which might
+        // have no slot left by the time it arrives.
+        let peer = hand_over(&mut rig, 1);
+        assert_eq!(rig.drain(0), vec![vec![peer]]);
+        assert!(rig.drain(1).is_empty() && rig.drain(2).is_empty());
+    }
+
+    #[test]
     fn load_and_conn_messages_round_trip() {
         let load = message::Load {
             live: 7,
@@ -773,5 +806,8 @@ mod tests {
         assert_eq!(message::parse_load(&message::load(load)), Some(load));
         assert_eq!(message::parse_conn(&message::conn(BATCH)), Some(BATCH));
         assert_eq!(message::parse_conn(&message::load(load)), None);
+        assert_eq!(message::parse_move(&message::moved(3)), Some(3));
+        assert_eq!(message::parse_move(&message::conn(3)), None);
+        assert_eq!(message::parse_conn(&message::moved(3)), None);
     }
 }

@@ -80,16 +80,3 @@ pub fn parse_move(m: &[u8]) -> Option<usize> {
     }
     usize::try_from(u32::from_le_bytes(m[1..5].try_into().ok()?)).ok()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_move_names_its_cpu_and_nothing_else_parses_as_one() {
-        assert_eq!(parse_move(&moved(3)), Some(3));
-        assert_eq!(parse_move(&conn(3)), None);
-        assert_eq!(parse_move(&moved(3)[..MOVE_LEN - 1]), None);
-        assert_eq!(parse_conn(&moved(3)), None);
-    }
-}

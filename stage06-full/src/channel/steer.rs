@@ -67,9 +67,16 @@ impl Channels {
 
     // ANCHOR: take_back
     /// A worker handed back an idle connection whose client now sends from
-    /// `cpu` (`--steer cpu`): it goes to the worker labelled with `cpu`,
-    /// within the bound of `Channels::labelled`, or else to the least
-    /// loaded; back to the worker it came from if none has room.
+    /// `cpu` (`--steer cpu`): it goes to the worker labelled with `cpu` if
+    /// that one can take it (within the bound of `Channels::labelled`, and a
+    /// free slot), and back to the worker it came from otherwise.
+    ///
+    /// Not to the least loaded, as a new connection would: that one may have
+    /// no free slot, and the connection would get a 503, while the worker
+    /// it came from has just freed one. The master's count of that worker
+    /// still includes it (the worker's `LOAD` that leaves it out comes
+    /// after the `MOVE`, on the same channel), so nothing else has been
+    /// given that slot under `pass`.
     pub(super) fn take_back(
         &mut self,
         from: usize,
@@ -78,9 +85,11 @@ impl Channels {
         poller: &Poller,
     ) {
         for fd in fds {
-            if let Err(stream) = self.pass(TcpStream::from(fd), cpu, poller) {
-                self.slots[from].queue.push_back(stream);
-            }
+            let to = match (cpu, self.choose()) {
+                (Some(cpu), Some(least)) => self.labelled(cpu, least).unwrap_or(from),
+                _ => from,
+            };
+            self.slots[to].queue.push_back(TcpStream::from(fd));
         }
         // Sent now, not when a batch fills: this client is waiting.
         self.flush(poller);

@@ -178,7 +178,10 @@ impl ProactorSim {
                     return self.close(index);
                 }
                 let deadline = conn.session.deadline(&self.shell.config.timeouts);
-                if conn.session.is_idle() && self.shell.pairing_due() && self.hand_over(index) {
+                if conn.session.between_requests()
+                    && self.shell.pairing_due()
+                    && self.hand_over(index)
+                {
                     return;
                 }
                 self.shell.set_deadline(index, deadline);

@@ -255,7 +255,10 @@ impl Uring {
         // `--steer cpu`: nothing of this connection is in the ring now, so
         // an idle one can go to another worker as it is (the Reactor's
         // `hand_over`, minus the epoll set).
-        if idle && self.shell.pairing_due() && self.shell.hand_over(&conn.stream) {
+        if conn.session.between_requests()
+            && self.shell.pairing_due()
+            && self.shell.hand_over(&conn.stream)
+        {
             return self.close_now(index, conn);
         }
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
