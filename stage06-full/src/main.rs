@@ -42,11 +42,12 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// with --dispatch pass or reuseport: how a new connection's worker is
-    /// picked: cpu (the worker labelled with the CPU that received it,
-    /// SO_INCOMING_CPU; under reuseport needs Linux 6.1) or hash (the
-    /// least loaded under pass, a hash of the addresses under reuseport)
-    /// (default cpu)
+    /// cpu: worker i is pinned to the i-th CPU and takes the connections
+    /// whose packets arrive there (SO_INCOMING_CPU): a new one under pass
+    /// (within a bound) and reuseport (Linux 6.1 and later), an idle one
+    /// whose client moved, in every mode; hash: the least loaded under
+    /// pass, a hash of the addresses under reuseport, no pinning (default
+    /// cpu)
     #[argh(option, default = "Steer::Cpu")]
     steer: Steer,
 

@@ -139,9 +139,9 @@ impl Master {
                 (None, Some(holder), addr)
             }
         };
-        let cpu_labels = match (config.dispatch, config.steer) {
-            (Dispatch::ReusePort | Dispatch::Pass, Steer::Cpu) => sys::allowed_cpus()?,
-            _ => Vec::new(),
+        let cpu_labels = match config.steer {
+            Steer::Cpu => sys::allowed_cpus()?,
+            Steer::Hash => Vec::new(),
         };
         let poller = Poller::new()?;
         poller.add(&signals, SIGNALS, READ, Trigger::Level)?;
@@ -162,13 +162,10 @@ impl Master {
             stop_deadline: None,
             stop_report: StopReport::default(),
         };
-        // Under `reuseport` too: the master places the connections workers
-        // hand over (`--steer cpu`).
-        if matches!(master.config.dispatch, Dispatch::Pass | Dispatch::ReusePort) {
-            let labels = master.cpu_labels.clone();
-            let slots = master.config.worker.max_conns as u64;
-            master.channels.label(&labels, slots);
-        }
+        // In every mode: the master places the connections workers hand
+        // over (`--steer cpu`), and under `pass` the new ones too.
+        let slots = master.config.worker.max_conns as u64;
+        master.channels.label(&master.cpu_labels, slots);
         for i in 0..master.workers.len() {
             master.spawn(i)?;
         }
@@ -284,6 +281,7 @@ impl Master {
                 Some(Ok(listener)) => Intake::Shared {
                     listener,
                     exclusive: self.config.exclusive,
+                    labels,
                 },
                 _ => return 1,
             },

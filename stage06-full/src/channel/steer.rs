@@ -1,7 +1,7 @@
 //! `--steer cpu`: under `pass`, the master gives a connection to the worker
 //! labelled with the CPU it arrived on, while that worker's load stays
-//! within a bound of the least loaded's; under `pass` and `reuseport`, it
-//! places the idle connections workers hand back (`take_back`).
+//! within a bound of the least loaded's; in every mode, it places the idle
+//! connections workers hand back (`take_back`).
 
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;

@@ -34,23 +34,24 @@ impl FromStr for Dispatch {
 }
 
 // ANCHOR: steer
-/// With `pass` or `reuseport`: how a new connection's worker is chosen.
+/// Whether the CPU a connection's packets arrive on picks its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
-    /// Worker `i` is labelled with the `i`-th CPU the server may run on: a
-    /// connection goes to the worker labelled with the CPU that received
-    /// it (`SO_INCOMING_CPU`), and all of one client thread's connections
-    /// to the same worker while that thread stays on its CPU. Under
-    /// `reuseport` the kernel chooses by the label on each listener; under
-    /// `pass` the master does, within a bound on the imbalance.
-    /// On loopback that CPU is the client's: each client thread then talks
-    /// to one worker. With `hash`, a client's connections are spread over
-    /// every worker, and every worker is woken by every client thread: on
-    /// two cores, about two thirds of the keep-alive rate (chapter 6, part
-    /// 2, measures both).
+    /// Worker `i` is labelled with the `i`-th CPU the server may run on,
+    /// and pinned to it. Under `reuseport` the kernel gives a new
+    /// connection to the worker labelled with the CPU that received it
+    /// (`SO_INCOMING_CPU`); under `pass` the master does, within a bound on
+    /// the imbalance; under `shared` whichever worker wakes first takes it.
+    /// Then, in every mode, an idle connection whose client sends from
+    /// another worker's CPU is handed to that worker (`worker::shell::pairing`).
+    /// On loopback that CPU is the client thread's: each client thread
+    /// then talks to one worker. With `hash`, a client's connections are
+    /// spread over every worker, and every worker is woken by every client
+    /// thread: on two cores, about two thirds of the keep-alive rate
+    /// (chapter 6, part 2, measures both).
     Cpu,
     /// `reuseport`: a hash of the connection's addresses and ports alone;
-    /// `pass`: the least-loaded worker alone.
+    /// `pass`: the least-loaded worker alone; no pinning, no hand-over.
     Hash,
 }
 // ANCHOR_END: steer
@@ -74,7 +75,7 @@ pub struct MasterConfig {
     pub dispatch: Dispatch,
     /// In `shared` mode, register the listener with EPOLLEXCLUSIVE.
     pub exclusive: bool,
-    /// In `pass` and `reuseport` modes, whether a connection's CPU counts.
+    /// Whether a connection's CPU counts.
     pub steer: Steer,
     /// Each worker's loop; `max_conns` applies per worker.
     pub worker: worker::Config,

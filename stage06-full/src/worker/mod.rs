@@ -138,6 +138,7 @@ pub enum Intake {
     Shared {
         listener: TcpListener,
         exclusive: bool,
+        labels: Option<Labels>,
     },
     /// `reuseport`: the worker's own `SO_REUSEPORT` listener on the same
     /// address; the kernel picks a listener per connection, by the CPU it

@@ -114,7 +114,8 @@ impl<S: Default> Shell<S> {
             Intake::Shared {
                 listener,
                 exclusive,
-            } => (Some(listener), exclusive, None),
+                labels,
+            } => (Some(listener), exclusive, labels),
             Intake::ReusePort { addr, labels } => {
                 let listener = sys::listen_reuseport(addr, BACKLOG)?;
                 if let Some(cpu) = labels.as_ref().map(|l| l.mine)
