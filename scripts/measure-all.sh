@@ -57,9 +57,9 @@ bench_http() { # MODE-NAME STAGE06-FLAGS
 }
 t_bench-http-steer() {
     header "stage06 --dispatch reuseport --steer hash against nginx" load \
-        "ROUNDS=$ROUNDS ROWS=\"1 2 5\" STAGE06_FLAGS=\"--dispatch reuseport --steer hash\" scripts/bench-http.sh" \
+        "ROUNDS=$ROUNDS ROWS=\"1 2 4 5\" STAGE06_FLAGS=\"--dispatch reuseport --steer hash\" scripts/bench-http.sh" \
         "Compare with the same rows of the reuseport table (--steer cpu, the default)."
-    ROUNDS=$ROUNDS ROWS="1 2 5" STAGE06_FLAGS="--dispatch reuseport --steer hash" "$S/bench-http.sh"
+    ROUNDS=$ROUNDS ROWS="1 2 4 5" STAGE06_FLAGS="--dispatch reuseport --steer hash" "$S/bench-http.sh"
 }
 t_bench-http-level() {
     header "stage06 --trigger level against nginx" load \
