@@ -8,10 +8,12 @@
 #
 #   scripts/latency-http.sh
 #   RATES="20000 40000" ROUNDS=5 scripts/latency-http.sh
+#   STAGE06_FLAGS="--steer hash" RATES=30000 scripts/latency-http.sh
 #
 # Environment: RATES (default "10000 30000 50000"), CONNS (default 50),
 # SECONDS_PER_RUN (default 4), ROUNDS (default 3), WORKERS (default: the
-# number of CPUs). Needs nginx: apt-get install nginx-light
+# number of CPUs), STAGE06_FLAGS (added to stage06's flags). Needs nginx:
+# apt-get install nginx-light
 #
 # With CSV=FILE, the measurements also go to FILE (csv_row in lib.sh).
 . "$(dirname "$0")/lib.sh"
@@ -28,7 +30,8 @@ build_release stage06-full http-rate
 make_tmp
 mkdir -p "$tmp/root"
 head -c 1024 /dev/urandom >"$tmp/root/1k.bin"
-start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS"
+# shellcheck disable=SC2086
+start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root" --workers "$WORKERS" ${STAGE06_FLAGS:-}
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
 
 declare -A p50 p99 p999 lost
