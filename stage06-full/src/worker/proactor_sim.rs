@@ -189,17 +189,16 @@ impl ProactorSim {
         }
     }
 
-    /// `--steer cpu`: as the Reactor's (`reactor::Reactor::hand_over`).
+    /// `--steer cpu`: as the Reactor's (`reactor::hand_over_idle`).
     fn hand_over(&mut self, index: usize) -> bool {
         let Slot::Here(conn) = &self.shell.slots[index].state else {
             return false;
         };
-        if !self.shell.hand_over(&conn.stream) {
-            return false;
+        let moved = reactor::hand_over_idle(&self.shell, &self.poller, conn);
+        if moved {
+            self.close(index);
         }
-        let _ = self.poller.delete(&conn.stream);
-        self.close(index);
-        true
+        moved
     }
 
     /// Sends the connection to the pool. The socket is not watched while it

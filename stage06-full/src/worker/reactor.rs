@@ -281,6 +281,22 @@ pub fn wait<S: Default>(
     Ok(())
 }
 
+// ANCHOR: reactor_hand_over
+/// `--steer cpu`, for both epoll drivers: hands `conn`, idle, to another
+/// worker if its client now sends from that worker's CPU. True if it went;
+/// the caller then closes its slot.
+pub fn hand_over_idle<S: Default>(shell: &Shell<S>, poller: &Poller, conn: &Conn) -> bool {
+    if !shell.hand_over(&conn.stream) {
+        return false;
+    }
+    // The socket stays open in the master, then in the other worker:
+    // closing our descriptor would leave it in our epoll set, and its
+    // events (for the other worker's requests) would keep waking us.
+    let _ = poller.delete(&conn.stream);
+    true
+}
+// ANCHOR_END: reactor_hand_over
+
 /// After `drive` said `Wait`: watch what the connection now waits for.
 pub fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger) -> io::Result<()> {
     let wanted = conn.wanted(trigger);
@@ -391,24 +407,18 @@ impl Reactor {
         self.shell.set_deadline(index, deadline);
     }
 
-    // ANCHOR: reactor_hand_over
     /// `--steer cpu`: hands the idle connection in slot `index` to another
     /// worker if its client now sends from that worker's CPU.
     fn hand_over(&mut self, index: usize) -> bool {
         let Some(conn) = &self.shell.slots[index].state else {
             return false;
         };
-        if !self.shell.hand_over(&conn.stream) {
-            return false;
+        let moved = hand_over_idle(&self.shell, &self.poller, conn);
+        if moved {
+            self.close(index);
         }
-        // The socket stays open in the master, then in the other worker:
-        // closing our descriptor would leave it in our epoll set, and its
-        // events (for the other worker's requests) would keep waking us.
-        let _ = self.poller.delete(&conn.stream);
-        self.close(index);
-        true
+        moved
     }
-    // ANCHOR_END: reactor_hand_over
 
     // ANCHOR: expire
     /// Tells every session whose deadline has passed, and drives it: most
