@@ -5,9 +5,10 @@
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
 //! slots, accepting (and [`refused`]: the 503 when every slot is taken),
-//! the master's channel, load reports, stopping, and [`shell::pairing`]: with
-//! `--steer cpu`, handing an idle connection to the worker of the CPU its
-//! client has moved to. Each model is a driver around the shell and the sans-I/O [`Session`]:
+//! the master's channel, load reports, stopping, and [`shell::pairing`]:
+//! with `--steer cpu`, handing an idle connection to the worker of the CPU
+//! its client has moved to. Each model is a driver around the shell and
+//! the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
 //! - [`proactor_sim`]: the loop does the I/O, a thread pool processes;
