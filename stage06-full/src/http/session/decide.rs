@@ -81,7 +81,7 @@ impl Session {
             }
         }
     }
-    /// The file named by [`Next::Open`] was opened (or could not be).
+    /// The file named by [`Next::Open`](super::Next::Open) was opened (or could not be).
     pub fn opened(&mut self, opened: Opened, env: &mut Env<'_>) {
         let Phase::Open(rq) = std::mem::replace(&mut self.phase, Phase::Send) else {
             return;
