@@ -33,9 +33,9 @@ pub struct Labels {
 
 /// A worker looks at one idle connection's CPU at most this often: one
 /// `getsockopt` a millisecond, however many requests it serves. Looking
-/// after every request would add a system call to each (2.28 per
-/// keep-alive request would become 3.28); a connection's client changes
-/// CPU far more rarely than that.
+/// after every request would add a system call to each (about two per
+/// keep-alive request would become three, syscalls-http in chapter 6,
+/// part 2); a connection's client changes CPU far more rarely than that.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// Where a worker stands on pairing: its labels, and when it last looked.
