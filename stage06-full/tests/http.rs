@@ -713,10 +713,7 @@ macro_rules! suite {
             let all = cpus_allowed();
             for dispatch in ["pass", "reuseport"] {
                 let server = start(&site, &["--dispatch", dispatch]);
-                let workers = testkit::children_of(server.pid());
-                let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
-                let before = fds();
-                let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
+                let grown = connections_per_worker(&server);
                 let mut held = Vec::new();
                 // On loopback a connection's packets are processed on the
                 // sending thread's CPU: pinned there, every connection goes
@@ -750,10 +747,7 @@ macro_rules! suite {
             for dispatch in ["pass", "reuseport", "shared"] {
                 pin_this_thread(&all);
                 let server = start(&site, &["--dispatch", dispatch]);
-                let workers = testkit::children_of(server.pid());
-                let fds = || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
-                let before = fds();
-                let grown = || -> Vec<usize> { fds().iter().zip(&before).map(|(now, was)| now - was).collect() };
+                let grown = connections_per_worker(&server);
                 // Connected from the first CPU: all on its worker (under
                 // `shared`, on whichever worker woke first, until the
                 // hand-over gathers them there).
@@ -1442,6 +1436,23 @@ fn pin_this_thread(cpus: &[usize]) {
         set.set(cpu).unwrap();
     }
     nix::sched::sched_setaffinity(Pid::from_raw(0), &set).unwrap();
+}
+
+/// Connections each worker of `server` has taken since this call, counted
+/// by the growth of its descriptors (clients that ask for a missing file:
+/// a 404 opens none).
+fn connections_per_worker(server: &Server) -> impl Fn() -> Vec<usize> {
+    let workers = testkit::children_of(server.pid());
+    let fds =
+        move || -> Vec<usize> { workers.iter().map(|&w| testkit::proc_fd_count(w)).collect() };
+    let before = fds();
+    move || {
+        fds()
+            .iter()
+            .zip(&before)
+            .map(|(now, was)| now - was)
+            .collect()
+    }
 }
 
 /// Two CPUs for the `--steer cpu` test, or why it cannot run here: it needs
