@@ -794,6 +794,21 @@ mod tests {
         let peer = hand_over(&mut rig, 1);
         assert_eq!(rig.drain(0), vec![vec![peer]]);
         assert!(rig.drain(1).is_empty() && rig.drain(2).is_empty());
+        // A CPU no worker is labelled with: back where it came from too.
+        let peer = hand_over(&mut rig, 7);
+        assert_eq!(rig.drain(0), vec![vec![peer]]);
+        // A MOVE that names no CPU (a message too short): the same.
+        let moved = rig.connection();
+        let end = rig.workers[0].as_ref().unwrap();
+        sys::send_message(
+            &end.as_fd().try_clone_to_owned().unwrap(),
+            &[message::MOVE],
+            &[moved.as_fd()],
+        )
+        .unwrap();
+        assert_eq!(rig.turn(), 1);
+        assert_eq!(rig.drain(0), vec![vec![moved.peer_addr().unwrap()]]);
+        assert!(rig.drain(1).is_empty() && rig.drain(2).is_empty());
     }
 
     #[test]
