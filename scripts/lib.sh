@@ -201,6 +201,20 @@ tree_switches() {
     echo "$total"
 }
 
+# tree_ticks PID — CPU time (user and system, in clock ticks) of PID and
+# its children so far, all their threads included.
+tree_ticks() {
+    local total=0 p t
+    for p in $(tree_pids "$1"); do
+        for t in /proc/"$p"/task/*; do
+            # Fields 14 and 15 of stat; the name (field 2) may hold spaces,
+            # so count from the closing parenthesis.
+            total=$(( total + $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{ print $12 + $13 }') ))
+        done
+    done
+    echo "$total"
+}
+
 # free_port — a TCP port on 127.0.0.1 that nobody listens on right now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -78,6 +78,12 @@ t_bench-http-levers() {
             "$S/bench-http.sh"
     done
 }
+t_who-sends() {
+    header "Who does the work of a 1 MiB response: stage06 and nginx" server \
+        "ROUNDS=$ROUNDS scripts/who-sends.sh" \
+        "wrk -t2 -c50, 1 MiB file, keep-alive, 5 s runs, counted from /proc over the middle 3 s; server: all its processes and threads."
+    ROUNDS=$ROUNDS "$S/who-sends.sh"
+}
 t_syscalls-levers() {
     header "System calls per connection (Connection: close) with the levers turned off" "system call" \
         "CLOSE=1 HTTP_SERVERS=stage06 STAGE06_FLAGS=\"--dispatch MODE [--defer-accept 0] [--listen-trigger lt]\" scripts/syscalls.sh http" \

@@ -1,6 +1,6 @@
 //! Files: opening them confined to the document root (`openat2` with
 //! `RESOLVE_BENEATH`), and sending them (`sendfile`, and `send` with
-//! `MSG_MORE` for the head before a file).
+//! `MSG_MORE` for the head before a small file).
 
 use std::io;
 use std::net::TcpStream;

@@ -206,10 +206,10 @@ pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> St
 // ANCHOR_END: drive
 
 /// Head and small body in one system call: no Nagle stall between two
-/// writes, and half the calls. When a file follows, `MSG_MORE` holds the
-/// head back to share its packet with the file's first bytes (`TCP_CORK`
-/// without the two extra `setsockopt` calls; `sendfile` sets it itself for
-/// all but its last page).
+/// writes, and half the calls. When a small file follows (`more`, see
+/// `CORK_MAX`), `MSG_MORE` holds the head back to share its packet with the
+/// file's first bytes (`TCP_CORK` without the two extra `setsockopt` calls;
+/// `sendfile` sets it itself for all but its last page).
 pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
     if more {
         sys::send_more(stream, head)
