@@ -13,7 +13,8 @@
 # connections. Both servers get the same document root (files made in a
 # temporary folder), the same number of workers (WORKERS, default: the
 # number of CPUs), no access log, sendfile, and an open-file cache.
-# ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags.
+# ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags;
+# NGINX_EXTRA, directives such as "tcp_nopush on;", to nginx's http block.
 # BASELINE, a stage06-full binary built from another commit, joins the
 # alternation with the same flags: a change is measured against what it
 # changed, in the same run (a second table gives this build / baseline).

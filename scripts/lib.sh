@@ -228,6 +228,8 @@ need_tool() { # NAME INSTALL-HINT
 # into DIR for the same document root and number of workers as stage06,
 # starts nginx in the foreground on a free port (under WRAPPER, such as
 # `perf stat …  --`, when given), and sets NGINX_PID and NGINX_ADDR.
+# NGINX_EXTRA, when set, is added to the configuration's http block (such
+# as "tcp_nopush on;", which Debian's packaged nginx.conf turns on).
 start_nginx() {
     local root=$1 workers=$2 dir=$3 port i
     shift 3
@@ -254,6 +256,7 @@ http {
     keepalive_requests 1000000;
     open_file_cache max=10000 inactive=30s;
     open_file_cache_valid 60s;
+    ${NGINX_EXTRA:-}
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
