@@ -235,8 +235,9 @@ impl Session {
             // file, the held head made the worker push the whole file out
             // inside its own `sendfile`, with the woken reader preempting
             // it about four times per response; sent at once, the head lets
-            // the reader's ACKs release the file. The 1 MiB row ran 1.15x
-            // to 1.19x as fast (chapter 6, "The head before a large file").
+            // the reader's ACKs release the file. The 1 MiB row ran 1.12x
+            // to 1.18x as fast (chapter 6, part 2, "The head before a large
+            // file").
             let more = file.is_some_and(|f| f.end - f.offset <= CORK_MAX);
             return Next::Send { head, body, more };
         }
