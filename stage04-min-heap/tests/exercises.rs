@@ -121,11 +121,13 @@ fn ex4_1_syscalls_sh_shows_no_timerfd_calls() {
     );
 }
 
-/// Context switches so far: each time the server slept and was woken, or
-/// was preempted. A server asleep in `epoll_wait` makes none.
-fn switches(server: &Server) -> u64 {
+/// Wake-ups so far: each time the server slept and was woken (voluntary
+/// context switches). Preemptions are not counted: while the server closes
+/// its expired connections, the test's own reader, woken by each close,
+/// may preempt it once per connection on a shared CPU, whatever the timers
+/// did (that made this count read 20 in one run of the solution).
+fn wake_ups(server: &Server) -> u64 {
     server.status_field("voluntary_ctxt_switches")
-        + server.status_field("nonvoluntary_ctxt_switches")
 }
 
 #[test]
@@ -145,7 +147,7 @@ fn ex4_3_timer_slack_expires_many_timers_in_a_few_wake_ups() {
     }
     // Every accept has happened, and no deadline has come yet.
     thread::sleep(Duration::from_millis(50));
-    let before = switches(&server);
+    let before = wake_ups(&server);
     for (client, connected) in &mut clients {
         assert!(sees_close(client), "a client was never closed");
         let lived = connected.elapsed();
@@ -160,7 +162,7 @@ fn ex4_3_timer_slack_expires_many_timers_in_a_few_wake_ups() {
             "closed late: {lived:?}"
         );
     }
-    let woke = switches(&server) - before;
+    let woke = wake_ups(&server) - before;
     assert!(woke <= 6, "{woke} wake-ups to expire 20 timers");
 }
 
