@@ -24,8 +24,8 @@ pub const FIRST_READ: usize = 1024;
 /// one `writev`; larger ones go by `sendfile`.
 pub const SMALL_BODY: usize = 16 * 1024;
 /// A file of at most this many bytes shares its first packet with its head
-/// (`MSG_MORE`); a larger file's head leaves at once, alone. 64 KiB is one
-/// loopback segment (MTU 65,536).
+/// (`MSG_MORE`); a larger file's head leaves at once, alone. 64 KiB is about
+/// one loopback segment (the loopback MTU is 65,536 bytes).
 pub const CORK_MAX: u64 = 64 * 1024;
 /// The output buffer's size: a head plus a small body.
 pub const WRITE_BUF: usize = SMALL_BODY + 4096;

@@ -92,9 +92,8 @@ pub enum Next<'a> {
     /// [`Session::nodelay_set`].
     NoDelay,
     /// Send `head` then `body` (one `writev`); `more`: a small file follows
-    /// (at most [`CORK_MAX`] bytes), so the kernel may hold
-    /// a partial packet back (`MSG_MORE`). Then call
-    /// [`Session::sent`].
+    /// (at most [`CORK_MAX`] bytes), so the kernel may hold a partial packet
+    /// back (`MSG_MORE`). Then call [`Session::sent`].
     Send {
         head: &'a [u8],
         body: &'a [u8],
