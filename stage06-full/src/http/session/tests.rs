@@ -352,6 +352,16 @@ fn a_file_of_at_most_cork_max_bytes_shares_a_packet_with_its_head() {
         assert_eq!(d.events[..3], ["recv", head, "sendfile"], "{len} bytes");
         assert_eq!(d.log[0].length, len as u64);
     }
+    // What counts is how much of the file follows the head: a 50,000-byte
+    // range of a large file waits for its first bytes like a small file.
+    let big = BigFile::new("cork-range", 100_000);
+    let mut d = Driver::new().with_big(&big);
+    let mut s = Session::new(d.now);
+    let request =
+        b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-49999\r\nConnection: close\r\n\r\n";
+    assert!(d.run(&mut s, &[request], usize::MAX));
+    assert_eq!(d.events[..3], ["recv", "send-more", "sendfile"]);
+    assert_eq!(d.log[0].status, 206);
 }
 
 #[test]
