@@ -508,6 +508,8 @@ mod tests {
         listener: TcpListener,
         /// The client end of every connection made, by its local address.
         clients: Vec<TcpStream>,
+        /// `HOLD` messages read by `drain`: (worker, CPU named).
+        holds: Vec<(usize, usize)>,
     }
 
     /// A send buffer this small holds a handful of messages, so a test
@@ -530,6 +532,7 @@ mod tests {
             workers: ends,
             listener: TcpListener::bind("127.0.0.1:0").unwrap(),
             clients: Vec::new(),
+            holds: Vec::new(),
         }
     }
 
@@ -563,7 +566,7 @@ mod tests {
         }
 
         /// Reads everything waiting on worker `i`'s end: the connections'
-        /// peer addresses, message by message.
+        /// peer addresses, message by message (`HOLD`s go to `holds`).
         fn drain(&mut self, i: usize) -> Vec<Vec<SocketAddr>> {
             let end = self.workers[i].as_mut().unwrap();
             let mut messages = Vec::new();
@@ -572,8 +575,9 @@ mod tests {
                     Ok(Incoming::Conns(streams)) => {
                         messages.push(streams.iter().map(|s| s.peer_addr().unwrap()).collect())
                     }
+                    Ok(Incoming::Hold(cpu)) => self.holds.push((i, cpu)),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return messages,
-                    Ok(_) => panic!("not a CONN message"),
+                    Ok(_) => panic!("not a CONN or HOLD message"),
                     Err(e) => panic!("receive: {e}"),
                 }
             }
@@ -788,15 +792,20 @@ mod tests {
         };
         let peer = hand_over(&mut rig, 1);
         assert_eq!(rig.drain(1), vec![vec![peer]]);
+        assert!(rig.holds.is_empty(), "taken: no HOLD");
         // Worker 1 is full now: the next one goes back to worker 0, whose
         // slot it had, and not to the least loaded (worker 2), which might
-        // have no slot left by the time it arrives.
+        // have no slot left by the time it arrives; and worker 0 is told to
+        // hold CPU 1 for a while rather than offer it again at once.
         let peer = hand_over(&mut rig, 1);
         assert_eq!(rig.drain(0), vec![vec![peer]]);
+        assert_eq!(rig.holds, [(0, 1)]);
         assert!(rig.drain(1).is_empty() && rig.drain(2).is_empty());
-        // A CPU no worker is labelled with: back where it came from too.
+        // A CPU no worker is labelled with: back where it came from too,
+        // with no HOLD (the worker never offers such a CPU).
         let peer = hand_over(&mut rig, 7);
         assert_eq!(rig.drain(0), vec![vec![peer]]);
+        assert_eq!(rig.holds, [(0, 1)]);
         // A MOVE that names no CPU (a message too short): the same.
         let moved = rig.connection();
         let end = rig.workers[0].as_ref().unwrap();
@@ -812,7 +821,7 @@ mod tests {
     }
 
     #[test]
-    fn load_and_conn_messages_round_trip() {
+    fn every_message_round_trips() {
         let load = message::Load {
             live: 7,
             taken: 1 << 40,
@@ -824,5 +833,8 @@ mod tests {
         assert_eq!(message::parse_move(&message::moved(3)), Some(3));
         assert_eq!(message::parse_move(&message::conn(3)), None);
         assert_eq!(message::parse_conn(&message::moved(3)), None);
+        assert_eq!(message::parse_hold(&message::hold(5)), Some(5));
+        assert_eq!(message::parse_hold(&message::moved(5)), None);
+        assert_eq!(message::parse_move(&message::hold(5)), None);
     }
 }

@@ -1,13 +1,16 @@
 //! `--steer cpu`: under `pass`, the master gives a connection to the worker
 //! labelled with the CPU it arrived on, while that worker's load stays
 //! within a bound of the least loaded's; in every mode, it places the idle
-//! connections workers hand back (`take_back`).
+//! connections workers hand back (`take_back`), and tells a worker when
+//! one could not go (`hold`).
 
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 
-use super::{Channels, QUEUE_BOUND, Room};
+use super::{Channels, QUEUE_BOUND, Room, message};
 use crate::poller::Poller;
+use crate::sys;
 
 /// `--steer cpu` under `pass`: a worker labelled with a connection's CPU
 /// gets it while its load is at most `STEER_RATIO` times the least
@@ -90,9 +93,40 @@ impl Channels {
                 _ => from,
             };
             self.slots[to].queue.push_back(TcpStream::from(fd));
+            // Refused by the worker labelled with `cpu` (not merely a CPU
+            // no worker is labelled with, which no worker offers).
+            if let Some(cpu) = cpu.filter(|&c| to == from && self.labels.contains(&Some(c))) {
+                self.hold(from, cpu);
+            }
         }
         // Sent now, not when a batch fills: this client is waiting.
         self.flush(poller);
     }
     // ANCHOR_END: take_back
+
+    // ANCHOR: hold
+    /// Tells worker `i` that the worker labelled with `cpu` could not take
+    /// the connection it handed over (`HOLD`): it stops offering that CPU's
+    /// connections for a while (`pairing::HOLD_FOR`).
+    ///
+    /// Without it the refusal was silent. The connection came back in a
+    /// `CONN` like any other, and the worker, seeing the same client on the
+    /// same other CPU a millisecond later, handed it over again: under one
+    /// client thread at a fixed rate, about 600 refusals a second, each
+    /// holding a connection's next request up while the descriptor went to
+    /// the master and back (chapter 6, part 2). Nothing is lost if this
+    /// message is: the worker asks again, and is told again.
+    fn hold(&self, i: usize, cpu: usize) {
+        let Some(link) = self.slots[i].link.as_ref() else {
+            return; // the worker is gone; its queue goes to the others
+        };
+        match sys::send_message(&link.fd, &message::hold(cpu), &[]) {
+            Ok(()) => {}
+            // The channel is full: the worker will ask again, and be told.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            // Broken: the flush that follows finds out and moves its queue.
+            Err(_) => {}
+        }
+    }
+    // ANCHOR_END: hold
 }

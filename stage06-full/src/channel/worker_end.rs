@@ -1,5 +1,5 @@
 //! A worker's end of its channel: READY, load reports, batches of
-//! connections in, connections handed back.
+//! connections in, connections handed back, and HOLD when one could not go.
 
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
@@ -15,6 +15,9 @@ pub enum Incoming {
     /// A `CONN` message's connections. Fewer than the master sent if this
     /// process ran out of descriptors: the kernel closed the rest.
     Conns(Vec<TcpStream>),
+    /// `HOLD`: the worker labelled with this CPU could not take a
+    /// connection handed over (`--steer cpu`).
+    Hold(usize),
     /// The master closed its end: it is gone.
     Closed,
     /// A message a worker does not expect; ignored.
@@ -60,7 +63,11 @@ impl WorkerEnd {
         if received.len == 0 {
             return Ok(Incoming::Closed);
         }
-        let Some(count) = message::parse_conn(&buf[..received.len]) else {
+        let m = &buf[..received.len];
+        if let Some(cpu) = message::parse_hold(m) {
+            return Ok(Incoming::Hold(cpu));
+        }
+        let Some(count) = message::parse_conn(m) else {
             return Ok(Incoming::Other);
         };
         // Counted as the master counts them, lost ones included: the

@@ -400,6 +400,10 @@ impl<S: Default> Shell<S> {
                     incoming.extend(streams);
                     return true;
                 }
+                Ok(Incoming::Hold(cpu)) => {
+                    self.hold_pairing(cpu);
+                    return true;
+                }
                 // EOF: the master is gone. A worker without a master would
                 // serve on with nobody to restart it or stop it.
                 Ok(Incoming::Closed) => return false,

@@ -38,10 +38,27 @@ pub struct Labels {
 /// part 2); a connection's client changes CPU far more rarely than that.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1);
 
-/// Where a worker stands on pairing: its labels, and when it last looked.
+// ANCHOR: hold_for
+/// After the master says the worker labelled with a CPU could not take a
+/// connection (`HOLD`: it holds more than the bound of `Channels::labelled`,
+/// or has no free slot), this worker offers it none for this long.
+///
+/// Loads change when connections open and close, so a refusal is news for
+/// a while, not for ever. A tenth of a second keeps the refusals to about
+/// ten a second for a worker whose connections all belong to a client
+/// thread on a full worker's CPU (about 600 a second without it), and
+/// delays pairing by at most as long when the load does change. Doubling
+/// the wait after each refusal would cut them further, for state and a
+/// reset rule that ten refusals a second do not pay for.
+pub const HOLD_FOR: Duration = Duration::from_millis(100);
+// ANCHOR_END: hold_for
+
+/// Where a worker stands on pairing: its labels, when it last looked, and
+/// until when each refusing CPU is held.
 pub struct Pairing {
     labels: Labels,
     checked_at: Option<Instant>,
+    held: Vec<(usize, Instant)>,
 }
 
 impl Pairing {
@@ -49,7 +66,20 @@ impl Pairing {
         Pairing {
             labels,
             checked_at: None,
+            held: Vec::new(),
         }
+    }
+
+    /// The worker labelled with `cpu` refused a connection: offer it none
+    /// until `HOLD_FOR` after `now`.
+    pub fn hold(&mut self, cpu: usize, now: Instant) {
+        self.held.retain(|&(c, _)| c != cpu);
+        self.held.push((cpu, now + HOLD_FOR));
+    }
+
+    /// True if connections for `cpu` are not to be offered at `now`.
+    fn is_held(&self, cpu: usize, now: Instant) -> bool {
+        self.held.iter().any(|&(c, until)| c == cpu && now < until)
     }
 
     /// True if it is time to look at an idle connection (and counts this
@@ -64,7 +94,7 @@ impl Pairing {
 
     // ANCHOR: moved_to
     /// The CPU `stream`'s client sends from now, if another worker is
-    /// labelled with it.
+    /// labelled with it and that CPU is not held (`HOLD_FOR`).
     ///
     /// The kernel says which CPU processed the connection's last packet.
     /// That is the client's when the packet was the client's (on loopback,
@@ -76,10 +106,10 @@ impl Pairing {
     /// send the connection after the worker, not after its client: a worker
     /// that the scheduler ran on the other CPU for a moment would hand away
     /// every connection it served there.
-    pub fn moved_to(&self, stream: &TcpStream) -> Option<usize> {
+    pub fn moved_to(&self, stream: &TcpStream, now: Instant) -> Option<usize> {
         let cpu = sys::incoming_cpu(stream)?;
         let elsewhere = cpu != self.labels.mine && Some(cpu) != sys::current_cpu();
-        (elsewhere && self.labels.all.contains(&cpu)).then_some(cpu)
+        (elsewhere && self.labels.all.contains(&cpu) && !self.is_held(cpu, now)).then_some(cpu)
     }
     // ANCHOR_END: moved_to
 }
@@ -101,10 +131,20 @@ impl<S: Default> Shell<S> {
     /// out of its epoll set by hand, the socket staying open elsewhere).
     /// A full channel keeps it here.
     pub fn hand_over(&self, stream: &TcpStream) -> bool {
-        let Some(cpu) = self.pairing.as_ref().and_then(|p| p.moved_to(stream)) else {
+        let now = self.res.now;
+        let Some(cpu) = self.pairing.as_ref().and_then(|p| p.moved_to(stream, now)) else {
             return false;
         };
         self.channel.hand_over(stream, cpu).is_ok()
+    }
+
+    /// The master says the worker labelled with `cpu` could not take a
+    /// connection handed over: hold that CPU (`HOLD_FOR`).
+    pub fn hold_pairing(&mut self, cpu: usize) {
+        let now = self.res.now;
+        if let Some(p) = self.pairing.as_mut() {
+            p.hold(cpu, now);
+        }
     }
     // ANCHOR_END: hand_over
 }
@@ -124,5 +164,23 @@ mod tests {
         assert!(!p.due(t));
         assert!(!p.due(t + CHECK_EVERY / 2));
         assert!(p.due(t + CHECK_EVERY));
+    }
+
+    #[test]
+    fn a_refusing_cpu_is_held_for_hold_for_and_others_are_not() {
+        let mut p = Pairing::new(Labels {
+            mine: 0,
+            all: vec![0, 1, 2],
+        });
+        let t = Instant::now();
+        assert!(!p.is_held(1, t));
+        p.hold(1, t);
+        assert!(p.is_held(1, t) && p.is_held(1, t + HOLD_FOR / 2));
+        assert!(!p.is_held(2, t), "only the CPU that refused");
+        assert!(!p.is_held(1, t + HOLD_FOR));
+        // A second refusal restarts the hold, and is kept once.
+        p.hold(1, t + HOLD_FOR);
+        assert!(p.is_held(1, t + HOLD_FOR + HOLD_FOR / 2));
+        assert_eq!(p.held.len(), 1);
     }
 }
