@@ -47,16 +47,9 @@ start_server "$tmp/out" "$BIN/stage06-full" --addr 127.0.0.1:0 --root "$tmp/root
     ${STAGE06_FLAGS:-}
 servers=(stage06 nginx)
 if [ -n "${BASELINE:-}" ]; then
-    SERVER_PID_MAIN=$SERVER_PID
-    SERVER_ADDR_MAIN=$SERVER_ADDR
     # shellcheck disable=SC2086
-    start_server "$tmp/baseline" "$BASELINE" --addr 127.0.0.1:0 --root "$tmp/root" \
+    start_baseline "$tmp/baseline" --addr 127.0.0.1:0 --root "$tmp/root" \
         --workers "$WORKERS" ${STAGE06_FLAGS:-}
-    BASELINE_PID=$SERVER_PID
-    BASELINE_ADDR=$SERVER_ADDR
-    SERVER_PID=$SERVER_PID_MAIN
-    SERVER_ADDR=$SERVER_ADDR_MAIN
-    trap 'kill "$BASELINE_PID" 2>/dev/null; wait "$BASELINE_PID" 2>/dev/null; cleanup' EXIT
     servers=(stage06 baseline nginx)
 fi
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"

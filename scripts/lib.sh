@@ -119,6 +119,21 @@ start_server() {
     return 1
 }
 
+# start_baseline OUT-FILE ARGS… — starts "$BASELINE" (a stage06-full binary
+# built from another commit) with ARGS beside the server start_server
+# started, sets BASELINE_PID and BASELINE_ADDR, and leaves SERVER_PID and
+# SERVER_ADDR naming the first server. The baseline is stopped at exit.
+start_baseline() {
+    local out=$1 pid=$SERVER_PID addr=$SERVER_ADDR
+    shift
+    start_server "$out" "$BASELINE" "$@"
+    BASELINE_PID=$SERVER_PID
+    BASELINE_ADDR=$SERVER_ADDR
+    SERVER_PID=$pid
+    SERVER_ADDR=$addr
+    trap 'kill "$BASELINE_PID" 2>/dev/null; wait "$BASELINE_PID" 2>/dev/null; cleanup' EXIT
+}
+
 # stop_server — SIGTERM, then SIGKILL if it lingers; waits for it.
 stop_server() {
     [ -n "${SERVER_PID:-}" ] || return 0

@@ -41,11 +41,9 @@ declare -A addr pid
 addr[stage06]=$SERVER_ADDR; pid[stage06]=$SERVER_PID
 if [ -n "${BASELINE:-}" ]; then
     # shellcheck disable=SC2086
-    start_server "$tmp/baseline" "$BASELINE" --addr 127.0.0.1:0 --root "$tmp/root" \
+    start_baseline "$tmp/baseline" --addr 127.0.0.1:0 --root "$tmp/root" \
         --workers "$WORKERS" ${STAGE06_FLAGS:-}
-    addr[baseline]=$SERVER_ADDR; pid[baseline]=$SERVER_PID
-    SERVER_PID=${pid[stage06]}
-    trap 'kill "${pid[baseline]}" 2>/dev/null; wait "${pid[baseline]}" 2>/dev/null; cleanup' EXIT
+    addr[baseline]=$BASELINE_ADDR; pid[baseline]=$BASELINE_PID
     servers=(stage06 baseline nginx)
 fi
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
