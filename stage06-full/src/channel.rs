@@ -836,5 +836,7 @@ mod tests {
         assert_eq!(message::parse_hold(&message::hold(5)), Some(5));
         assert_eq!(message::parse_hold(&message::moved(5)), None);
         assert_eq!(message::parse_move(&message::hold(5)), None);
+        // Too short to name a CPU: not a HOLD (the worker ignores it).
+        assert_eq!(message::parse_hold(&[message::HOLD]), None);
     }
 }

@@ -112,7 +112,7 @@ impl Channels {
     /// Without it the refusal was silent. The connection came back in a
     /// `CONN` like any other, and the worker, seeing the same client on the
     /// same other CPU a millisecond later, handed it over again: under one
-    /// client thread at a fixed rate, about 600 refusals a second, each
+    /// client thread at a fixed rate, hundreds of refusals a second, each
     /// holding a connection's next request up while the descriptor went to
     /// the master and back (chapter 6, part 2). Nothing is lost if this
     /// message is: the worker asks again, and is told again.

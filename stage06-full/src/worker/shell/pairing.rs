@@ -46,7 +46,7 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(1);
 /// Loads change when connections open and close, so a refusal is news for
 /// a while, not for ever. A tenth of a second keeps the refusals to about
 /// ten a second for a worker whose connections all belong to a client
-/// thread on a full worker's CPU (about 600 a second without it), and
+/// thread on a full worker's CPU (up to one a millisecond without it), and
 /// delays pairing by at most as long when the load does change. Doubling
 /// the wait after each refusal would cut them further, for state and a
 /// reset rule that ten refusals a second do not pay for.
@@ -152,6 +152,9 @@ impl<S: Default> Shell<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread;
 
     #[test]
     fn a_worker_looks_at_most_once_per_period() {
@@ -182,5 +185,48 @@ mod tests {
         p.hold(1, t + HOLD_FOR);
         assert!(p.is_held(1, t + HOLD_FOR + HOLD_FOR / 2));
         assert_eq!(p.held.len(), 1);
+    }
+
+    #[test]
+    fn a_held_cpu_is_not_offered_until_its_hold_ends() {
+        let cpus = sys::allowed_cpus().unwrap();
+        let (Some(&here), Some(&there)) = (cpus.first(), cpus.get(1)) else {
+            println!("skipped: needs two CPUs");
+            return;
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A client on `there`: on loopback its packets are processed on
+        // its own CPU.
+        let _client = thread::spawn(move || {
+            sys::pin_to(there).unwrap();
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"x").unwrap();
+            c
+        })
+        .join()
+        .unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.read_exact(&mut [0u8; 1]).unwrap();
+        if sys::incoming_cpu(&server) != Some(there) {
+            println!("skipped: loopback packets are not processed on the sender's CPU here");
+            return;
+        }
+        // The worker's side, on `here` (a packet processed on the CPU the
+        // worker runs on is no evidence).
+        thread::spawn(move || {
+            sys::pin_to(here).unwrap();
+            let mut p = Pairing::new(Labels {
+                mine: here,
+                all: vec![here, there],
+            });
+            let t = Instant::now();
+            assert_eq!(p.moved_to(&server, t), Some(there));
+            p.hold(there, t);
+            assert_eq!(p.moved_to(&server, t + HOLD_FOR / 2), None);
+            assert_eq!(p.moved_to(&server, t + HOLD_FOR), Some(there));
+        })
+        .join()
+        .unwrap();
     }
 }
