@@ -10,7 +10,10 @@
 //! omission"). A request whose predecessor is still unanswered is written
 //! anyway: the connection pipelines.
 //!
-//! Prints one tab-separated line (with `--format tsv`) or a short report.
+//! Prints one tab-separated line (with `--format tsv`) or a short report;
+//! with `--slow US`, also every request slower than US µs, on stderr (when
+//! it was due, how long it took, on which connection), to see whether a
+//! tail comes in bursts.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -44,6 +47,10 @@ struct Args {
     /// text (default) or tsv: rate connections sent answered p50_us p90_us p99_us p999_us max_us
     #[argh(option, default = "String::from(\"text\")")]
     format: String,
+    /// also list every request slower than this many µs on stderr, after
+    /// the run: due time (µs from the start), latency (µs), connection
+    #[argh(option)]
+    slow: Option<u64>,
 }
 
 struct Conn {
@@ -102,6 +109,9 @@ fn run() -> anyhow::Result<()> {
         });
     }
     let mut latencies: Vec<u64> = Vec::new();
+    // (due time from the start, latency, connection), for --slow: kept in
+    // memory and printed after the run, so listing does not slow the load.
+    let mut slow: Vec<(u64, u64, usize)> = Vec::new();
     let mut sent = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let give_up = end + Duration::from_secs(5);
@@ -148,7 +158,7 @@ fn run() -> anyhow::Result<()> {
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
-        for (c, ready) in conns.iter_mut().zip(ready) {
+        for (k, (c, ready)) in conns.iter_mut().zip(ready).enumerate() {
             if !ready {
                 continue;
             }
@@ -165,11 +175,19 @@ fn run() -> anyhow::Result<()> {
             while let Some(len) = complete_response(&c.input)? {
                 c.input.drain(..len);
                 if let Some(due) = c.due.pop_front() {
-                    latencies.push(done.saturating_duration_since(due).as_micros() as u64);
+                    let latency = done.saturating_duration_since(due).as_micros() as u64;
+                    latencies.push(latency);
+                    if args.slow.is_some_and(|us| latency > us) {
+                        let at = due.saturating_duration_since(start).as_micros() as u64;
+                        slow.push((at, latency, k));
+                    }
                 }
             }
             flush(c)?;
         }
+    }
+    for (at, latency, k) in &slow {
+        eprintln!("{at}\t{latency}\t{k}");
     }
     latencies.sort_unstable();
     let pct = |p: f64| -> u64 {
