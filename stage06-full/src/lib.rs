@@ -52,7 +52,9 @@
 //!   to the worker of the CPU that received it (by the kernel under
 //!   `reuseport`, by the master, within a bound, under `pass`), each worker
 //!   pinned to its CPU, and an idle connection handed on, through the
-//!   master, when its client moves to another worker's CPU.
+//!   master, when its client moves to another worker's CPU (when that
+//!   worker is full the master answers `HOLD`, and the worker waits a
+//!   while before offering it another).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
