@@ -16,8 +16,12 @@
 # ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags;
 # NGINX_EXTRA, directives such as "tcp_nopush on;", to nginx's http block.
 # BASELINE, a stage06-full binary built from another commit, joins the
-# alternation with the same flags: a change is measured against what it
-# changed, in the same run (a second table gives this build / baseline).
+# alternation with the same flags (or BASELINE_FLAGS, when set): a change
+# is measured against what it changed, in the same run (a second table
+# gives this build / baseline). A flag is measured against its absence with
+# this build as its own baseline:
+#   BASELINE=target/release/stage06-full BASELINE_FLAGS= \
+#       STAGE06_FLAGS="--pin off" scripts/bench-http.sh
 # Ratios are per round (same round, same machine state), as min / median /
 # max.
 #
@@ -49,7 +53,7 @@ servers=(stage06 nginx)
 if [ -n "${BASELINE:-}" ]; then
     # shellcheck disable=SC2086
     start_baseline "$tmp/baseline" --addr 127.0.0.1:0 --root "$tmp/root" \
-        --workers "$WORKERS" ${STAGE06_FLAGS:-}
+        --workers "$WORKERS" ${BASELINE_FLAGS-${STAGE06_FLAGS:-}}
     servers=(stage06 baseline nginx)
 fi
 start_nginx "$tmp/root" "$WORKERS" "$tmp/nginx"
@@ -115,7 +119,7 @@ for i in "${!rows[@]}"; do
 done
 [ -n "${BASELINE:-}" ] || exit 0
 echo
-echo "### this build against the baseline ($BASELINE)"
+echo "### this build against the baseline ($BASELINE${BASELINE_FLAGS+, flags \`$BASELINE_FLAGS\`})"
 echo
 echo "| load | this build req/s | baseline req/s | this build / baseline (min / median / max) |"
 echo "|---|---:|---:|---:|"

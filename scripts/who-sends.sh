@@ -14,7 +14,8 @@
 #
 # Environment: SIZE (default 1048576), CONNS (default 50), ROUNDS (default
 # 3), SECONDS_PER_RUN (default 5), WORKERS (default: the number of CPUs),
-# STAGE06_FLAGS (added to stage06's flags). With CSV=FILE, every round's
+# STAGE06_FLAGS (added to stage06's flags), BASELINE_FLAGS (the
+# baseline's, when they differ). With CSV=FILE, every round's
 # figures also go to FILE (csv_row in lib.sh), a row per server.
 #
 # Needs wrk and nginx: apt-get install wrk nginx-light
@@ -42,7 +43,7 @@ addr[stage06]=$SERVER_ADDR; pid[stage06]=$SERVER_PID
 if [ -n "${BASELINE:-}" ]; then
     # shellcheck disable=SC2086
     start_baseline "$tmp/baseline" --addr 127.0.0.1:0 --root "$tmp/root" \
-        --workers "$WORKERS" ${STAGE06_FLAGS:-}
+        --workers "$WORKERS" ${BASELINE_FLAGS-${STAGE06_FLAGS:-}}
     addr[baseline]=$BASELINE_ADDR; pid[baseline]=$BASELINE_PID
     servers=(stage06 baseline nginx)
 fi
