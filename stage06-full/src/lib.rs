@@ -51,15 +51,15 @@
 //!   `--steer cpu`: each worker labelled with a CPU, and a connection given
 //!   to the worker of the CPU that received it (by the kernel under
 //!   `reuseport`, by the master, within a bound, under `pass`), each worker
-//!   pinned to its CPU, and an idle connection handed on, through the
-//!   master, when its client moves to another worker's CPU (when that
-//!   worker is full the master answers `HOLD`, and the worker waits a
-//!   while before offering it another).
+//!   kept on its CPU (unless `--pin off`), and an idle connection handed on,
+//!   through the master, when its client moves to another worker's CPU
+//!   (when that worker is full the master answers `HOLD`, and the worker
+//!   waits a while before offering it another).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
 //!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
-//!   CPUs, pinning and `SO_INCOMING_CPU` of `--steer cpu`.
+//!   CPUs, `SO_INCOMING_CPU` and pinning of `--steer cpu` and `--pin`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!

@@ -42,14 +42,21 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// cpu: worker i is pinned to the i-th CPU and takes the connections
-    /// whose packets arrive there (SO_INCOMING_CPU): a new one under pass
-    /// (within a bound) and reuseport (Linux 6.1 and later), an idle one
-    /// whose client moved, in every mode; hash: the least loaded under
-    /// pass, a hash of the addresses under reuseport, no pinning (default
-    /// cpu)
+    /// cpu: worker i is pinned to the i-th CPU (see --pin) and takes the
+    /// connections whose packets arrive there (SO_INCOMING_CPU): a new one
+    /// under pass (within a bound) and reuseport (Linux 6.1 and later), an
+    /// idle one whose client moved, in every mode; hash: the least loaded
+    /// under pass, a hash of the addresses under reuseport, no pinning, no
+    /// hand-over (default cpu)
     #[argh(option, default = "Steer::Cpu")]
     steer: Steer,
+
+    /// on or off: with --steer cpu, keep worker i on its CPU
+    /// (sched_setaffinity); off lets the scheduler move a worker away from
+    /// a busy process on its CPU, at some cost to the keep-alive rate
+    /// (chapter 6, part 2, "Pinning"; default on)
+    #[argh(option, default = "true", from_str_fn(on_off))]
+    pin: bool,
 
     /// et or lt for connection sockets (default et, as nginx: level-triggered
     /// epoll re-polls every socket it reported on the next wait)
@@ -145,6 +152,14 @@ fn make_demo_big_file(root: &Path) -> io::Result<()> {
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?}: use on or off")),
+    }
 }
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
@@ -292,6 +307,7 @@ fn run() -> anyhow::Result<()> {
             open_file_cache: seconds("open-file-cache", args.open_file_cache)?,
             model: args.model,
             threads: args.threads,
+            pin: args.pin,
         },
     };
     let mut master =

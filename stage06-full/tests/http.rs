@@ -738,6 +738,30 @@ macro_rules! suite {
         }
 
         #[test]
+        fn workers_are_kept_on_their_cpus_unless_pin_is_off() {
+            let Some(cpus) = two_cpus_to_steer_by() else {
+                return;
+            };
+            let site = Site::new();
+            let all = cpus_allowed();
+            // Each server inherits the affinity of the thread that starts it.
+            pin_this_thread(&cpus);
+            let cpus_of = |server: &Server| -> Vec<Vec<usize>> {
+                let mut v: Vec<Vec<usize>> = testkit::children_of(server.pid()).into_iter().map(worker_cpus).collect();
+                v.sort();
+                v
+            };
+            // `listening on` comes once every worker is ready, after it pinned itself.
+            let server = start(&site, &[]);
+            assert_eq!(cpus_of(&server), [vec![cpus[0]], vec![cpus[1]]], "pinned by default: one CPU each");
+            let server = start(&site, &["--pin", "off"]);
+            assert_eq!(cpus_of(&server), [cpus.clone(), cpus.clone()], "--pin off");
+            let server = start(&site, &["--steer", "hash"]);
+            assert_eq!(cpus_of(&server), [cpus.clone(), cpus.clone()], "--steer hash: no label to pin to");
+            pin_this_thread(&all);
+        }
+
+        #[test]
         fn steer_cpu_hands_a_connection_to_the_worker_of_its_clients_new_cpu() {
             let Some(cpus) = two_cpus_to_steer_by() else {
                 return;
@@ -1427,6 +1451,22 @@ fn cpus_allowed() -> Vec<usize> {
     (0..nix::sched::CpuSet::count())
         .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
         .collect()
+}
+
+/// The CPUs process `pid` may run on (its `Cpus_allowed_list`, proc(5)).
+fn worker_cpus(pid: u32) -> Vec<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap());
+    }
+    cpus
 }
 
 /// Pins the calling thread (only it: a pid of 0 names the caller) to `cpus`.

@@ -37,8 +37,8 @@ impl FromStr for Dispatch {
 /// Whether the CPU a connection's packets arrive on picks its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
-    /// Worker `i` is labelled with the `i`-th CPU the server may run on,
-    /// and pinned to it. Under `reuseport` the kernel gives a new
+    /// Worker `i` is labelled with the `i`-th CPU the server may run on
+    /// and kept on it (unless `--pin off`). Under `reuseport` the kernel gives a new
     /// connection to the worker labelled with the CPU that received it
     /// (`SO_INCOMING_CPU`); under `pass` the master does, within a bound on
     /// the imbalance; under `shared` whichever worker wakes first takes it.

@@ -75,6 +75,10 @@ pub struct Config {
     pub model: Model,
     /// `Model::ProactorSim`: the pool's threads.
     pub threads: usize,
+    /// `--pin`: with `--steer cpu`, keep the worker on the CPU it is
+    /// labelled with (on unless `--pin off`; `shell::Shell::new` says why,
+    /// and what it costs).
+    pub pin: bool,
 }
 
 /// `--model`: who does the I/O, and who runs the session.
