@@ -133,29 +133,11 @@ impl<S: Default> Shell<S> {
                 (Some(listener), false, labels)
             }
         };
-        // ANCHOR: pin
-        // Pinned unless `--pin off`. The hand-over needs it: on loopback
-        // the acknowledgements of a large response are processed on the
-        // worker's own CPU, and an unpinned worker that ran on the other
-        // CPU for a while hands its connections away after itself; in the
-        // crowding loop of chapter 6, part 2, 4 runs in 36 put most
-        // connections on one worker unpinned, none pinned. Pinning costs
-        // one load: a client thread that never sleeps (a generator polling
-        // with a zero timeout) shares its CPU with the worker it is paired
-        // with, which waits behind it up to a scheduler tick, about one
-        // request in a hundred, while the other CPU idles; the scheduler
-        // may not move a pinned worker. `--pin off` gives the scheduler
-        // that freedom, and that load's p99 falls to about nginx's.
         if config.pin
-            && let Some(cpu) = labels.as_ref().map(|l| l.mine)
-            && let Err(e) = sys::pin_to(cpu)
+            && let Some(labels) = &labels
         {
-            eprintln!(
-                "worker {}: cannot pin to CPU {cpu} ({e})",
-                std::process::id()
-            );
+            pairing::pin(labels);
         }
-        // ANCHOR_END: pin
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
         let res = Resources::new(&config)?;

@@ -114,6 +114,33 @@ impl Pairing {
     // ANCHOR_END: moved_to
 }
 
+// ANCHOR: pin
+/// Keeps this worker on the CPU it is labelled with (`--pin on`, the
+/// default; threads it starts later inherit it).
+///
+/// The hand-over needs it: on loopback the acknowledgements of a large
+/// response are processed on the worker's own CPU, and an unpinned worker
+/// that ran on the other CPU for a while hands its connections away after
+/// itself; in the crowding loop of chapter 6, part 2, 4 runs in 36 put
+/// most connections on one worker unpinned, none pinned. Pinning costs one
+/// load: a client thread that never sleeps (a generator polling with a zero
+/// timeout) shares its CPU with the worker it is paired with, which waits
+/// behind it up to a scheduler tick, about one request in a hundred, while
+/// the other CPU idles; the scheduler may not move a pinned worker.
+/// `--pin off` gives the scheduler that freedom, and that load's p99 falls
+/// to about nginx's.
+pub fn pin(labels: &Labels) {
+    if let Err(e) = sys::pin_to(labels.mine) {
+        // Served unpinned: slower pairing, not a failure.
+        eprintln!(
+            "worker {}: cannot pin to CPU {} ({e})",
+            std::process::id(),
+            labels.mine
+        );
+    }
+}
+// ANCHOR_END: pin
+
 impl<S: Default> Shell<S> {
     // ANCHOR: hand_over
     /// `--steer cpu`: true if it is time to look at where an idle
