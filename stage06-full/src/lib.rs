@@ -43,8 +43,9 @@
 //!   response, dates, paths, ranges, content types.
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel,
-//!   stopping; [`worker::shell::pairing`]: handing an idle connection to
-//!   the worker of its client's new CPU); [`worker::reactor`],
+//!   stopping; [`worker::shell::pairing`]: pinning a worker to its CPU,
+//!   and handing an idle connection to the worker of its client's new
+//!   CPU); [`worker::reactor`],
 //!   [`worker::proactor_sim`], [`worker::uring`]: the three drivers.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
 //!   and the channel to each, with back-pressure (from stage05); new here,

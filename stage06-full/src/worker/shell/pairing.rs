@@ -1,6 +1,7 @@
 //! `--steer cpu`, after the connection is made: a kept-alive connection
 //! whose client now sends from another worker's CPU is handed to that
-//! worker, between two requests.
+//! worker, between two requests; and, unless `--pin off`, the worker kept
+//! on its CPU ([`pin`]).
 //!
 //! The label picks a worker once, by the CPU the connection arrived on.
 //! A client thread that connected from one CPU and then moved to another
