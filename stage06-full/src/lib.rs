@@ -43,16 +43,19 @@
 //!   response, dates, paths, ranges, content types.
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel,
-//!   stopping; [`worker::shell::pairing`]: pinning a worker to its CPU,
-//!   and handing an idle connection to the worker of its client's new
-//!   CPU); [`worker::reactor`],
+//!   stopping; [`worker::shell::pairing`]: handing an idle connection to
+//!   the worker of its client's new CPU; [`worker::shell::pinning`]:
+//!   keeping a worker on its CPU, or moving it to an idle one while
+//!   something else saturates its own); [`worker::reactor`],
 //!   [`worker::proactor_sim`], [`worker::uring`]: the three drivers.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
 //!   and the channel to each, with back-pressure (from stage05); new here,
 //!   `--steer cpu`: each worker labelled with a CPU, and a connection given
 //!   to the worker of the CPU that received it (by the kernel under
 //!   `reuseport`, by the master, within a bound, under `pass`), each worker
-//!   kept on its CPU (unless `--pin off`), and an idle connection handed on,
+//!   kept on its CPU while every CPU is busy and moved to an idle one while
+//!   something else saturates its own (`--pin auto`), and an idle
+//!   connection handed on,
 //!   through the master, when its client moves to another worker's CPU
 //!   (when that worker is full the master answers `HOLD`, and the worker
 //!   waits a while before offering it another).
@@ -60,7 +63,8 @@
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
 //!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
-//!   CPUs, `SO_INCOMING_CPU` and pinning of `--steer cpu` and `--pin`.
+//!   CPUs, `SO_INCOMING_CPU`, pinning and each CPU's idle time, for
+//!   `--steer cpu` and `--pin`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!
@@ -94,4 +98,4 @@ pub mod worker;
 
 pub use master::{Dispatch, Master, MasterConfig, Steer};
 pub use poller::{Interest, Poller, Token, Trigger};
-pub use worker::{Buffers, Config, Intake, Model};
+pub use worker::{Buffers, Config, Intake, Model, Pin};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::http::session::Timeouts;
-use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Steer, Trigger};
+use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Pin, Steer, Trigger};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
@@ -51,12 +51,13 @@ struct Args {
     #[argh(option, default = "Steer::Cpu")]
     steer: Steer,
 
-    /// on or off: with --steer cpu, keep worker i on its CPU
-    /// (sched_setaffinity); off lets the scheduler move a worker away from
-    /// a busy process on its CPU, at some cost to the keep-alive rate
-    /// (chapter 6, part 2, "Pinning"; default on)
-    #[argh(option, default = "true", from_str_fn(on_off))]
-    pin: bool,
+    /// on, off or auto: with --steer cpu, keep worker i on its CPU
+    /// (sched_setaffinity); off lets the scheduler move it; auto keeps it
+    /// there while every CPU is busy and moves it to a mostly idle CPU while
+    /// something else saturates its own (chapter 6, part 2, "Pinning";
+    /// default auto)
+    #[argh(option, default = "Pin::Auto")]
+    pin: Pin,
 
     /// et or lt for connection sockets (default et, as nginx: level-triggered
     /// epoll re-polls every socket it reported on the next wait)
@@ -152,14 +153,6 @@ fn make_demo_big_file(root: &Path) -> io::Result<()> {
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-fn on_off(s: &str) -> Result<bool, String> {
-    match s {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        other => Err(format!("{other:?}: use on or off")),
-    }
 }
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {

@@ -88,7 +88,7 @@ pub struct Master {
     /// `reuseport`: the bound, never-listening socket that holds the port.
     port_holder: Option<OwnedFd>,
     /// `--steer cpu`: the CPUs the workers are labelled with (and kept on,
-    /// unless `--pin off`), worker `i` taking label `i` modulo their number.
+    /// as `--pin` says), worker `i` taking label `i` modulo their number.
     cpu_labels: Vec<usize>,
     addr: SocketAddr,
     poller: Poller,

@@ -23,7 +23,9 @@ pub mod fs;
 #[path = "sys_uring.rs"]
 pub mod uring;
 
-pub use cpu::{allowed_cpus, current_cpu, incoming_cpu, label_incoming_cpu, pin_to};
+pub use cpu::{
+    allowed_cpus, current_cpu, incoming_cpu, label_incoming_cpu, pin_to, read_cpu_times,
+};
 pub use fs::{Root, send_file, send_more};
 
 use std::io::{self, IoSlice, IoSliceMut};

@@ -1,6 +1,6 @@
 //! Which CPU a connection arrives on, for `--steer cpu`: the CPUs the
 //! server may run on, a listener's label, a connection's CPU, the CPU this
-//! thread runs on. Part of
+//! thread runs on, where a worker may run and how busy each CPU is. Part of
 //! [`crate::sys`], in a file of its own.
 
 use std::io;
@@ -70,10 +70,18 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         .collect())
 }
 
-/// Keeps this thread (and the threads it starts later) on `cpu`
+/// Keeps this thread (and the threads it starts later) on `cpus`
 /// (sched_setaffinity(2)).
-pub fn pin_to(cpu: usize) -> io::Result<()> {
+pub fn pin_to(cpus: &[usize]) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
-    set.set(cpu)?;
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
     Ok(nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?)
+}
+
+/// The kernel's time counters per CPU, as text (`/proc/stat`, proc(5)):
+/// how long each CPU has been idle and busy since boot.
+pub fn read_cpu_times() -> io::Result<String> {
+    std::fs::read_to_string("/proc/stat")
 }

@@ -738,7 +738,7 @@ macro_rules! suite {
         }
 
         #[test]
-        fn workers_are_kept_on_their_cpus_unless_pin_is_off() {
+        fn workers_start_on_their_cpus_unless_pin_is_off() {
             let Some(cpus) = two_cpus_to_steer_by() else {
                 return;
             };
@@ -753,7 +753,9 @@ macro_rules! suite {
             };
             // `listening on` comes once every worker is ready, after it pinned itself.
             let server = start(&site, &[]);
-            assert_eq!(cpus_of(&server), [vec![cpus[0]], vec![cpus[1]]], "pinned by default: one CPU each");
+            assert_eq!(cpus_of(&server), [vec![cpus[0]], vec![cpus[1]]], "--pin auto starts pinned: one CPU each");
+            let server = start(&site, &["--pin", "on"]);
+            assert_eq!(cpus_of(&server), [vec![cpus[0]], vec![cpus[1]]], "--pin on");
             let server = start(&site, &["--pin", "off"]);
             assert_eq!(cpus_of(&server), [cpus.clone(), cpus.clone()], "--pin off");
             let server = start(&site, &["--steer", "hash"]);

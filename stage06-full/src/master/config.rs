@@ -38,12 +38,13 @@ impl FromStr for Dispatch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
     /// Worker `i` is labelled with the `i`-th CPU the server may run on
-    /// and kept on it (unless `--pin off`). Under `reuseport` the kernel gives a new
-    /// connection to the worker labelled with the CPU that received it
-    /// (`SO_INCOMING_CPU`); under `pass` the master does, within a bound on
-    /// the imbalance; under `shared` whichever worker wakes first takes it.
-    /// Then, in every mode, an idle connection whose client sends from
-    /// another worker's CPU is handed to that worker (`worker::shell::pairing`).
+    /// and kept on it while every CPU is busy (`--pin`). Under `reuseport`
+    /// the kernel gives a new connection to the worker labelled with the
+    /// CPU that received it (`SO_INCOMING_CPU`); under `pass` the master
+    /// does, within a bound on the imbalance; under `shared` whichever
+    /// worker wakes first takes it. Then, in every mode, an idle connection
+    /// whose client sends from another worker's CPU is handed to that
+    /// worker (`worker::shell::pairing`).
     /// On loopback that CPU is the client thread's: each client thread
     /// then talks to one worker. With `hash`, a client's connections are
     /// spread over every worker, and every worker is woken by every client

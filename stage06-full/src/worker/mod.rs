@@ -5,9 +5,10 @@
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
 //! slots, accepting (and [`refused`]: the 503 when every slot is taken),
-//! the master's channel, load reports, stopping, and [`shell::pairing`]:
-//! with `--steer cpu`, handing an idle connection to the worker of the CPU
-//! its client has moved to. Each model is a driver around the shell and
+//! the master's channel, load reports, stopping, and, with `--steer cpu`,
+//! [`shell::pairing`] (handing an idle connection to the worker of the CPU
+//! its client has moved to) and [`shell::pinning`] (keeping a worker on
+//! its CPU while that helps). Each model is a driver around the shell and
 //! the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
@@ -37,6 +38,7 @@ use crate::poller::Trigger;
 use crate::pool::{BufferPool, Pools};
 use crate::sys::Root;
 pub use shell::pairing::Labels;
+pub use shell::pinning::Pin;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 1024;
@@ -75,10 +77,9 @@ pub struct Config {
     pub model: Model,
     /// `Model::ProactorSim`: the pool's threads.
     pub threads: usize,
-    /// `--pin`: with `--steer cpu`, keep the worker on the CPU it is
-    /// labelled with (on unless `--pin off`; `shell::Shell::new` says why,
-    /// and what it costs).
-    pub pin: bool,
+    /// `--pin`: with `--steer cpu`, whether the worker is kept on the CPU
+    /// it is labelled with (`shell::pinning` says why, and what it costs).
+    pub pin: Pin,
 }
 
 /// `--model`: who does the I/O, and who runs the session.

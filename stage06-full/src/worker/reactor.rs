@@ -277,7 +277,7 @@ pub fn wait<S: Default>(
             Err(e) => return Err(e),
         }
     }
-    shell.res.tick();
+    shell.tick();
     Ok(())
 }
 

@@ -26,7 +26,9 @@ use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
 
 pub mod pairing;
+pub mod pinning;
 use pairing::Pairing;
+use pinning::Pinning;
 
 /// The listener's token. Connection tokens are built from slot indices and
 /// never reach these values.
@@ -75,6 +77,8 @@ pub struct Shell<S> {
     /// `--steer cpu`: idle connections whose client moved to another
     /// worker's CPU are handed to it, through the master.
     pairing: Option<Pairing>,
+    /// `--steer cpu`: whether the worker is kept on its CPU (`--pin`).
+    pinning: Option<Pinning>,
     /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
@@ -133,11 +137,7 @@ impl<S: Default> Shell<S> {
                 (Some(listener), false, labels)
             }
         };
-        if config.pin
-            && let Some(labels) = &labels
-        {
-            pairing::pin(labels);
-        }
+        let pinning = labels.clone().map(|l| Pinning::start(l, config.pin));
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
         let res = Resources::new(&config)?;
@@ -151,6 +151,7 @@ impl<S: Default> Shell<S> {
         Ok(Shell {
             listener_mode: listener.is_some(),
             pairing: labels.map(Pairing::new),
+            pinning,
             listener,
             exclusive,
             acceptor: Acceptor::new()?,

@@ -115,7 +115,7 @@ impl Uring {
         while !self.shell.finished() {
             self.shell.arm_alarm();
             self.ring.submit_and_wait(&mut completions, None)?;
-            self.shell.res.tick();
+            self.shell.tick();
             for completion in completions.drain(..) {
                 self.on_completion(completion)?;
             }

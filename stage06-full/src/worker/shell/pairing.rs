@@ -1,7 +1,7 @@
 //! `--steer cpu`, after the connection is made: a kept-alive connection
 //! whose client now sends from another worker's CPU is handed to that
-//! worker, between two requests; and, unless `--pin off`, the worker kept
-//! on its CPU ([`pin`]).
+//! worker, between two requests. Where the worker itself may run is
+//! [`super::pinning`]'s.
 //!
 //! The label picks a worker once, by the CPU the connection arrived on.
 //! A client thread that connected from one CPU and then moved to another
@@ -115,33 +115,6 @@ impl Pairing {
     // ANCHOR_END: moved_to
 }
 
-// ANCHOR: pin
-/// Keeps this worker on the CPU it is labelled with (`--pin on`, the
-/// default; threads it starts later inherit it).
-///
-/// The hand-over needs it: on loopback the acknowledgements of a large
-/// response are processed on the worker's own CPU, and an unpinned worker
-/// that ran on the other CPU for a while hands its connections away after
-/// itself; in the crowding loop of chapter 6, part 2, 4 runs in 36 put
-/// most connections on one worker unpinned, none pinned. Pinning costs one
-/// load: a client thread that never sleeps (a generator polling with a zero
-/// timeout) shares its CPU with the worker it is paired with, which waits
-/// behind it up to a scheduler tick, about one request in a hundred, while
-/// the other CPU idles; the scheduler may not move a pinned worker.
-/// `--pin off` gives the scheduler that freedom, and that load's p99 falls
-/// to about nginx's.
-pub fn pin(labels: &Labels) {
-    if let Err(e) = sys::pin_to(labels.mine) {
-        // Served unpinned: slower pairing, not a failure.
-        eprintln!(
-            "worker {}: cannot pin to CPU {} ({e})",
-            std::process::id(),
-            labels.mine
-        );
-    }
-}
-// ANCHOR_END: pin
-
 impl<S: Default> Shell<S> {
     // ANCHOR: hand_over
     /// `--steer cpu`: true if it is time to look at where an idle
@@ -227,7 +200,7 @@ mod tests {
         // A client on `there`: on loopback its packets are processed on
         // its own CPU.
         let _client = thread::spawn(move || {
-            sys::pin_to(there).unwrap();
+            sys::pin_to(&[there]).unwrap();
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(b"x").unwrap();
             c
@@ -243,7 +216,7 @@ mod tests {
         // The worker's side, on `here` (a packet processed on the CPU the
         // worker runs on is no evidence).
         thread::spawn(move || {
-            sys::pin_to(here).unwrap();
+            sys::pin_to(&[here]).unwrap();
             let mut p = Pairing::new(Labels {
                 mine: here,
                 all: vec![here, there],
