@@ -80,6 +80,13 @@ pub fn pin_to(cpus: &[usize]) -> io::Result<()> {
     Ok(nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?)
 }
 
+/// The CPU time this process (all its threads) has used so far
+/// (`CLOCK_PROCESS_CPUTIME_ID`, clock_gettime(2)).
+pub fn process_cpu_time() -> io::Result<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)?;
+    Ok(std::time::Duration::from(t))
+}
+
 /// The kernel's time counters per CPU, as text (`/proc/stat`, proc(5)):
 /// how long each CPU has been idle and busy since boot.
 pub fn read_cpu_times() -> io::Result<String> {

@@ -87,6 +87,9 @@ pub const LOOK_EVERY: Duration = Duration::from_millis(100);
 pub const SATURATED: u32 = 20;
 /// Idle at or above this share (percent), a CPU counts as mostly idle.
 pub const MOSTLY_IDLE: u32 = 50;
+/// Busy at or above this share (percent) of the worker's CPU with anything
+/// but the worker itself, the CPU has a busy neighbour.
+pub const NEIGHBOUR: u32 = 50;
 /// Looks in a row that must find the worker's CPU saturated and another
 /// mostly idle before it moves there: one look can straddle the end of a
 /// load. Going back to its own CPU takes one look, since that is the safe
@@ -102,16 +105,19 @@ pub struct CpuTime {
 
 // ANCHOR: place
 /// The rule of `--pin auto`: the CPU the worker should run on, from where
-/// it runs now (`home`), its label, and each labelled CPU's idle share over
-/// the last look (percent).
+/// it runs now (`home`), its label, each labelled CPU's idle share over
+/// the last look, and the worker's own use of a CPU over it (`own`; all
+/// in percent).
 ///
 /// Its own label's CPU when every CPU is saturated: none is free to move
 /// to, and there the hand-over and the caches work best. The most idle
-/// other CPU when the worker's CPU is saturated and that one is mostly
-/// idle: something else is using the worker's CPU, and the requests it
-/// serves would wait behind it while a CPU idles. Otherwise where it is:
-/// the gap between the two thresholds is the hysteresis that keeps a
-/// worker from flapping at one.
+/// other CPU when the worker's CPU is saturated, mostly by something else
+/// (a [`NEIGHBOUR`]), and that one is mostly idle: the requests the worker
+/// serves would wait behind the neighbour while a CPU idles. Otherwise
+/// where it is: the gap between the thresholds is the hysteresis that
+/// keeps a worker from flapping at one. A worker that saturates its CPU
+/// by itself stays: moved, it would saturate the other one, find its old
+/// CPU idle, and move back.
 ///
 /// Moving, not unpinning: an unpinned worker woken on a busy CPU waits
 /// there until the scheduler's balancing pulls it away, which on an idle
@@ -121,7 +127,7 @@ pub struct CpuTime {
 /// The measured loads (chapter 6, part 2): under wrk's closed loop both
 /// CPUs idle 0 to 3%; beside a fixed-rate generator that never sleeps,
 /// one idles 0 to 20% and the other 50 to 100%.
-pub fn place(home: usize, label: usize, idle: &[(usize, u32)]) -> usize {
+pub fn place(home: usize, label: usize, idle: &[(usize, u32)], own: u32) -> usize {
     if idle.iter().all(|&(_, i)| i < SATURATED) {
         return label;
     }
@@ -131,7 +137,11 @@ pub fn place(home: usize, label: usize, idle: &[(usize, u32)]) -> usize {
         .filter(|&&(cpu, _)| cpu != home)
         .max_by_key(|&&(cpu, i)| (i, cpu == label));
     match (here, freest) {
-        (Some(here), Some(&(cpu, i))) if here < SATURATED && i >= MOSTLY_IDLE => cpu,
+        (Some(here), Some(&(cpu, i)))
+            if here < SATURATED && 100 - here.min(100) >= own + NEIGHBOUR && i >= MOSTLY_IDLE =>
+        {
+            cpu
+        }
         _ => home,
     }
 }
@@ -172,6 +182,16 @@ pub fn idle_between(then: &[(usize, CpuTime)], now: &[(usize, CpuTime)]) -> Vec<
         .collect()
 }
 
+/// The share (percent) of one CPU that CPU time going from `then` to `now`
+/// over `wall` is; `None` without a previous reading.
+fn share(then: Option<Duration>, now: Duration, wall: Option<Duration>) -> Option<u32> {
+    let used = now.checked_sub(then?)?;
+    let wall = wall.filter(|w| !w.is_zero())?;
+    Some(
+        u32::try_from(used.as_micros() * 100 / wall.as_micros().max(1)).map_or(100, |s| s.min(100)),
+    )
+}
+
 /// A labelled worker's pinning: the mode, the CPU it is pinned to now
 /// (`None`: not pinned), and under `auto` the last reading and how many
 /// looks in a row wanted it elsewhere.
@@ -181,6 +201,8 @@ pub struct Pinning {
     home: Option<usize>,
     looked_at: Option<Instant>,
     last: Vec<(usize, CpuTime)>,
+    /// The worker's CPU time at the last look.
+    last_own: Option<Duration>,
     leaning: u32,
 }
 
@@ -194,21 +216,25 @@ impl Pinning {
             home,
             looked_at: None,
             last: Vec::new(),
+            last_own: None,
             leaning: 0,
         }
     }
 
     // ANCHOR: look
     /// `--pin auto`: at most once per [`LOOK_EVERY`], reads how idle each
-    /// labelled CPU was since the last look and moves the worker where
-    /// [`place`] says. One read of `/proc/stat` (`read` gives its text,
-    /// [`sys::read_cpu_times`]), and a `sched_setaffinity` only to move.
-    pub fn look(&mut self, now: Instant, read: impl FnOnce() -> io::Result<String>) {
-        if self.mode != Pin::Auto || self.looked_at.is_some_and(|at| now < at + LOOK_EVERY) {
+    /// labelled CPU was since the last look and how much CPU the worker
+    /// used, and moves the worker where [`place`] says. `read` gives the
+    /// text of `/proc/stat` and the worker's CPU time so far
+    /// ([`sys::read_cpu_times`], [`sys::process_cpu_time`]): one read and
+    /// one `clock_gettime` a look, and a `sched_setaffinity` only to move.
+    pub fn look(&mut self, now: Instant, read: impl FnOnce() -> io::Result<(String, Duration)>) {
+        let since = self.looked_at;
+        if self.mode != Pin::Auto || since.is_some_and(|at| now < at + LOOK_EVERY) {
             return;
         }
         self.looked_at = Some(now);
-        let Ok(text) = read() else {
+        let Ok((text, own)) = read() else {
             return; // out of descriptors, say: stay where it is
         };
         let reading: Vec<_> = parse_stat(&text)
@@ -217,10 +243,12 @@ impl Pinning {
             .collect();
         let idle = idle_between(&self.last, &reading);
         self.last = reading;
-        let Some(home) = self.home.filter(|_| !idle.is_empty()) else {
+        let own_share = share(self.last_own.replace(own), own, since.map(|at| now - at));
+        let (Some(home), Some(own_share)) = (self.home.filter(|_| !idle.is_empty()), own_share)
+        else {
             return; // not pinned, or the first look: nothing to go on
         };
-        if let Some(cpu) = self.next(place(home, self.labels.mine, &idle))
+        if let Some(cpu) = self.next(place(home, self.labels.mine, &idle, own_share))
             && sys::pin_to(&[cpu]).is_ok()
         {
             // A refusal (the CPU left our cpuset) keeps it where it is.
@@ -253,7 +281,9 @@ impl<S: Default> Shell<S> {
         self.res.tick();
         let now = self.res.now;
         if let Some(p) = self.pinning.as_mut() {
-            p.look(now, sys::read_cpu_times);
+            p.look(now, || {
+                Ok((sys::read_cpu_times()?, sys::process_cpu_time()?))
+            });
         }
     }
 }
@@ -338,20 +368,28 @@ mod tests {
     #[test]
     fn the_rule_moves_away_from_a_saturated_cpu_and_home_when_all_are() {
         // wrk's closed loop: every CPU saturated, each worker at home.
-        assert_eq!(place(0, 0, &[(0, 0), (1, 3)]), 0);
-        assert_eq!(place(1, 0, &[(0, 0), (1, 3)]), 0, "away: back home");
+        assert_eq!(place(0, 0, &[(0, 0), (1, 3)], 50), 0);
+        assert_eq!(place(1, 0, &[(0, 0), (1, 3)], 50), 0, "away: back home");
         // A generator on this worker's CPU, the other idle: go there.
-        assert_eq!(place(0, 0, &[(0, 0), (1, 90)]), 1);
+        assert_eq!(place(0, 0, &[(0, 0), (1, 90)], 30), 1);
         // The worker on the idle CPU has no reason to move.
-        assert_eq!(place(1, 1, &[(0, 0), (1, 90)]), 1);
+        assert_eq!(place(1, 1, &[(0, 0), (1, 90)], 10), 1);
+        // Saturating its CPU by itself: moving would not help.
+        assert_eq!(place(0, 0, &[(0, 0), (1, 90)], 95), 0);
+        assert_eq!(place(0, 0, &[(0, 10), (1, 90)], 41), 0);
+        assert_eq!(place(0, 0, &[(0, 10), (1, 90)], 40), 1);
         // In the gaps: stay.
-        assert_eq!(place(0, 0, &[(0, 10), (1, 30)]), 0);
-        assert_eq!(place(0, 0, &[(0, 30), (1, 90)]), 0);
-        assert_eq!(place(1, 0, &[(0, 60), (1, 40)]), 1, "away, and fine there");
+        assert_eq!(place(0, 0, &[(0, 10), (1, 30)], 10), 0);
+        assert_eq!(place(0, 0, &[(0, 30), (1, 90)], 10), 0);
+        assert_eq!(
+            place(1, 0, &[(0, 60), (1, 40)], 10),
+            1,
+            "away, and fine there"
+        );
         // The most idle of several, the label first among equals.
-        assert_eq!(place(2, 1, &[(0, 70), (1, 80), (2, 5)]), 1);
-        assert_eq!(place(2, 1, &[(0, 80), (1, 80), (2, 5)]), 1);
-        assert_eq!(place(2, 0, &[(0, 60), (1, 80), (2, 5)]), 1);
+        assert_eq!(place(2, 1, &[(0, 70), (1, 80), (2, 5)], 10), 1);
+        assert_eq!(place(2, 1, &[(0, 80), (1, 80), (2, 5)], 10), 1);
+        assert_eq!(place(2, 0, &[(0, 60), (1, 80), (2, 5)], 10), 1);
     }
 
     fn pinning(home: Option<usize>) -> Pinning {
@@ -364,8 +402,23 @@ mod tests {
             home,
             looked_at: None,
             last: Vec::new(),
+            last_own: None,
             leaning: 0,
         }
+    }
+
+    #[test]
+    fn the_workers_share_is_its_cpu_time_over_the_wall_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(share(Some(ms(10)), ms(40), Some(ms(100))), Some(30));
+        assert_eq!(
+            share(Some(ms(0)), ms(250), Some(ms(100))),
+            Some(100),
+            "threads on two CPUs: capped"
+        );
+        assert_eq!(share(None, ms(40), Some(ms(100))), None, "the first look");
+        assert_eq!(share(Some(ms(10)), ms(40), None), None);
+        assert_eq!(share(Some(ms(10)), ms(40), Some(ms(0))), None);
     }
 
     #[test]
@@ -411,27 +464,34 @@ mod tests {
         let mut p = Pinning::start(labels, Pin::Auto);
         assert_eq!(sys::allowed_cpus().unwrap(), [a]);
         let t = Instant::now();
-        let look = |p: &mut Pinning, ms: u64, mine: u64, other: u64| {
-            // Ten ticks per 100 ms, as with USER_HZ = 100.
+        // Ten ticks per 100 ms, as with USER_HZ = 100; the worker's own
+        // CPU time in ms.
+        let look = |p: &mut Pinning, ms: u64, mine: u64, other: u64, own: u64| {
             let text = stat(&[(a, mine, ms / 10), (b, other, ms / 10)]);
-            p.look(t + Duration::from_millis(ms), || Ok(text));
+            p.look(t + Duration::from_millis(ms), || {
+                Ok((text, Duration::from_millis(own)))
+            });
         };
-        look(&mut p, 0, 0, 0);
-        // Its CPU saturated (10% idle), the other idle (90%): one look is
-        // not enough, two in a row are.
-        look(&mut p, 100, 1, 9);
+        look(&mut p, 0, 0, 0, 0);
+        // Its CPU saturated (10% idle), by itself (90% of a CPU): stay.
+        look(&mut p, 100, 1, 9, 90);
+        look(&mut p, 200, 2, 18, 180);
         assert_eq!(sys::allowed_cpus().unwrap(), [a]);
-        look(&mut p, 200, 2, 18);
+        // Saturated by a neighbour (the worker used 20%), the other CPU
+        // idle (90%): one look is not enough, two in a row are.
+        look(&mut p, 300, 3, 27, 200);
+        assert_eq!(sys::allowed_cpus().unwrap(), [a]);
+        look(&mut p, 400, 4, 36, 220);
         assert_eq!(sys::allowed_cpus().unwrap(), [b], "moved to the idle CPU");
         // Not due yet: not read.
-        p.look(t + Duration::from_millis(250), || {
+        p.look(t + Duration::from_millis(450), || {
             panic!("read before LOOK_EVERY")
         });
         // Both saturated: home at once.
-        look(&mut p, 300, 2, 18);
+        look(&mut p, 500, 4, 36, 240);
         assert_eq!(sys::allowed_cpus().unwrap(), [a]);
         // Unreadable: nothing changes.
-        p.look(t + Duration::from_millis(400), || {
+        p.look(t + Duration::from_millis(600), || {
             Err(io::ErrorKind::NotFound.into())
         });
         assert_eq!(sys::allowed_cpus().unwrap(), [a]);
