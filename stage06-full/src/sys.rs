@@ -24,8 +24,8 @@ pub mod fs;
 pub mod uring;
 
 pub use cpu::{
-    allowed_cpus, current_cpu, incoming_cpu, label_incoming_cpu, pin_to, process_cpu_time,
-    read_cpu_times,
+    allowed_cpus, current_cpu, incoming_cpu, label_incoming_cpu, pin_process_to, pin_to,
+    process_cpu_time, read_cpu_times,
 };
 pub use fs::{Root, send_file, send_more};
 

@@ -73,11 +73,43 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 /// Keeps this thread (and the threads it starts later) on `cpus`
 /// (sched_setaffinity(2)).
 pub fn pin_to(cpus: &[usize]) -> io::Result<()> {
+    Ok(nix::sched::sched_setaffinity(
+        Pid::from_raw(0),
+        &cpu_set(cpus)?,
+    )?)
+}
+
+/// Keeps this thread, and every other thread of the process, on `cpus`:
+/// the affinity belongs to a thread, not a process (sched_setaffinity(2)),
+/// so this thread is set first (its error is the answer), then each other
+/// task listed in `/proc/self/task`, as far as it lets itself be moved. A
+/// thread that ends meanwhile is gone; one started meanwhile inherits its
+/// starter's set, and the next move catches it; the kernel's io_uring
+/// workers (`iou-wrk-*`) refuse any set and keep the ring's own
+/// (`io_init_new_worker` in io_uring/io-wq.c marks them
+/// `PF_NO_SETAFFINITY`, which `sched_setaffinity` in
+/// kernel/sched/syscalls.c answers with `EINVAL`).
+pub fn pin_process_to(cpus: &[usize]) -> io::Result<()> {
+    let set = cpu_set(cpus)?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?;
+    let me = nix::unistd::gettid();
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if Pid::from_raw(tid) != me {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(tid), &set);
+        }
+    }
+    Ok(())
+}
+
+fn cpu_set(cpus: &[usize]) -> io::Result<nix::sched::CpuSet> {
     let mut set = nix::sched::CpuSet::new();
     for &cpu in cpus {
         set.set(cpu)?;
     }
-    Ok(nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?)
+    Ok(set)
 }
 
 /// The CPU time this process (all its threads) has used so far

@@ -1455,9 +1455,30 @@ fn cpus_allowed() -> Vec<usize> {
         .collect()
 }
 
-/// The CPUs process `pid` may run on (its `Cpus_allowed_list`, proc(5)).
+/// The CPUs process `pid` may run on: its main thread's, which every
+/// other thread of it must share (the simulated Proactor's pool, the
+/// access log's writer; not the kernel's io_uring workers, `iou-*`).
 fn worker_cpus(pid: u32) -> Vec<usize> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let main = task_cpus(&format!("/proc/{pid}"));
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("iou-") && dir.exists() {
+            assert_eq!(
+                task_cpus(&dir.to_string_lossy()),
+                main,
+                "{} ({})",
+                dir.display(),
+                comm.trim()
+            );
+        }
+    }
+    main
+}
+
+/// The CPUs the task at `dir` may run on (its `Cpus_allowed_list`, proc(5)).
+fn task_cpus(dir: &str) -> Vec<usize> {
+    let status = std::fs::read_to_string(format!("{dir}/status")).unwrap();
     let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
