@@ -55,10 +55,9 @@
 //!   `reuseport`, by the master, within a bound, under `pass`), each worker
 //!   kept on its CPU while every CPU is busy and moved to an idle one while
 //!   something else saturates its own (`--pin auto`), and an idle
-//!   connection handed on,
-//!   through the master, when its client moves to another worker's CPU
-//!   (when that worker is full the master answers `HOLD`, and the worker
-//!   waits a while before offering it another).
+//!   connection handed on, through the master, when its client moves to
+//!   another worker's CPU (when that worker is full the master answers
+//!   `HOLD`, and the worker waits a while before offering it another).
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe

@@ -42,8 +42,8 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// cpu: worker i is pinned to the i-th CPU (see --pin) and takes the
-    /// connections whose packets arrive there (SO_INCOMING_CPU): a new one
+    /// cpu: worker i is labelled with the i-th CPU, kept there as --pin
+    /// says, and takes the connections whose packets arrive there (SO_INCOMING_CPU): a new one
     /// under pass (within a bound) and reuseport (Linux 6.1 and later), an
     /// idle one whose client moved, in every mode; hash: the least loaded
     /// under pass, a hash of the addresses under reuseport, no pinning, no

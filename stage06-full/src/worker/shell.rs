@@ -3,7 +3,10 @@
 //! master's channel that brings connections), the signalfd, the timerfd
 //! and the timer heap, the connection slots, and the [`Resources`] that
 //! sessions borrow. A driver owns a shell and calls it: to accept, to take
-//! a slot, to arm a deadline, to learn which deadlines passed, to stop.
+//! a slot, to arm a deadline, to read the clock after each wait
+//! (`Shell::tick`, in [`pinning`], since `--pin auto` looks then), to
+//! learn which deadlines passed, to stop. [`pairing`] and [`pinning`] are
+//! `--steer cpu`'s, each with its share of the shell's methods.
 //!
 //! The shell knows nothing of a connection's state: a slot holds whatever
 //! the model keeps there (`S`), one enum per model (see each driver's

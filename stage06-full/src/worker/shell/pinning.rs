@@ -475,6 +475,8 @@ mod tests {
         next: Option<io::Result<(String, Duration)>>,
         reads: u32,
         moves: Vec<Vec<usize>>,
+        /// Refuse every move, as when a CPU left the cpuset.
+        refuse: bool,
     }
 
     impl Cpus for Fake {
@@ -486,6 +488,9 @@ mod tests {
         }
         fn pin(&mut self, cpus: &[usize]) -> io::Result<()> {
             self.moves.push(cpus.to_vec());
+            if self.refuse {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
             Ok(())
         }
     }
@@ -520,6 +525,34 @@ mod tests {
         // Both saturated: home at once.
         assert_eq!(look(&mut p, 550, 4, 36, 240).1, [vec![1], vec![0]]);
         assert_eq!(p.home, Some(0));
+    }
+
+    #[test]
+    fn a_refused_move_leaves_the_worker_where_it_was_and_is_tried_again() {
+        let mut p = pinning(Some(0));
+        let mut cpus = Fake {
+            refuse: true,
+            ..Fake::default()
+        };
+        let t = Instant::now();
+        // Its CPU saturated by a neighbour, the other idle, look after look.
+        for (ms, idle0, idle1) in [
+            (0, 0, 0),
+            (100, 1, 9),
+            (200, 2, 18),
+            (300, 3, 27),
+            (400, 4, 36),
+        ] {
+            let text = stat(&[(0, idle0, ms / 10), (1, idle1, ms / 10)]);
+            cpus.next = Some(Ok((text, Duration::from_millis(ms / 10))));
+            p.look(t + Duration::from_millis(ms), &mut cpus);
+        }
+        assert_eq!(p.home, Some(0), "refused: still home");
+        assert_eq!(
+            cpus.moves,
+            [vec![1], vec![1]],
+            "tried after two looks, and again after two more"
+        );
     }
 
     #[test]
