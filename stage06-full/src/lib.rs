@@ -42,28 +42,22 @@
 //! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
 //!   response, dates, paths, ranges, content types.
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
-//!   shares (signals, timers, slots, accepting, the master's channel,
-//!   stopping; [`worker::shell::pairing`]: handing an idle connection to
-//!   the worker of its client's new CPU; [`worker::shell::pinning`]:
-//!   keeping a worker on its CPU, or moving it to an idle one while
-//!   something else saturates its own); [`worker::reactor`],
-//!   [`worker::proactor_sim`], [`worker::uring`]: the three drivers.
+//!   shares (signals, timers, slots, accepting, the master's channel and
+//!   its load reports, stopping); [`worker::reactor`]: the epoll loop of
+//!   the Reactor, which [`worker::proactor_sim`] runs with a thread pool
+//!   beside it; [`worker::uring`]: the io_uring Proactor.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
-//!   and the channel to each, with back-pressure (from stage05); new here,
-//!   `--steer cpu`: each worker labelled with a CPU, and a connection given
-//!   to the worker of the CPU that received it (by the kernel under
-//!   `reuseport`, by the master, within a bound, under `pass`), each worker
-//!   kept on its CPU while every CPU is busy and moved to an idle one while
-//!   something else saturates its own (`--pin auto`), and an idle
-//!   connection handed on, through the master, when its client moves to
-//!   another worker's CPU (when that worker is full the master answers
-//!   `HOLD`, and the worker waits a while before offering it another).
+//!   and the channel to each, with back-pressure (from stage05). A
+//!   connection stays with the worker that took it for its whole life.
+//!   Two opt-in flags carry over to a real deployment: `--pin on` keeps
+//!   worker `i` on the `i`-th CPU (nginx's `worker_cpu_affinity auto`),
+//!   and `--steer cpu` under `reuseport` gives a connection to the worker
+//!   whose listener is labelled with the CPU its packets arrive on.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
 //!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
 //!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
-//!   CPUs, `SO_INCOMING_CPU`, pinning and each CPU's idle time, for
-//!   `--steer cpu` and `--pin`.
+//!   CPUs of `--pin on` and `--steer cpu`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!
@@ -95,6 +89,6 @@ pub mod sys;
 pub mod timer_heap;
 pub mod worker;
 
-pub use master::{Dispatch, Master, MasterConfig, Steer};
+pub use master::{Dispatch, Master, MasterConfig, Steer, Stopped};
 pub use poller::{Interest, Poller, Token, Trigger};
-pub use worker::{Buffers, Config, Intake, Model, Pin};
+pub use worker::{Buffers, Config, Model};

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::http::session::Timeouts;
-use stage06_full::{Buffers, Config, Dispatch, Master, MasterConfig, Model, Pin, Steer, Trigger};
+use stage06_full::{
+    Buffers, Config, Dispatch, Master, MasterConfig, Model, Steer, Stopped, Trigger,
+};
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
@@ -42,22 +44,19 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// cpu: worker i is labelled with the i-th CPU, kept there as --pin
-    /// says, and takes the connections whose packets arrive there (SO_INCOMING_CPU): a new one
-    /// under pass (within a bound) and reuseport (Linux 6.1 and later), an
-    /// idle one whose client moved, in every mode; hash: the least loaded
-    /// under pass, a hash of the addresses under reuseport, no pinning, no
-    /// hand-over (default cpu)
-    #[argh(option, default = "Steer::Cpu")]
+    /// with --dispatch reuseport: hash (the kernel picks a worker's
+    /// listener by a hash of the addresses) or cpu (worker i's listener is
+    /// labelled with the i-th CPU, and takes the connections whose packets
+    /// arrive there: SO_INCOMING_CPU, Linux 6.1 and later; best with
+    /// --pin on) (default hash)
+    #[argh(option, default = "Steer::Hash")]
     steer: Steer,
 
-    /// on, off or auto: with --steer cpu, keep worker i on its CPU
-    /// (sched_setaffinity); off lets the scheduler move it; auto keeps it
-    /// there while every CPU is busy and moves it to a mostly idle CPU while
-    /// something else saturates its own (chapter 6, part 2, "Pinning";
-    /// default auto)
-    #[argh(option, default = "Pin::Auto")]
-    pin: Pin,
+    /// on or off: keep worker i on the i-th CPU the server may run on
+    /// (sched_setaffinity), as nginx's worker_cpu_affinity auto (default
+    /// off: the scheduler places the workers)
+    #[argh(option, default = "false", from_str_fn(on_off))]
+    pin: bool,
 
     /// et or lt for connection sockets (default et, as nginx: level-triggered
     /// epoll re-polls every socket it reported on the next wait)
@@ -194,6 +193,9 @@ fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
     if !args.root.is_dir() {
         bail!("--root {}: not a directory", args.root.display());
     }
+    if args.steer == Steer::Cpu && args.dispatch != Dispatch::ReusePort {
+        bail!("--steer cpu needs --dispatch reuseport (each worker's own listener is labelled)");
+    }
     Ok(())
 }
 
@@ -240,11 +242,20 @@ fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(PathBuf::from(arg)))
 }
 
+/// `--pin on|off`.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("unknown value {other:?}: use on or off")),
+    }
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report(&e);
+            print_error(&e);
             ExitCode::FAILURE
         }
     }
@@ -258,14 +269,14 @@ fn main() -> ExitCode {
 /// panics. Where the error was made is shown only when asked for, with
 /// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
 /// traces, apart from panics').
-fn report(e: &anyhow::Error) {
+fn print_error(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
     if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("{}", e.backtrace());
     }
 }
 
-/// Everything `main` does; a failure comes back here to be reported.
+/// Everything `main` does; a failure comes back here to be printed.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
     refuse_what_cannot_work(&args)?;
@@ -276,33 +287,7 @@ fn run() -> anyhow::Result<()> {
         // The site works without it; only its link gets a 404.
         eprintln!("note: no {DEMO_BIG_FILE} in the demo site: {e}");
     }
-    let access_log = access_log(&args.access_log)?;
-    let config = MasterConfig {
-        addr: args.addr,
-        workers: args.workers,
-        dispatch: args.dispatch,
-        exclusive: args.exclusive,
-        steer: args.steer,
-        worker: Config {
-            trigger: args.trigger,
-            listen_trigger: args.listen_trigger,
-            defer_accept: args.defer_accept,
-            max_conns: args.max_conns,
-            root: args.root.clone(),
-            timeouts: Timeouts {
-                keepalive: seconds("keepalive-timeout", args.keepalive_timeout)?,
-                header: seconds("header-timeout", args.header_timeout)?,
-            },
-            max_body: args.max_body,
-            access_log,
-            grace: seconds("grace", args.grace)?,
-            buffers: args.buffers,
-            open_file_cache: seconds("open-file-cache", args.open_file_cache)?,
-            model: args.model,
-            threads: args.threads,
-            pin: args.pin,
-        },
-    };
+    let config = master_config(&args)?;
     let mut master =
         Master::start(config).with_context(|| format!("cannot start on {}", args.addr))?;
     let mut out = std::io::stdout().lock();
@@ -316,18 +301,52 @@ fn run() -> anyhow::Result<()> {
         args.workers,
         std::process::id()
     );
-    let report = master.run()?;
-    if report.is_clean() {
+    say_how_it_stopped(master.run()?)
+}
+
+/// The master's and each worker's configuration, from the flags.
+fn master_config(args: &Args) -> anyhow::Result<MasterConfig> {
+    Ok(MasterConfig {
+        addr: args.addr,
+        workers: args.workers,
+        dispatch: args.dispatch,
+        steer: args.steer,
+        pin: args.pin,
+        worker: Config {
+            trigger: args.trigger,
+            listen_trigger: args.listen_trigger,
+            exclusive: args.exclusive,
+            defer_accept: args.defer_accept,
+            max_conns: args.max_conns,
+            root: args.root.clone(),
+            timeouts: Timeouts {
+                keepalive: seconds("keepalive-timeout", args.keepalive_timeout)?,
+                header: seconds("header-timeout", args.header_timeout)?,
+            },
+            max_body: args.max_body,
+            access_log: access_log(&args.access_log)?,
+            grace: seconds("grace", args.grace)?,
+            buffers: args.buffers,
+            open_file_cache: seconds("open-file-cache", args.open_file_cache)?,
+            model: args.model,
+            threads: args.threads,
+        },
+    })
+}
+
+/// After SIGTERM or SIGINT: fine if every worker exited cleanly; else the
+/// workers that did not, and a failing exit status, so whoever started us
+/// (systemd, a script) learns it without reading the log.
+fn say_how_it_stopped(stopped: Stopped) -> anyhow::Result<()> {
+    if stopped.is_clean() {
         eprintln!("shut down cleanly");
         return Ok(());
     }
-    for (pid, exit) in report.exits.iter().filter(|(_, exit)| !exit.is_clean()) {
+    for (pid, exit) in stopped.exits.iter().filter(|(_, exit)| !exit.is_clean()) {
         eprintln!("worker {pid}: {exit}");
     }
-    if report.grace_ran_out {
+    if stopped.grace_ran_out {
         eprintln!("(workers still running when the grace ran out got SIGKILL)");
     }
-    // A failing exit status, so whoever started us (systemd, a script)
-    // learns it without reading the log; the workers are gone either way.
     bail!("shut down, but not every worker exited cleanly")
 }

@@ -19,9 +19,10 @@ use crate::accept::Acceptor;
 use crate::channel::Channels;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::sys::{self, Exit};
-use crate::worker::{self, BACKLOG, Intake, Labels};
+use crate::worker;
 
 mod config;
+mod listen;
 mod status;
 
 pub use config::{Dispatch, MasterConfig, Steer};
@@ -40,8 +41,9 @@ const STABLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// One place in the pool. Its worker process comes and goes; the slot stays.
-/// Its channel, readiness and load are in [`Channels`], under the same index.
+/// One place in the pool. Its worker process comes and goes; the place
+/// stays. Its channel, readiness and load are in [`Channels`], in the lane
+/// of the same index.
 struct Worker {
     /// Set by `spawn`, cleared when the process is reaped.
     pid: Option<Pid>,
@@ -65,7 +67,7 @@ impl Worker {
 /// How the pool stopped: how each worker still running at SIGTERM/SIGINT
 /// ended. Returned by [`Master::run`].
 #[derive(Debug, Default)]
-pub struct StopReport {
+pub struct Stopped {
     /// Every worker reaped after the stop began, in the order they ended.
     pub exits: Vec<(Pid, Exit)>,
     /// Set if some worker was still running when the grace ran out, and so
@@ -73,7 +75,7 @@ pub struct StopReport {
     pub grace_ran_out: bool,
 }
 
-impl StopReport {
+impl Stopped {
     /// True if every worker finished and exited with status 0.
     pub fn is_clean(&self) -> bool {
         self.exits.iter().all(|(_, exit)| exit.is_clean())
@@ -87,9 +89,9 @@ pub struct Master {
     listener: Option<TcpListener>,
     /// `reuseport`: the bound, never-listening socket that holds the port.
     port_holder: Option<OwnedFd>,
-    /// `--steer cpu`: the CPUs the workers are labelled with (and kept on,
-    /// as `--pin` says), worker `i` taking label `i` modulo their number.
-    cpu_labels: Vec<usize>,
+    /// `--pin on`, `--steer cpu`: the CPUs worker `i` may take the `i`-th
+    /// of (modulo their number); empty otherwise.
+    cpus: Vec<usize>,
     addr: SocketAddr,
     poller: Poller,
     signals: SignalFd,
@@ -107,7 +109,7 @@ pub struct Master {
     /// Set by SIGTERM/SIGINT: the time after which workers get SIGKILL.
     stop_deadline: Option<Instant>,
     /// Filled as workers are reaped after the stop began.
-    stop_report: StopReport,
+    stopped: Stopped,
 }
 
 impl Master {
@@ -124,48 +126,31 @@ impl Master {
             Signal::SIGUSR2,
         ])?;
         sys::ignore_sigpipe()?;
-        let (listener, port_holder, addr) = match config.dispatch {
-            Dispatch::Pass | Dispatch::Shared => {
-                let listener = sys::listen_nonblocking(config.addr, BACKLOG)?;
-                if config.worker.defer_accept > 0 {
-                    sys::defer_accept(&listener, config.worker.defer_accept)?;
-                }
-                let addr = listener.local_addr()?;
-                (Some(listener), None, addr)
-            }
-            Dispatch::ReusePort => {
-                let holder = sys::bind_reuseport(config.addr)?;
-                let addr = sys::bound_addr(&holder)?;
-                (None, Some(holder), addr)
-            }
-        };
-        let cpu_labels = match config.steer {
-            Steer::Cpu => sys::allowed_cpus()?,
-            Steer::Hash => Vec::new(),
+        let (listener, port_holder, addr) = listen::bind(&config)?;
+        let cpus = if config.pin || config.steer == Steer::Cpu {
+            sys::allowed_cpus()?
+        } else {
+            Vec::new()
         };
         let poller = Poller::new()?;
         poller.add(&signals, SIGNALS, READ, Trigger::Level)?;
-        let slots = config.workers.max(1);
+        let places = config.workers.max(1);
         let mut master = Master {
             config,
             listener,
             port_holder,
-            cpu_labels,
+            cpus,
             addr,
             poller,
             signals,
-            workers: (0..slots).map(|_| Worker::empty()).collect(),
-            channels: Channels::new(slots),
+            workers: (0..places).map(|_| Worker::empty()).collect(),
+            channels: Channels::new(places),
             acceptor: Acceptor::new()?,
             accept_paused: false,
             events: Some(Events::with_capacity(64)),
             stop_deadline: None,
-            stop_report: StopReport::default(),
+            stopped: Stopped::default(),
         };
-        // In every mode: the master places the connections workers hand
-        // over (`--steer cpu`), and under `pass` the new ones too.
-        let slots = master.config.worker.max_conns as u64;
-        master.channels.label(&master.cpu_labels, slots);
         for i in 0..master.workers.len() {
             master.spawn(i)?;
         }
@@ -187,14 +172,14 @@ impl Master {
     // ANCHOR: run
     /// Runs until SIGTERM/SIGINT has stopped every worker, and says how
     /// they ended.
-    pub fn run(&mut self) -> io::Result<StopReport> {
+    pub fn run(&mut self) -> io::Result<Stopped> {
         while !(self.stop_deadline.is_some() && self.workers.iter().all(|w| w.pid.is_none())) {
             let timeout = self.next_timeout();
             self.turn(timeout)?;
             self.respawn_due();
             self.enforce_grace();
         }
-        Ok(std::mem::take(&mut self.stop_report))
+        Ok(std::mem::take(&mut self.stopped))
     }
 
     /// One iteration: wait, then dispatch every event.
@@ -242,19 +227,22 @@ impl Master {
     }
 
     // ANCHOR: spawn
-    /// Starts the worker of slot `i`.
+    /// Starts the worker of place `i`, with what it accepts from.
     fn spawn(&mut self, i: usize) -> io::Result<()> {
+        let listener = self.listener_for(i)?;
         let (master_end, worker_end) = sys::channel_pair()?;
         match sys::fork()? {
             ForkResult::Child => {
                 // From here on this is the new worker process. It never
                 // returns into the master's code.
                 drop(master_end);
-                let code = self.become_worker(worker_end, i);
+                let code = self.become_worker(i, listener, worker_end);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
-                drop(worker_end);
+                // The worker has its own copies of the listener and its
+                // channel's end: the master closes its own.
+                drop((listener, worker_end));
                 let w = &mut self.workers[i];
                 w.pid = Some(child);
                 w.started = Instant::now();
@@ -264,48 +252,40 @@ impl Master {
         }
     }
 
-    /// In the child: keep what the worker of slot `i` needs, close every
+    /// In the child: keep what the worker of place `i` needs, close every
     /// other descriptor inherited from the master, run the worker's loop.
-    fn become_worker(&mut self, channel: OwnedFd, i: usize) -> i32 {
-        // A respawned worker takes the same slot, so the same CPU.
-        let labels = match self.cpu_labels.len() {
-            0 => None,
-            n => Some(Labels {
-                mine: self.cpu_labels[i % n],
-                all: self.cpu_labels.clone(),
-            }),
-        };
-        let intake = match self.config.dispatch {
-            Dispatch::Pass => Intake::Passed { labels },
-            Dispatch::Shared => match self.listener.as_ref().map(TcpListener::try_clone) {
-                Some(Ok(listener)) => Intake::Shared {
-                    listener,
-                    exclusive: self.config.exclusive,
-                    labels,
-                },
-                _ => return 1,
-            },
-            Dispatch::ReusePort => Intake::ReusePort {
-                addr: self.addr,
-                labels,
-            },
-        };
+    fn become_worker(&mut self, i: usize, listener: Option<TcpListener>, channel: OwnedFd) -> i32 {
+        // ANCHOR: pin
+        // `--pin on`, as nginx's `worker_cpu_affinity auto`: the worker's
+        // caches stay warm on one CPU, and it never competes with another
+        // worker for it. Set now, while this is the process's only thread:
+        // the threads it starts later inherit it.
+        if self.config.pin
+            && let Some(cpu) = self.cpu_of(i)
+            && let Err(e) = sys::pin_to(&[cpu])
+        {
+            eprintln!(
+                "worker {}: cannot pin to CPU {cpu} ({e})",
+                std::process::id()
+            );
+        }
+        // ANCHOR_END: pin
         // Inherited and not ours: the master's epoll instance (sharing it
         // would deliver our events to the master and its to us), its
-        // signalfd, the listener (in `shared` mode the worker keeps its own
-        // duplicate, made above), the port holder, the reserve descriptor,
-        // the other workers' channels (holding one would keep that worker's
-        // channel open after the master dies: no EOF, no exit), and the
-        // connections queued in the master (holding one would keep it open
-        // after the worker it goes to has closed it: the client would never
-        // see the close).
+        // signalfd, the master's listener (in `shared` mode the worker
+        // keeps its own duplicate, made by `listener_for`), the port holder,
+        // the reserve descriptor, the other workers' channels (holding one
+        // would keep that worker's channel open after the master dies: no
+        // EOF, no exit), and the connections queued in the master (holding
+        // one would keep it open after the worker it goes to has closed it:
+        // the client would never see the close).
         let mut inherited: Vec<RawFd> = vec![self.poller.as_raw_fd(), self.signals.as_raw_fd()];
         inherited.extend(self.listener.as_ref().map(|l| l.as_raw_fd()));
         inherited.extend(self.port_holder.as_ref().map(|f| f.as_raw_fd()));
         inherited.extend(self.acceptor.reserve_fd());
         inherited.extend(self.channels.raw_fds());
         sys::close_in_child(&inherited);
-        worker::run_worker(self.config.worker.clone(), intake, channel)
+        worker::run_worker(self.config.worker.clone(), listener, channel)
     }
     // ANCHOR_END: spawn
 
@@ -330,12 +310,7 @@ impl Master {
             let Some(stream) = self.acceptor.next(listener) else {
                 break;
             };
-            let cpu = if self.cpu_labels.is_empty() {
-                None
-            } else {
-                sys::incoming_cpu(&stream)
-            };
-            if self.channels.pass(stream, cpu, &self.poller).is_err() {
+            if self.channels.pass(stream, &self.poller).is_err() {
                 // Unreachable: `has_room` and `pass` choose alike, and
                 // nothing ran in between. Said aloud if it ever happens.
                 eprintln!("no worker had room for an accepted connection; closed it");
@@ -394,7 +369,7 @@ impl Master {
             let w = &mut self.workers[i];
             w.pid = None;
             if self.stop_deadline.is_some() {
-                self.stop_report.exits.push((pid, how));
+                self.stopped.exits.push((pid, how));
                 continue;
             }
             let lived = w.started.elapsed();
@@ -457,7 +432,7 @@ impl Master {
             for w in &self.workers {
                 if let Some(pid) = w.pid {
                     sys::send_signal(pid, Signal::SIGKILL);
-                    self.stop_report.grace_ran_out = true;
+                    self.stopped.grace_ran_out = true;
                 }
             }
         }

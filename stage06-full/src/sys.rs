@@ -12,8 +12,8 @@
 //! `sys_fs.rs` and `sys_uring.rs`.
 
 // Three parts in files of their own: opening files beneath the document
-// root and sending them, the safe io_uring of `--model uring`, and the CPU
-// a connection arrives on (`--steer cpu`). (Their names
+// root and sending them, the safe io_uring of `--model uring`, and the
+// CPUs of `--pin on` and `--steer cpu`. (Their names
 // start with `sys` so the shape check, which allows `unsafe` only in files
 // named so, sees them for what they are: parts of this module.)
 #[path = "sys_cpu.rs"]
@@ -23,10 +23,7 @@ pub mod fs;
 #[path = "sys_uring.rs"]
 pub mod uring;
 
-pub use cpu::{
-    allowed_cpus, current_cpu, incoming_cpu, label_incoming_cpu, pin_process_to, pin_to,
-    process_cpu_time, read_cpu_times,
-};
+pub use cpu::{allowed_cpus, label_incoming_cpu, pin_to};
 pub use fs::{Root, send_file, send_more};
 
 use std::io::{self, IoSlice, IoSliceMut};

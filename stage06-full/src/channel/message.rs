@@ -7,8 +7,6 @@
 //! | `READY` | worker → master | `R` | none |
 //! | `LOAD` | worker → master | `L`, live u32, taken u64, received u64 | none |
 //! | `CONN` | master → worker | `C`, count u16 | `count` connections, 1 to [`BATCH`](super::BATCH) |
-//! | `MOVE` | worker → master | `M`, cpu u32 | one idle connection, for the worker labelled with `cpu` |
-//! | `HOLD` | master → worker | `H`, cpu u32 | none: the worker labelled with `cpu` could not take a `MOVE`d connection, which comes back in a `CONN`; ask again later |
 //!
 //! Numbers are little-endian. In `LOAD`, *live* is the worker's open
 //! connections, *taken* every connection it has taken in, and *received*
@@ -19,12 +17,8 @@
 pub const READY: u8 = b'R';
 pub const LOAD: u8 = b'L';
 pub const CONN: u8 = b'C';
-pub const MOVE: u8 = b'M';
-pub const HOLD: u8 = b'H';
 pub const LOAD_LEN: usize = 1 + 4 + 8 + 8;
 pub const CONN_LEN: usize = 1 + 2;
-/// `MOVE` and `HOLD`: a type byte and a CPU.
-pub const CPU_MSG_LEN: usize = 1 + 4;
 
 /// A worker's load, as reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,36 +61,4 @@ pub fn parse_conn(m: &[u8]) -> Option<usize> {
         return None;
     }
     Some(usize::from(u16::from_le_bytes(m[1..3].try_into().ok()?)))
-}
-
-pub fn moved(cpu: usize) -> [u8; CPU_MSG_LEN] {
-    with_cpu(MOVE, cpu)
-}
-
-/// The CPU a `MOVE` message names.
-pub fn parse_move(m: &[u8]) -> Option<usize> {
-    parse_cpu(MOVE, m)
-}
-
-pub fn hold(cpu: usize) -> [u8; CPU_MSG_LEN] {
-    with_cpu(HOLD, cpu)
-}
-
-/// The CPU a `HOLD` message names.
-pub fn parse_hold(m: &[u8]) -> Option<usize> {
-    parse_cpu(HOLD, m)
-}
-
-fn with_cpu(kind: u8, cpu: usize) -> [u8; CPU_MSG_LEN] {
-    let cpu = u32::try_from(cpu).unwrap_or(u32::MAX);
-    let mut m = [kind; CPU_MSG_LEN];
-    m[1..5].copy_from_slice(&cpu.to_le_bytes());
-    m
-}
-
-fn parse_cpu(kind: u8, m: &[u8]) -> Option<usize> {
-    if m.len() != CPU_MSG_LEN || m[0] != kind {
-        return None;
-    }
-    usize::try_from(u32::from_le_bytes(m[1..5].try_into().ok()?)).ok()
 }

@@ -1,5 +1,5 @@
 //! A worker's end of its channel: READY, load reports, batches of
-//! connections in, connections handed back, and HOLD when one could not go.
+//! connections in.
 
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
@@ -15,16 +15,13 @@ pub enum Incoming {
     /// A `CONN` message's connections. Fewer than the master sent if this
     /// process ran out of descriptors: the kernel closed the rest.
     Conns(Vec<TcpStream>),
-    /// `HOLD`: the worker labelled with this CPU could not take a
-    /// connection handed over (`--steer cpu`).
-    Hold(usize),
     /// The master closed its end: it is gone.
     Closed,
     /// A message a worker does not expect; ignored.
     Other,
 }
 
-/// A worker's end of its channel. Made by the worker, in `Reactor::new`,
+/// A worker's end of its channel. Made by the worker, in `Shell::new`,
 /// from its half of the socketpair the master created before the fork;
 /// kept for the worker's life. Dropping it (at exit) is the EOF the master
 /// reads.
@@ -38,7 +35,9 @@ pub struct WorkerEnd {
 }
 
 /// Load reports go at most this often (stage06's own lever; stage05 reports
-/// once per loop turn).
+/// once per loop turn, which under short connections woke the master for
+/// nearly every one). The master counts what it sends meanwhile, so a
+/// report a millisecond old misleads it little.
 const REPORT_EVERY: Duration = Duration::from_millis(1);
 
 impl WorkerEnd {
@@ -63,11 +62,7 @@ impl WorkerEnd {
         if received.len == 0 {
             return Ok(Incoming::Closed);
         }
-        let m = &buf[..received.len];
-        if let Some(cpu) = message::parse_hold(m) {
-            return Ok(Incoming::Hold(cpu));
-        }
-        let Some(count) = message::parse_conn(m) else {
+        let Some(count) = message::parse_conn(&buf[..received.len]) else {
             return Ok(Incoming::Other);
         };
         // Counted as the master counts them, lost ones included: the
@@ -77,34 +72,40 @@ impl WorkerEnd {
         Ok(Incoming::Conns(streams))
     }
 
-    /// Hands the idle connection `stream` back to the master, for the
-    /// worker labelled with `cpu` (`--steer cpu`). The master's copy keeps
-    /// the socket open once ours is closed.
-    pub fn hand_over(&self, stream: &TcpStream, cpu: usize) -> io::Result<()> {
-        sys::send_message(&self.fd, &message::moved(cpu), &[stream.as_fd()])
-    }
-
+    // ANCHOR: report
     /// Tells the master the current load if it changed since the last
-    /// report and that was at least `REPORT_EVERY` ago: the worker calls
-    /// this once per loop iteration.
-    pub fn report(&mut self, live: usize, taken: u64, now: Instant) {
+    /// report, at most once per `REPORT_EVERY`: the worker calls this once
+    /// per loop iteration. Returns when to call again if a change is still
+    /// untold: the worker's alarm must wake it then, even if nothing else
+    /// happens. Without that deadline, the last change of a busy moment
+    /// (the closes that left the worker idle) fell inside the limit and was
+    /// never sent, and the master went on choosing by loads long gone.
+    pub fn report(&mut self, live: usize, taken: u64, now: Instant) -> Option<Instant> {
         let load = message::Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),
             taken,
             received: self.received,
         };
-        let recent = self.reported_at.is_some_and(|at| now < at + REPORT_EVERY);
-        if load == self.reported || recent {
-            return;
+        if load == self.reported {
+            return None;
+        }
+        if let Some(due) = self.reported_at.map(|at| at + REPORT_EVERY)
+            && now < due
+        {
+            return Some(due);
         }
         match sys::send_message(&self.fd, &message::load(load), &[]) {
-            Ok(()) => (self.reported, self.reported_at) = (load, Some(now)),
-            // The master is slow to read: report next time.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok(()) => {
+                (self.reported, self.reported_at) = (load, Some(now));
+                None
+            }
+            // The master is slow to read: try again a period later.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Some(now + REPORT_EVERY),
             // The master is gone; the EOF on the channel will stop us.
-            Err(_) => {}
+            Err(_) => None,
         }
     }
+    // ANCHOR_END: report
 }
 
 impl AsFd for WorkerEnd {

@@ -423,15 +423,6 @@ impl Session {
         matches!(self.phase, Phase::Head) && !self.started() && self.start == self.end
     }
 
-    /// Idle after answering at least one request: when a connection may
-    /// go to another worker (`--steer cpu`), which starts a fresh session.
-    /// Not before the first: a fresh session's header timeout would start
-    /// again at each move, and a client that sent nothing could be moved
-    /// back and forth without ever timing out.
-    pub fn between_requests(&self) -> bool {
-        self.requests > 0 && self.is_idle()
-    }
-
     /// Gives the session's buffers back as its connection closes.
     pub fn release(mut self, pools: &mut Pools) {
         if !self.input.is_empty() {

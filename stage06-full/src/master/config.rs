@@ -1,6 +1,7 @@
 //! What the master is told: how many workers, how connections reach
-//! them (`Dispatch`), and whether the CPU a connection arrives on picks
-//! its worker (`Steer`).
+//! them (`Dispatch`), whether a worker keeps to one CPU (`pin`), and, under
+//! `reuseport`, whether the CPU a connection arrives on picks its worker
+//! (`Steer`).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -34,26 +35,20 @@ impl FromStr for Dispatch {
 }
 
 // ANCHOR: steer
-/// Whether the CPU a connection's packets arrive on picks its worker.
+/// `--steer`, under `reuseport`: how the kernel picks a worker's listener
+/// for a new connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
-    /// Worker `i` is labelled with the `i`-th CPU the server may run on
-    /// and kept on it while every CPU is busy (`--pin`). Under `reuseport`
-    /// the kernel gives a new connection to the worker labelled with the
-    /// CPU that received it (`SO_INCOMING_CPU`); under `pass` the master
-    /// does, within a bound on the imbalance; under `shared` whichever
-    /// worker wakes first takes it. Then, in every mode, an idle connection
-    /// whose client sends from another worker's CPU is handed to that
-    /// worker (`worker::shell::pairing`).
-    /// On loopback that CPU is the client thread's: each client thread
-    /// then talks to one worker. With `hash`, a client's connections are
-    /// spread over every worker, and every worker is woken by every client
-    /// thread: on two cores, about two thirds of the keep-alive rate
-    /// (chapter 6, part 2, measures both).
-    Cpu,
-    /// `reuseport`: a hash of the connection's addresses and ports alone;
-    /// `pass`: the least-loaded worker alone; no pinning, no hand-over.
+    /// A hash of the connection's addresses and ports.
     Hash,
+    /// The listener labelled with the CPU that processes the connection's
+    /// packets (`SO_INCOMING_CPU`, Linux 6.1 and later), worker `i`'s
+    /// labelled with the `i`-th CPU. Over a network, that CPU is the one
+    /// the NIC's receive queue for the flow interrupts (RSS,
+    /// Documentation/networking/scaling.rst), so with `--pin on` each
+    /// connection is served on the CPU its packets arrive on. On loopback
+    /// it is the client thread's CPU.
+    Cpu,
 }
 // ANCHOR_END: steer
 
@@ -74,10 +69,10 @@ pub struct MasterConfig {
     pub addr: SocketAddr,
     pub workers: usize,
     pub dispatch: Dispatch,
-    /// In `shared` mode, register the listener with EPOLLEXCLUSIVE.
-    pub exclusive: bool,
-    /// Whether a connection's CPU counts.
+    /// Under `reuseport`, whether a connection's CPU picks its worker.
     pub steer: Steer,
+    /// Worker `i` kept on the `i`-th CPU the server may run on.
+    pub pin: bool,
     /// Each worker's loop; `max_conns` applies per worker.
     pub worker: worker::Config,
 }

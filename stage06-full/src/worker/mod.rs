@@ -1,18 +1,16 @@
-//! A worker process: what it is told ([`Config`]), where its connections
-//! come from ([`Intake`]), what it lends its HTTP sessions
-//! ([`Resources`]), and which of the three I/O models runs it ([`Model`]).
+//! A worker process: what it is told ([`Config`]), what it lends its HTTP
+//! sessions ([`Resources`]), and which of the three I/O models runs it
+//! ([`Model`]).
 //!
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
 //! slots, accepting (and [`refused`]: the 503 when every slot is taken),
-//! the master's channel, load reports, stopping, and, with `--steer cpu`,
-//! [`shell::pairing`] (handing an idle connection to the worker of the CPU
-//! its client has moved to) and [`shell::pinning`] (keeping a worker on
-//! its CPU while that helps). Each model is a driver around the shell and
-//! the sans-I/O [`Session`]:
+//! the master's channel, load reports, stopping. Each model is a driver
+//! around the shell and the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
-//! - [`proactor_sim`]: the loop does the I/O, a thread pool processes;
+//! - [`proactor_sim`]: the same loop does the I/O, and a thread pool
+//!   processes;
 //! - [`uring`]: completions (io_uring); the kernel does the I/O.
 //!
 //! [`Session`]: crate::http::session::Session
@@ -24,7 +22,7 @@ pub mod shell;
 pub mod uring;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +35,6 @@ use crate::log::AccessLog;
 use crate::poller::Trigger;
 use crate::pool::{BufferPool, Pools};
 use crate::sys::Root;
-pub use shell::pairing::Labels;
-pub use shell::pinning::Pin;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 1024;
@@ -50,6 +46,9 @@ pub struct Config {
     pub trigger: Trigger,
     /// How the listening socket is registered.
     pub listen_trigger: Trigger,
+    /// A listener shared with the other workers (`--dispatch shared`) is
+    /// registered with EPOLLEXCLUSIVE.
+    pub exclusive: bool,
     /// `TCP_DEFER_ACCEPT` on the listening sockets: a connection is
     /// accepted once its request has arrived, or after about this many
     /// seconds; 0 turns it off.
@@ -77,9 +76,6 @@ pub struct Config {
     pub model: Model,
     /// `Model::ProactorSim`: the pool's threads.
     pub threads: usize,
-    /// `--pin`: with `--steer cpu`, whether the worker is kept on the CPU
-    /// it is labelled with (`shell::pinning` says why, and what it costs).
-    pub pin: Pin,
 }
 
 /// `--model`: who does the I/O, and who runs the session.
@@ -130,31 +126,6 @@ impl std::str::FromStr for Buffers {
         }
     }
 }
-
-// ANCHOR: intake
-/// Where a worker's connections come from: the three dispatch modes.
-pub enum Intake {
-    /// `pass`: the master accepts and passes each connection over the
-    /// channel; the worker has no listener at all. With `--steer cpu`, the
-    /// worker's label, for handing connections on ([`shell::pairing`]).
-    Passed { labels: Option<Labels> },
-    /// `shared`: the listener inherited from the master, which every worker
-    /// watches and accepts from; with `exclusive`, registered with
-    /// EPOLLEXCLUSIVE so a connection wakes one worker, not all.
-    Shared {
-        listener: TcpListener,
-        exclusive: bool,
-        labels: Option<Labels>,
-    },
-    /// `reuseport`: the worker's own `SO_REUSEPORT` listener on the same
-    /// address; the kernel picks a listener per connection, by the CPU it
-    /// is labelled with (`--steer cpu`: `labels`) or by a hash.
-    ReusePort {
-        addr: SocketAddr,
-        labels: Option<Labels>,
-    },
-}
-// ANCHOR_END: intake
 
 /// At most this many files stay open in a worker's open-file cache: each is
 /// a descriptor (counted against the same limit as connections) and up to
@@ -267,12 +238,13 @@ impl DateCache {
 }
 
 /// A worker process's whole life: set up the model's loop, run it, and
-/// return the exit status for `process::exit`.
-pub fn run_worker(config: Config, intake: Intake, channel: OwnedFd) -> i32 {
+/// return the exit status for `process::exit`. `listener`: what the worker
+/// accepts from, or `None` under `pass`, where connections come down the
+/// master's `channel`.
+pub fn run_worker(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> i32 {
     let result = match config.model {
-        Model::Reactor => reactor::run(config, intake, channel),
-        Model::ProactorSim => proactor_sim::run(config, intake, channel),
-        Model::Uring => uring::run(config, intake, channel),
+        Model::Reactor | Model::ProactorSim => reactor::run(config, listener, channel),
+        Model::Uring => uring::run(config, listener, channel),
     };
     match result {
         Ok(()) => 0,

@@ -1,67 +1,98 @@
 //! `--model proactor-sim`: the half-sync/half-reactive thread pool of the
 //! write-ups, with a *simulated* Proactor.
 //!
-//! The event loop is the Reactor's, and it does every read and write
-//! itself; what it hands off is the session's CPU work. When a session asks
-//! to parse (`Next::Process`) or to open a file (`Next::Open`), the loop
-//! stops watching the socket and sends the whole connection to a fixed pool
-//! of threads through a queue. A pool thread runs the session until it asks
-//! for I/O again, then sends the connection back through a second queue and
-//! writes to an `eventfd` that the loop watches. The loop, woken, puts the
-//! connection back in its slot and does the I/O.
+//! The event loop is the Reactor's ([`super::reactor`]), and it does every
+//! read and write itself; what it hands off is the session's CPU work. When
+//! a session asks to parse (`Next::Process`) or to open a file
+//! (`Next::Open`), the loop stops watching the socket and sends the whole
+//! connection to a fixed pool of threads through a queue. A pool thread
+//! runs the session until it asks for I/O again, then sends the connection
+//! back through a second queue and writes to an `eventfd` that the loop
+//! watches. The loop, woken, puts the connection back in its slot and does
+//! the I/O.
 //!
 //! From the loop's side this looks like a Proactor: it learns that a
 //! request has been *processed*, not that a socket is ready. But the I/O is
 //! still synchronous and still done by the loop, which is why it is called
-//! simulated; `uring` is the real thing.
+//! simulated; `uring` is the real thing. Boost.Asio does the same on Linux:
+//! its "Proactor" is emulated over epoll (a reactor) and a thread that
+//! completes the operations.
 //!
-//! What it costs, per request: two queue hand-offs (a mutex, a condition
-//! variable wake-up, a context switch each way), an `eventfd` write and
-//! read, and two `epoll_ctl` calls to stop and restart watching the socket.
-//! What it buys: a slow request (a cold disk read, an expensive page) does
-//! not stall the other connections of the loop, up to `--threads` of them
-//! at once.
+//! What it costs, per request: two queue hand-offs (a mutex and a
+//! condition variable each way; a thread wakes, which costs a context
+//! switch only when it was asleep), an `eventfd` write and read, and two
+//! `epoll_ctl` calls to stop and restart watching the socket. What it
+//! buys: a slow request (a cold disk read, an expensive page) does not
+//! stall the other connections of the loop, up to `--threads` of them at
+//! once.
 
 use std::io;
-use std::net::TcpStream;
-use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::reactor::{self, Conn, Processing, Step};
-use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
-use super::{Config, DateCache, Intake, Resources};
+use super::reactor::{Conn, Place, Reactor};
+use super::shell::Counts;
+use super::{Config, DateCache, Resources};
 use crate::file_cache::FileCache;
 use crate::http::session::{Env, Next, SMALL_BODY};
-use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
+use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::pool::Pools;
 use crate::sys::Root;
 
 /// The eventfd the pool writes when connections come back.
-const OFFLOAD: Token = Token(u64::MAX - 4);
-/// A timer that fires while its connection is in the pool is put off by
-/// this much: the connection is back within microseconds.
-const AWAY_GRACE: Duration = Duration::from_millis(10);
-/// Room for events per `epoll_wait`.
-const EVENTS_PER_WAIT: usize = 1024;
+pub const OFFLOAD: Token = Token(u64::MAX - 4);
 
-// ANCHOR: sim_slot
-/// A slot of the simulated Proactor.
-#[derive(Default)]
-pub enum Slot {
-    #[default]
-    Free,
-    /// In the loop: the loop does its I/O. Boxed, so that the hand-off to
-    /// the pool and back moves a pointer, not the connection.
-    Here(Box<Conn>),
-    /// In the pool, being processed; it comes back through `done`.
-    Away,
+// ANCHOR: offload
+/// The loop's two steps of this model: a connection goes to the pool, and
+/// comes back.
+impl Reactor {
+    /// `--model proactor-sim`: sends the connection to the pool. The socket
+    /// is not watched while it is away (level-triggered, unread bytes would
+    /// report it on every wait; edge-triggered, an edge would be lost with
+    /// nobody to record it): `rewatch` restores the interest when it is
+    /// back, and the kernel then reports what became ready meanwhile.
+    pub(super) fn offload(&mut self, index: usize) {
+        let (token, trigger) = (self.shell.token(index), self.shell.config.trigger);
+        let state = &mut self.shell.slots[index].state;
+        let (Some(pool), Place::Here(_)) = (&self.pool, &state) else {
+            return;
+        };
+        let Place::Here(mut conn) = std::mem::replace(state, Place::Away) else {
+            return;
+        };
+        let none = Interest {
+            read: false,
+            write: false,
+        };
+        if conn.interest != none {
+            conn.interest = none;
+            let _ = self.poller.modify(&conn.stream, token, none, trigger);
+        }
+        if !pool.send(index, conn, &mut self.shell.res) {
+            // The pool is gone (only while stopping): the connection is
+            // dropped with its job.
+            self.shell.release(index);
+        }
+    }
+
+    /// The pool's eventfd: connections come back with their sessions run
+    /// as far as they go without I/O, and their loaned buffers.
+    pub(super) fn on_processed(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.acknowledge();
+        }
+        while let Some((index, conn, pools)) = self.pool.as_ref().and_then(Pool::next_done) {
+            self.shell.res.pools.absorb(pools);
+            self.shell.slots[index].state = Place::Here(conn);
+            self.step(index);
+        }
+    }
 }
-// ANCHOR_END: sim_slot
+// ANCHOR_END: offload
 
 /// A connection on its way to a pool thread and back.
 struct Job {
@@ -74,234 +105,9 @@ struct Job {
     stopping: bool,
 }
 
-/// The simulated Proactor: the Reactor's loop, and a pool of threads.
-pub struct ProactorSim {
-    shell: Shell<Slot>,
-    poller: Poller,
-    pool: Pool,
-    incoming: Vec<TcpStream>,
-    due: Vec<usize>,
-}
-
-/// Sets up a worker's simulated Proactor and runs it until it stops.
-pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
-    let shell = Shell::new(config, intake, channel)?;
-    let poller = Poller::new()?;
-    shell.watch(&poller)?;
-    let pool = Pool::start(&shell.config, &shell.res)?;
-    let read = Interest {
-        read: true,
-        write: false,
-    };
-    poller.add(&*pool.wake, OFFLOAD, read, Trigger::Level)?;
-    shell.ready()?;
-    let mut sim = ProactorSim {
-        shell,
-        poller,
-        pool,
-        incoming: Vec::new(),
-        due: Vec::new(),
-    };
-    sim.run()
-}
-
-impl ProactorSim {
-    // ANCHOR: sim_run
-    /// The Reactor's loop, with one more event: connections coming back
-    /// from the pool.
-    fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
-        while !self.shell.finished() {
-            reactor::wait(&mut self.shell, &self.poller, &mut events)?;
-            for event in events.iter() {
-                match event.token {
-                    OFFLOAD => self.on_done(),
-                    own @ (LISTENER | CHANNEL | SIGNALS | ALARM) => {
-                        match self.shell.on_own(own, &mut self.incoming) {
-                            Own::Done => {}
-                            Own::Stop => self.begin_stop(),
-                            Own::Expire => self.expire(),
-                        }
-                    }
-                    token => self.on_ready(token, event.readiness),
-                }
-                while let Some(stream) = self.incoming.pop() {
-                    let (shell, poller) = (&mut self.shell, &self.poller);
-                    let here = |conn| Slot::Here(Box::new(conn));
-                    let admitted =
-                        reactor::admit(shell, poller, stream, Processing::Elsewhere, here);
-                    if let Some((index, Step::Offload)) = admitted {
-                        self.offload(index, self.shell.token(index));
-                    }
-                }
-            }
-            self.shell.report_load();
-        }
-        let counts = self.pool.stop();
-        self.shell.report(counts);
-        for index in 0..self.shell.slots.len() {
-            self.close(index);
-        }
-        Ok(())
-    }
-    // ANCHOR_END: sim_run
-
-    fn on_ready(&mut self, token: Token, ready: Readiness) {
-        let Some(index) = self.shell.find(token) else {
-            return; // stale: the slot holds a newer connection
-        };
-        let Slot::Here(conn) = &mut self.shell.slots[index].state else {
-            return; // stale, or in the pool (it is not watched then)
-        };
-        if ready.error {
-            return self.close(index);
-        }
-        conn.on_event(ready);
-        self.step(index);
-    }
-
-    // ANCHOR: sim_step
-    // ANCHOR: sim_offload
-    /// Does the connection's I/O; hands it to the pool when its session
-    /// has work for the CPU.
-    fn step(&mut self, index: usize) {
-        let token = self.shell.token(index);
-        let trigger = self.shell.config.trigger;
-        let Slot::Here(conn) = &mut self.shell.slots[index].state else {
-            return;
-        };
-        match reactor::drive(conn, &mut self.shell.res, Processing::Elsewhere) {
-            Step::Close => self.close(index),
-            Step::Offload => self.offload(index, token),
-            Step::Wait => {
-                if reactor::rewatch(&self.poller, conn, token, trigger).is_err() {
-                    return self.close(index);
-                }
-                let deadline = conn.session.deadline(&self.shell.config.timeouts);
-                if conn.session.between_requests()
-                    && self.shell.pairing_due()
-                    && self.hand_over(index)
-                {
-                    return;
-                }
-                self.shell.set_deadline(index, deadline);
-            }
-        }
-    }
-
-    /// `--steer cpu`: as the Reactor's (`reactor::hand_over_idle`).
-    fn hand_over(&mut self, index: usize) -> bool {
-        let Slot::Here(conn) = &self.shell.slots[index].state else {
-            return false;
-        };
-        let moved = reactor::hand_over_idle(&self.shell, &self.poller, conn);
-        if moved {
-            self.close(index);
-        }
-        moved
-    }
-
-    /// Sends the connection to the pool. The socket is not watched while it
-    /// is away (level-triggered, unread bytes would report it on every
-    /// wait; edge-triggered, an edge would be lost with nobody to record
-    /// it): `rewatch` restores the interest when it is back, and the kernel
-    /// then reports what became ready meanwhile.
-    fn offload(&mut self, index: usize, token: Token) {
-        let slot = &mut self.shell.slots[index].state;
-        let Slot::Here(mut conn) = std::mem::replace(slot, Slot::Away) else {
-            return;
-        };
-        let none = Interest {
-            read: false,
-            write: false,
-        };
-        if conn.interest != none {
-            conn.interest = none;
-            let trigger = self.shell.config.trigger;
-            let _ = self.poller.modify(&conn.stream, token, none, trigger);
-        }
-        let res = &mut self.shell.res;
-        let job = Job {
-            index,
-            conn,
-            pools: res.pools.lend(),
-            now: res.now,
-            stopping: res.stopping,
-        };
-        let sent = match &self.pool.jobs {
-            Some(jobs) => jobs.send(job).map_err(|mpsc::SendError(job)| job),
-            None => Err(job),
-        };
-        if let Err(job) = sent {
-            // The pool is gone (only while stopping): drop the connection.
-            self.shell.res.pools.absorb(job.pools);
-            self.shell.release(index);
-        }
-    }
-    // ANCHOR_END: sim_offload
-
-    // ANCHOR: sim_done
-    /// The pool's eventfd: connections come back with their sessions run
-    /// as far as they go without I/O, and their loaned buffers.
-    fn on_done(&mut self) {
-        let _ = self.pool.wake.read();
-        while let Ok(job) = self.pool.done.try_recv() {
-            self.shell.res.pools.absorb(job.pools);
-            self.shell.slots[job.index].state = Slot::Here(job.conn);
-            self.step(job.index);
-        }
-    }
-    // ANCHOR_END: sim_done
-    // ANCHOR_END: sim_step
-
-    fn expire(&mut self) {
-        self.shell.on_alarm(&mut self.due);
-        while let Some(index) = self.due.pop() {
-            match &mut self.shell.slots[index].state {
-                // In the pool: look again when it is back (its deadline is
-                // recomputed then).
-                Slot::Away => {
-                    let later = self.shell.res.now + AWAY_GRACE;
-                    self.shell.set_deadline(index, later);
-                }
-                Slot::Here(conn) => {
-                    conn.session.timed_out(&mut self.shell.res.env());
-                    self.step(index);
-                }
-                Slot::Free => {}
-            }
-        }
-    }
-
-    fn begin_stop(&mut self) {
-        if let Some(listener) = self.shell.begin_stop() {
-            let _ = self.poller.delete(&listener);
-        }
-        for index in 0..self.shell.slots.len() {
-            if let Slot::Here(conn) = &self.shell.slots[index].state
-                && conn.session.is_idle()
-            {
-                self.close(index);
-            }
-        }
-    }
-
-    /// Closes a connection in the loop; one in the pool is closed when the
-    /// worker exits (its job is dropped with the pool).
-    fn close(&mut self, index: usize) {
-        let slot = &mut self.shell.slots[index].state;
-        if let Slot::Here(_) = slot
-            && let Slot::Here(conn) = std::mem::take(slot)
-        {
-            conn.session.release(&mut self.shell.res.pools);
-            self.shell.release(index);
-        }
-    }
-}
-
 // ANCHOR: pool
 /// The loop's end of the thread pool.
-struct Pool {
+pub struct Pool {
     /// Dropped (closed) to tell the threads to finish.
     jobs: Option<Sender<Job>>,
     done: Receiver<Job>,
@@ -313,8 +119,9 @@ struct Pool {
 impl Pool {
     // ANCHOR: pool_start
     /// Starts `config.threads` threads, each with its own open-file cache
-    /// (nothing shared, so nothing locked while a file is opened).
-    fn start(config: &Config, res: &Resources) -> io::Result<Pool> {
+    /// (nothing shared, so nothing locked while a file is opened), and
+    /// watches their eventfd as `OFFLOAD`.
+    pub fn start(config: &Config, res: &Resources, poller: &Poller) -> io::Result<Pool> {
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
@@ -340,6 +147,11 @@ impl Pool {
                 .spawn(move || context.serve())?;
             threads.push(handle);
         }
+        let read = Interest {
+            read: true,
+            write: false,
+        };
+        poller.add(&*wake, OFFLOAD, read, Trigger::Level)?;
         Ok(Pool {
             jobs: Some(jobs),
             done,
@@ -349,9 +161,47 @@ impl Pool {
     }
     // ANCHOR_END: pool_start
 
+    /// Sends the connection of slot `index` to a pool thread, with buffers
+    /// lent from the loop's pools for the job. False if the pool is gone
+    /// (only while stopping): the connection is dropped, and the buffers
+    /// are back in the loop's pools.
+    pub fn send(&self, index: usize, conn: Box<Conn>, res: &mut Resources) -> bool {
+        let job = Job {
+            index,
+            conn,
+            pools: res.pools.lend(),
+            now: res.now,
+            stopping: res.stopping,
+        };
+        let sent = match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|mpsc::SendError(job)| job),
+            None => Err(job),
+        };
+        match sent {
+            Ok(()) => true,
+            Err(job) => {
+                res.pools.absorb(job.pools);
+                false
+            }
+        }
+    }
+
+    /// Consumes the eventfd's count, before the queue is read: a job sent
+    /// back after that writes it again, and wakes the loop again.
+    pub fn acknowledge(&self) {
+        let _ = self.wake.read();
+    }
+
+    /// A connection the pool is done with: its slot, itself, and the
+    /// buffers it was lent.
+    pub fn next_done(&self) -> Option<(usize, Box<Conn>, Pools)> {
+        let job = self.done.try_recv().ok()?;
+        Some((job.index, job.conn, job.pools))
+    }
+
     /// Ends every thread once it has finished its job, and adds up what
     /// their caches and loans counted.
-    fn stop(&mut self) -> Counts {
+    pub fn stop(&mut self) -> Counts {
         self.jobs = None;
         let mut total = Counts::default();
         for handle in self.threads.drain(..) {

@@ -1,4 +1,5 @@
-//! `--model reactor`: the session driven by readiness.
+//! `--model reactor` and `--model proactor-sim`: the session driven by
+//! readiness.
 //!
 //! One thread, one epoll instance, every socket non-blocking. The loop
 //! waits until the kernel says some sockets are *ready*, then, for each,
@@ -11,19 +12,31 @@
 //! Readiness is remembered per connection (`Conn::readable`,
 //! `Conn::writable`) until a call says `EAGAIN`: edge-triggered epoll says
 //! "ready" once, and a read the session stopped must resume without it.
+//!
+//! `--model proactor-sim` runs this same loop with a thread pool beside it
+//! ([`super::proactor_sim`]): the loop still does every read and write, but
+//! hands a session's CPU work (parsing, opening the file) to the pool and
+//! takes the connection back when it is done. That is the loop's only
+//! difference between the two models: where `drive` stops (`Processing`),
+//! and one more event, connections coming back.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
+use super::proactor_sim::{OFFLOAD, Pool};
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
-use super::{Config, Intake, Resources};
+use super::{Config, Model, Resources};
 use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
 
 /// Room for events per `epoll_wait`; more are reported by the next call.
 const EVENTS_PER_WAIT: usize = 1024;
+/// A timer that fires while its connection is in the pool is put off by
+/// this much: the connection is back within microseconds.
+const AWAY_GRACE: Duration = Duration::from_millis(10);
 
 /// A connection of a readiness model: its socket, its session, and the
 /// readiness the kernel reported that is not used up yet.
@@ -218,117 +231,54 @@ pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Res
     }
 }
 
-// ANCHOR: admit
-/// A new connection: a slot and a session, one `drive` before epoll hears
-/// of it, then a registration and a timer. `wrap` makes the slot's state
-/// of the model from the connection.
-///
-/// The first drive reads at once (`readable` is assumed): a client sends
-/// its request right after connecting, so by the time the connection is
-/// accepted, or passed by the master, the request is usually there. A
-/// `Connection: close` request is then read, answered and closed before
-/// epoll ever hears of the socket: no `epoll_ctl` and no wake-up for it.
-/// When nothing has arrived yet, the read costs one `EAGAIN`.
-pub fn admit<S: Default>(
-    shell: &mut Shell<S>,
-    poller: &Poller,
-    stream: TcpStream,
-    processing: Processing,
-    wrap: impl FnOnce(Conn) -> S,
-) -> Option<(usize, Step)> {
-    let (index, token, stream) = shell.admit(stream)?;
-    let trigger = shell.config.trigger;
-    let mut conn = Conn::new(stream, Session::new(shell.res.now));
-    conn.readable = true;
-    let step = drive(&mut conn, &mut shell.res, processing);
-    if step == Step::Close {
-        conn.session.release(&mut shell.res.pools);
-        shell.release(index);
-        return None;
-    }
-    conn.interest = conn.wanted(trigger);
-    if let Err(e) = poller.add(&conn.stream, token, conn.interest, trigger) {
-        eprintln!("epoll add: {e}");
-        conn.session.release(&mut shell.res.pools);
-        shell.release(index);
-        return None;
-    }
-    let deadline = conn.session.deadline(&shell.config.timeouts);
-    shell.slots[index].state = wrap(conn);
-    shell.set_deadline(index, deadline);
-    Some((index, step))
+// ANCHOR: place
+/// Where a slot's connection is.
+#[derive(Default)]
+pub enum Place {
+    #[default]
+    Free,
+    /// In the loop: the loop does its I/O. Boxed, so that the hand-off to
+    /// the simulated Proactor's pool and back moves a pointer, not the
+    /// connection.
+    Here(Box<Conn>),
+    /// In the pool (`--model proactor-sim`), being processed; it comes
+    /// back through the pool's queue, and is not watched meanwhile.
+    Away,
 }
-// ANCHOR_END: admit
+// ANCHOR_END: place
 
-/// One wait of an epoll loop: the alarm armed for the nearest deadline,
-/// `epoll_wait`, and the clock read once for the whole batch.
-pub fn wait<S: Default>(
-    shell: &mut Shell<S>,
-    poller: &Poller,
-    events: &mut Events,
-) -> io::Result<()> {
-    shell.arm_alarm();
-    loop {
-        match poller.wait(events, None) {
-            Ok(()) => break,
-            // Signals are blocked, so this is rare (a debugger, SIGSTOP and
-            // SIGCONT); nothing is lost, wait again.
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    shell.tick();
-    Ok(())
-}
-
-// ANCHOR: reactor_hand_over
-/// `--steer cpu`, for both epoll drivers: hands `conn`, idle, to another
-/// worker if its client now sends from that worker's CPU. True if it went;
-/// the caller then closes its slot.
-pub fn hand_over_idle<S: Default>(shell: &Shell<S>, poller: &Poller, conn: &Conn) -> bool {
-    if !shell.hand_over(&conn.stream) {
-        return false;
-    }
-    // The socket stays open in the master, then in the other worker:
-    // closing our descriptor would leave it in our epoll set, and its
-    // events (for the other worker's requests) would keep waking us.
-    let _ = poller.delete(&conn.stream);
-    true
-}
-// ANCHOR_END: reactor_hand_over
-
-/// After `drive` said `Wait`: watch what the connection now waits for.
-pub fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger) -> io::Result<()> {
-    let wanted = conn.wanted(trigger);
-    if wanted != conn.interest {
-        conn.interest = wanted;
-        poller.modify(&conn.stream, token, wanted, trigger)?;
-    }
-    Ok(())
-}
-
-/// The Reactor: a shell, an epoll instance, and a connection per slot.
+/// The loop: a shell, an epoll instance, a connection per slot, and, for
+/// `--model proactor-sim`, the pool that processes.
 pub struct Reactor {
-    shell: Shell<Option<Conn>>,
-    poller: Poller,
+    pub(super) shell: Shell<Place>,
+    pub(super) poller: Poller,
+    /// `Some` under `--model proactor-sim`: sessions' CPU work goes there
+    /// (`offload`, and `on_processed` when it comes back, both in
+    /// `proactor_sim.rs`).
+    pub(super) pool: Option<Pool>,
     /// Accepted or passed connections waiting for a slot.
     incoming: Vec<TcpStream>,
     /// Slots whose deadline passed.
     due: Vec<usize>,
 }
 
-/// Sets up a worker's Reactor and runs it until it stops.
-pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
+/// Sets up a worker's loop (and pool) and runs it until it stops.
+pub fn run(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> io::Result<()> {
     // The epoll instance is created here, after the fork, so that no two
     // processes share one (an epoll instance inherited across fork is the
     // *same* instance, and its events go to whichever process waits first).
-    let shell = Shell::new(config, intake, channel)?;
+    let shell = Shell::new(config, listener, channel)?;
     let poller = Poller::new()?;
     shell.watch(&poller)?;
+    let pool = match shell.config.model {
+        Model::ProactorSim => Some(Pool::start(&shell.config, &shell.res, &poller)?),
+        Model::Reactor | Model::Uring => None,
+    };
     shell.ready()?;
     let mut reactor = Reactor {
         shell,
         poller,
+        pool,
         incoming: Vec::new(),
         due: Vec::new(),
     };
@@ -343,7 +293,7 @@ impl Reactor {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.shell.finished() {
-            wait(&mut self.shell, &self.poller, &mut events)?;
+            self.wait(&mut events)?;
             for event in events.iter() {
                 match event.token {
                     own @ (LISTENER | CHANNEL | SIGNALS | ALARM) => {
@@ -353,21 +303,17 @@ impl Reactor {
                             Own::Expire => self.expire(),
                         }
                     }
+                    OFFLOAD => self.on_processed(),
                     token => self.on_ready(token, event.readiness),
                 }
                 while let Some(stream) = self.incoming.pop() {
-                    admit(
-                        &mut self.shell,
-                        &self.poller,
-                        stream,
-                        Processing::InLoop,
-                        Some,
-                    );
+                    self.admit(stream);
                 }
             }
             self.shell.report_load();
         }
-        self.shell.report(Default::default());
+        let counts = self.pool.as_mut().map(Pool::stop).unwrap_or_default();
+        self.shell.print_totals(counts);
         // After the grace period, a response still in flight is cut off.
         for index in 0..self.shell.slots.len() {
             self.close(index);
@@ -376,49 +322,109 @@ impl Reactor {
     }
     // ANCHOR_END: run
 
+    /// One wait: the alarm armed for the nearest deadline, `epoll_wait`,
+    /// and the clock read once for the whole batch.
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        self.shell.arm_alarm();
+        loop {
+            match self.poller.wait(events, None) {
+                Ok(()) => break,
+                // Signals are blocked, so this is rare (a debugger, SIGSTOP
+                // and SIGCONT); nothing is lost, wait again.
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.shell.tick();
+        Ok(())
+    }
+
+    /// Where sessions' CPU work runs: here, or in the pool.
+    fn processing(&self) -> Processing {
+        match self.pool {
+            Some(_) => Processing::Elsewhere,
+            None => Processing::InLoop,
+        }
+    }
+
+    // ANCHOR: admit
+    /// A new connection: a slot and a session, one `drive` before epoll
+    /// hears of it, then a registration and a timer.
+    ///
+    /// The first drive reads at once (`readable` is assumed): a client sends
+    /// its request right after connecting, so by the time the connection is
+    /// accepted, or passed by the master, the request is usually there. A
+    /// `Connection: close` request is then read, answered and closed before
+    /// epoll ever hears of the socket: no `epoll_ctl` and no wake-up for it.
+    /// When nothing has arrived yet, the read costs one `EAGAIN`.
+    fn admit(&mut self, stream: TcpStream) {
+        let processing = self.processing();
+        let Some((index, token, stream)) = self.shell.admit(stream) else {
+            return; // refused with 503: every slot is taken
+        };
+        let trigger = self.shell.config.trigger;
+        let mut conn = Box::new(Conn::new(stream, Session::new(self.shell.res.now)));
+        conn.readable = true;
+        let step = drive(&mut conn, &mut self.shell.res, processing);
+        conn.interest = conn.wanted(trigger);
+        let added = match step {
+            Step::Close => Ok(()),
+            _ => self.poller.add(&conn.stream, token, conn.interest, trigger),
+        };
+        let deadline = conn.session.deadline(&self.shell.config.timeouts);
+        self.shell.slots[index].state = Place::Here(conn);
+        match (step, added) {
+            (Step::Close, _) => self.close(index),
+            (_, Err(e)) => {
+                eprintln!("epoll add: {e}");
+                self.close(index);
+            }
+            (step, Ok(())) => {
+                self.shell.set_deadline(index, deadline);
+                if step == Step::Offload {
+                    self.offload(index);
+                }
+            }
+        }
+    }
+    // ANCHOR_END: admit
+
     fn on_ready(&mut self, token: Token, ready: Readiness) {
         let Some(index) = self.shell.find(token) else {
             return; // stale: the slot holds a newer connection
         };
-        let Some(conn) = self.shell.slots[index].state.as_mut() else {
-            return; // stale: closed earlier in this batch
+        let Place::Here(conn) = &mut self.shell.slots[index].state else {
+            return; // stale (closed earlier in this batch), or in the pool
         };
         if ready.error {
             return self.close(index);
         }
         conn.on_event(ready);
-        self.step(index, token);
+        self.step(index);
     }
 
-    /// Drives a connection, then re-arms what it waits for.
-    fn step(&mut self, index: usize, token: Token) {
-        let Some(conn) = self.shell.slots[index].state.as_mut() else {
+    // ANCHOR: step
+    /// Drives a connection as far as its socket allows, then re-arms what it
+    /// waits for and its timer; or hands it to the pool, or closes it.
+    pub(super) fn step(&mut self, index: usize) {
+        let (token, processing) = (self.shell.token(index), self.processing());
+        let trigger = self.shell.config.trigger;
+        let Place::Here(conn) = &mut self.shell.slots[index].state else {
             return;
         };
-        if drive(conn, &mut self.shell.res, Processing::InLoop) != Step::Wait
-            || rewatch(&self.poller, conn, token, self.shell.config.trigger).is_err()
-        {
-            return self.close(index);
+        match drive(conn, &mut self.shell.res, processing) {
+            Step::Close => self.close(index),
+            Step::Offload => self.offload(index),
+            Step::Wait => {
+                if rewatch(&self.poller, conn, token, trigger).is_err() {
+                    return self.close(index);
+                }
+                let deadline = conn.session.deadline(&self.shell.config.timeouts);
+                self.shell.set_deadline(index, deadline);
+            }
         }
-        let deadline = conn.session.deadline(&self.shell.config.timeouts);
-        if conn.session.between_requests() && self.shell.pairing_due() && self.hand_over(index) {
-            return;
-        }
-        self.shell.set_deadline(index, deadline);
     }
-
-    /// `--steer cpu`: hands the idle connection in slot `index` to another
-    /// worker if its client now sends from that worker's CPU.
-    fn hand_over(&mut self, index: usize) -> bool {
-        let Some(conn) = &self.shell.slots[index].state else {
-            return false;
-        };
-        let moved = hand_over_idle(&self.shell, &self.poller, conn);
-        if moved {
-            self.close(index);
-        }
-        moved
-    }
+    // ANCHOR_END: step
 
     // ANCHOR: expire
     /// Tells every session whose deadline has passed, and drives it: most
@@ -426,9 +432,18 @@ impl Reactor {
     fn expire(&mut self) {
         self.shell.on_alarm(&mut self.due);
         while let Some(index) = self.due.pop() {
-            if let Some(conn) = self.shell.slots[index].state.as_mut() {
-                conn.session.timed_out(&mut self.shell.res.env());
-                self.step(index, self.shell.token(index));
+            match &mut self.shell.slots[index].state {
+                Place::Here(conn) => {
+                    conn.session.timed_out(&mut self.shell.res.env());
+                    self.step(index);
+                }
+                // In the pool: look again when it is back (its deadline is
+                // recomputed then).
+                Place::Away => {
+                    let later = self.shell.res.now + AWAY_GRACE;
+                    self.shell.set_deadline(index, later);
+                }
+                Place::Free => {}
             }
         }
     }
@@ -442,22 +457,38 @@ impl Reactor {
             let _ = self.poller.delete(&listener);
         }
         for index in 0..self.shell.slots.len() {
-            let idle = &self.shell.slots[index].state;
-            if idle.as_ref().is_some_and(|c| c.session.is_idle()) {
+            if let Place::Here(conn) = &self.shell.slots[index].state
+                && conn.session.is_idle()
+            {
                 self.close(index);
             }
         }
     }
 
+    /// Closes a connection in the loop; one in the pool is closed when the
+    /// worker exits (its job is dropped with the pool).
     fn close(&mut self, index: usize) {
         // No EPOLL_CTL_DEL: closing the last descriptor of a socket removes
         // it from every epoll set, and ours is the last (the master closed
         // its copy after passing it; no fork happens while a worker holds
         // connections). Were a copy left somewhere, its events would carry
         // this slot's old generation and be ignored.
-        if let Some(conn) = self.shell.slots[index].state.take() {
+        let state = &mut self.shell.slots[index].state;
+        if let Place::Here(_) = state
+            && let Place::Here(conn) = std::mem::take(state)
+        {
             conn.session.release(&mut self.shell.res.pools);
             self.shell.release(index);
         }
     }
+}
+
+/// After `drive` said `Wait`: watch what the connection now waits for.
+fn rewatch(poller: &Poller, conn: &mut Conn, token: Token, trigger: Trigger) -> io::Result<()> {
+    let wanted = conn.wanted(trigger);
+    if wanted != conn.interest {
+        conn.interest = wanted;
+        poller.modify(&conn.stream, token, wanted, trigger)?;
+    }
+    Ok(())
 }

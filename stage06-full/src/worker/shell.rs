@@ -3,14 +3,12 @@
 //! master's channel that brings connections), the signalfd, the timerfd
 //! and the timer heap, the connection slots, and the [`Resources`] that
 //! sessions borrow. A driver owns a shell and calls it: to accept, to take
-//! a slot, to arm a deadline, to read the clock after each wait
-//! (`Shell::tick`, in [`pinning`], since `--pin auto` looks then), to
-//! learn which deadlines passed, to stop. [`pairing`] and [`pinning`] are
-//! `--steer cpu`'s, each with its share of the shell's methods.
+//! a slot, to arm a deadline, to read the clock after each wait, to learn
+//! which deadlines passed, to report the load, to stop.
 //!
 //! The shell knows nothing of a connection's state: a slot holds whatever
-//! the model keeps there (`S`), one enum per model (see each driver's
-//! `Slot` type), and `S::default()` is the empty slot.
+//! the model keeps there (`S`: where the connection is, the `Place` of each
+//! driver), and `S::default()` is the empty slot.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,17 +19,12 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use super::refused::Refused;
-use super::{BACKLOG, Config, Intake, Resources};
+use super::{Config, Resources};
 use crate::accept::Acceptor;
 use crate::channel::{Incoming, WorkerEnd};
 use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
-
-pub mod pairing;
-pub mod pinning;
-use pairing::Pairing;
-use pinning::Pinning;
 
 /// The listener's token. Connection tokens are built from slot indices and
 /// never reach these values.
@@ -69,24 +62,21 @@ fn split_token(token: Token) -> (usize, u32) {
 /// Everything of a worker but its connections' I/O.
 pub struct Shell<S> {
     pub config: Config,
-    /// `None` in `pass` mode (connections arrive on `channel`), and once
-    /// stopping has begun.
+    /// Given by the master under `shared` and `reuseport`; `None` under
+    /// `pass` (connections arrive on `channel`), and once stopping has
+    /// begun.
     listener: Option<TcpListener>,
-    /// `shared --exclusive`: register the listener with EPOLLEXCLUSIVE.
-    exclusive: bool,
     /// `shared` or `reuseport`: the worker accepts for itself, and the
-    /// master needs no load reports (unless `pairing`).
+    /// master, which chooses no worker, needs no load reports.
     listener_mode: bool,
-    /// `--steer cpu`: idle connections whose client moved to another
-    /// worker's CPU are handed to it, through the master.
-    pairing: Option<Pairing>,
-    /// `--steer cpu`: whether the worker is kept on its CPU (`--pin`).
-    pinning: Option<Pinning>,
     /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.
     channel: WorkerEnd,
+    /// When the load report held back by its rate limit is due: a
+    /// deadline like the connections', so an idle worker still sends it.
+    report_due: Option<Instant>,
     /// The connection slots, every one allocated before the first client;
     /// `free` lists the empty ones.
     pub slots: Vec<Slot<S>>,
@@ -111,36 +101,15 @@ pub struct Shell<S> {
 }
 
 impl<S: Default> Shell<S> {
-    /// Sets up a worker, after the fork: its listener (if it accepts), its
-    /// signalfd and timerfd, the root, the caches, the access log, and
-    /// every connection slot. The driver registers the descriptors with
-    /// its own poller or ring, then calls [`Shell::ready`].
-    pub fn new(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<Shell<S>> {
-        let (listener, exclusive, labels) = match intake {
-            Intake::Passed { labels } => (None, false, labels),
-            Intake::Shared {
-                listener,
-                exclusive,
-                labels,
-            } => (Some(listener), exclusive, labels),
-            Intake::ReusePort { addr, labels } => {
-                let listener = sys::listen_reuseport(addr, BACKLOG)?;
-                if let Some(cpu) = labels.as_ref().map(|l| l.mine)
-                    && let Err(e) = sys::label_incoming_cpu(&listener, cpu)
-                {
-                    // A kernel without the option: the hash still works.
-                    eprintln!(
-                        "worker {}: cannot label the listener with CPU {cpu} ({e}); connections spread by hash",
-                        std::process::id()
-                    );
-                }
-                if config.defer_accept > 0 {
-                    sys::defer_accept(&listener, config.defer_accept)?;
-                }
-                (Some(listener), false, labels)
-            }
-        };
-        let pinning = labels.clone().map(|l| Pinning::start(l, config.pin));
+    /// Sets up a worker, after the fork: its signalfd and timerfd, the
+    /// root, the caches, the access log, and every connection slot. The
+    /// driver registers the descriptors with its own poller or ring, then
+    /// calls [`Shell::ready`].
+    pub fn new(
+        config: Config,
+        listener: Option<TcpListener>,
+        channel: OwnedFd,
+    ) -> io::Result<Shell<S>> {
         sys::ignore_sigpipe()?;
         let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
         let res = Resources::new(&config)?;
@@ -153,12 +122,10 @@ impl<S: Default> Shell<S> {
             .collect();
         Ok(Shell {
             listener_mode: listener.is_some(),
-            pairing: labels.map(Pairing::new),
-            pinning,
             listener,
-            exclusive,
             acceptor: Acceptor::new()?,
             channel: WorkerEnd::new(channel),
+            report_due: None,
             slots,
             free: (0..config.max_conns).rev().collect(),
             live: 0,
@@ -186,7 +153,7 @@ impl<S: Default> Shell<S> {
         };
         let trigger = self.config.listen_trigger;
         match &self.listener {
-            Some(listener) if self.exclusive => {
+            Some(listener) if self.config.exclusive => {
                 poller.add_exclusive(listener, LISTENER, trigger)?
             }
             Some(listener) => poller.add(listener, LISTENER, read, trigger)?,
@@ -295,10 +262,15 @@ impl<S: Default> Shell<S> {
         // While draining, the end of the grace period is a deadline too, and
         // so is the end of the oldest refused connection's linger.
         let refused = self.refused.next_deadline();
-        let next = [self.timers.next_deadline(), self.drain_until, refused]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            self.timers.next_deadline(),
+            self.drain_until,
+            refused,
+            self.report_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let result = match (next, self.armed_for) {
             (None, None) => Ok(()),
             (None, Some(_)) => {
@@ -401,10 +373,6 @@ impl<S: Default> Shell<S> {
                     incoming.extend(streams);
                     return true;
                 }
-                Ok(Incoming::Hold(cpu)) => {
-                    self.hold_pairing(cpu);
-                    return true;
-                }
                 // EOF: the master is gone. A worker without a master would
                 // serve on with nobody to restart it or stop it.
                 Ok(Incoming::Closed) => return false,
@@ -422,18 +390,15 @@ impl<S: Default> Shell<S> {
         }
     }
 
-    /// Tells the master the current load, in `pass` mode (the master
-    /// chooses) and with `--steer cpu` (the master places the connections
-    /// workers hand over), at most once per `REPORT_EVERY` and only
-    /// when it changed. A report per loop turn woke the master, on two cores
-    /// a context switch, for nearly every short connection; meanwhile the
-    /// master counts what it sends, so a report a millisecond old misleads
-    /// it little.
+    /// Tells the master the current load, in `pass` mode (where the master
+    /// chooses), once per loop iteration: `WorkerEnd::report` sends it when
+    /// it changed and its rate limit allows, and otherwise says when it is
+    /// due, which `arm_alarm` then counts among the deadlines.
     pub fn report_load(&mut self) {
-        if self.listener_mode && self.pairing.is_none() {
+        if self.listener_mode {
             return;
         }
-        self.channel.report(self.live, self.taken, self.res.now);
+        self.report_due = self.channel.report(self.live, self.taken, self.res.now);
     }
     // ANCHOR_END: on_channel
 
@@ -456,11 +421,16 @@ impl<S: Default> Shell<S> {
     }
     // ANCHOR_END: accept
 
+    /// Reads the clock, once per loop iteration, after the wait.
+    pub fn tick(&mut self) {
+        self.res.tick();
+    }
+
     /// The worker's last words, in one write: stderr is unbuffered, and the
     /// workers exit together, so several writes would interleave with the
     /// other workers' lines (scripts parse this one). `extra`: buffers and
     /// cache lookups counted outside the shell (the pool threads').
-    pub fn report(&self, extra: Counts) {
+    pub fn print_totals(&self, extra: Counts) {
         let (allocated, reused) = self.res.pools.counts();
         let line = format!(
             "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}\n",

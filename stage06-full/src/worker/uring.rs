@@ -13,16 +13,16 @@
 //! buffers) is *in the ring*: `sys::uring::Ring` owns it, so the kernel
 //! writes into memory nobody else can touch or free, and the completion
 //! hands it back. Closing it means cancelling its operation first
-//! (`Slot::Cancelled`). io_uring has no `sendfile`: a large file is read
+//! (`Place::Cancelled`). io_uring has no `sendfile`: a large file is read
 //! into a 64 KiB chunk and sent from there, a copy through user memory the
 //! Reactor does not pay (`splice` through a pipe would avoid it).
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::Config;
 use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
-use super::{Config, Intake};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::sys;
@@ -62,10 +62,11 @@ enum Pending {
 }
 
 // ANCHOR: uring_slot
-/// A slot of the Proactor. A live connection always has one operation in
-/// flight, so it is always in the ring; the slot says how to get it back.
+/// Where a slot's connection is. A live connection always has one
+/// operation in flight, so it is always in the ring; this says how to get
+/// it back.
 #[derive(Default)]
-pub enum Slot {
+pub enum Place {
     #[default]
     Free,
     /// In the ring; `idle`: it waits for the next request of a keep-alive
@@ -81,7 +82,7 @@ pub enum Slot {
 /// The Proactor: a shell, a ring, and the accept (or listener poll) in
 /// flight, to cancel when stopping.
 pub struct Uring {
-    shell: Shell<Slot>,
+    shell: Shell<Place>,
     ring: Ring<Box<Conn>>,
     accept: Option<OpId>,
     incoming: Vec<TcpStream>,
@@ -89,8 +90,8 @@ pub struct Uring {
 }
 
 /// Sets up a worker's Proactor and runs it until it stops.
-pub fn run(config: Config, intake: Intake, channel: OwnedFd) -> io::Result<()> {
-    let shell = Shell::new(config, intake, channel)?;
+pub fn run(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> io::Result<()> {
+    let shell = Shell::new(config, listener, channel)?;
     let mut uring = Uring {
         shell,
         ring: Ring::new(RING_ENTRIES)?,
@@ -121,7 +122,7 @@ impl Uring {
             }
             self.shell.report_load();
         }
-        self.shell.report(Counts::default());
+        self.shell.print_totals(Counts::default());
         Ok(()) // what is still in the ring is cancelled and closed with it
     }
 
@@ -184,7 +185,7 @@ impl Uring {
             return; // every submission of a connection has an owner
         };
         let cancelled = match self.shell.slots[index].state {
-            Slot::Cancelled { timed_out } => Some(timed_out),
+            Place::Cancelled { timed_out } => Some(timed_out),
             _ => None,
         };
         if cancelled == Some(false) {
@@ -252,19 +253,10 @@ impl Uring {
             }
         }
         let idle = conn.session.is_idle();
-        // `--steer cpu`: nothing of this connection is in the ring now, so
-        // an idle one can go to another worker as it is (the Reactor's
-        // `hand_over`, minus the epoll set).
-        if conn.session.between_requests()
-            && self.shell.pairing_due()
-            && self.shell.hand_over(&conn.stream)
-        {
-            return self.close_now(index, conn);
-        }
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
         self.shell.set_deadline(index, deadline);
         match self.ring.submit(index as u64, conn, |c| c.operation()) {
-            Ok(op) => self.shell.slots[index].state = Slot::InRing { op, idle },
+            Ok(op) => self.shell.slots[index].state = Place::InRing { op, idle },
             // The connection was dropped with the failed submission.
             Err(e) => {
                 eprintln!("io_uring submit: {e}");
@@ -285,11 +277,11 @@ impl Uring {
     /// Cancels the operation of a connection in the ring; it is closed (or
     /// told its deadline passed) when the cancellation completes.
     fn cancel(&mut self, index: usize, timed_out: bool) {
-        if let Slot::InRing { op, .. } = self.shell.slots[index].state {
+        if let Place::InRing { op, .. } = self.shell.slots[index].state {
             if let Err(e) = self.ring.cancel(op) {
                 eprintln!("io_uring cancel: {e}");
             }
-            self.shell.slots[index].state = Slot::Cancelled { timed_out };
+            self.shell.slots[index].state = Place::Cancelled { timed_out };
         }
     }
 
@@ -353,7 +345,7 @@ impl Uring {
             drop(listener);
         }
         for index in 0..self.shell.slots.len() {
-            if let Slot::InRing { idle: true, .. } = self.shell.slots[index].state {
+            if let Place::InRing { idle: true, .. } = self.shell.slots[index].state {
                 self.cancel(index, false);
             }
         }
