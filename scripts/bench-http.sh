@@ -79,7 +79,7 @@ for round in $(seq 1 "$ROUNDS"); do
             # wrk wants a space after the colon, or it sends no such header.
             headers=()
             [ "$extra" = close ] && headers=(-H "Connection: close")
-            read -r r a b < <(wrk_run "http://$addr$path" "$conns" "$SECONDS_PER_RUN" "${headers[@]}")
+            read -r r a b _ < <(wrk_run 2 all "http://$addr$path" "$conns" "$SECONDS_PER_RUN" "${headers[@]}")
             rps[$who.$i]="${rps[$who.$i]:-} $r"
             p50[$who.$i]="${p50[$who.$i]:-} $a"
             p99[$who.$i]="${p99[$who.$i]:-} $b"

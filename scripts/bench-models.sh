@@ -49,7 +49,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for model in "${models[@]}"; do
             # shellcheck disable=SC2046
             start_server "$tmp/out" "$BIN/stage06-full" $(flags "$model")
-            read -r r _ b < <(wrk_run "http://$SERVER_ADDR/1k.bin" "$conns" "$SECONDS_PER_RUN")
+            read -r r _ b _ < <(wrk_run 2 all "http://$SERVER_ADDR/1k.bin" "$conns" "$SECONDS_PER_RUN")
             stop_server
             rps[$model.$conns]="${rps[$model.$conns]:-} $r"
             p99[$model.$conns]="${p99[$model.$conns]:-} $b"
@@ -65,7 +65,7 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter true >/dev/
         # shellcheck disable=SC2046
         start_server "$tmp/out" perf stat -x, -o "$tmp/counts" -e raw_syscalls:sys_enter,context-switches -- \
             "$BIN/stage06-full" $(flags "$model")
-        requests=$(wrk -t2 -c50 -d"${SECONDS_PER_RUN}s" "http://$SERVER_ADDR/1k.bin" | awk '/requests in/ { print $1 }')
+        read -r _ _ _ requests < <(wrk_run 2 all "http://$SERVER_ADDR/1k.bin" 50 "$SECONDS_PER_RUN")
         pkill -TERM -P "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
@@ -76,7 +76,7 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter true >/dev/
     done
 fi
 
-echo "### Reactor vs Proactor: stage06-full --model (1 KiB file, $WORKERS workers)"
+echo "### Reactor vs Proactor: stage06-full --model (1 KiB file, $WORKERS workers; the server and wrk share all $(nproc) CPUs)"
 echo
 machine_line
 echo "wrk -t2, ${SECONDS_PER_RUN}s runs, models in alternation, medians of $ROUNDS rounds; proactor-sim with --threads $THREADS per worker. System calls and context switches per request: perf, one run at 50 connections."

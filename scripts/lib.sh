@@ -304,19 +304,24 @@ stop_nginx() {
     NGINX_PID=
 }
 
-# wrk_run URL CONNS SECONDS [EXTRA WRK ARGS…] — prints "rps p50_us p99_us".
+# wrk_run THREADS CPUS URL CONNS SECONDS [EXTRA WRK ARGS…] — runs wrk, the
+# one place the scripts do, with THREADS threads, confined to CPUS (a
+# taskset list such as 1, or all), and prints "rps p50_us p99_us requests"
+# (requests: how many were answered in the run).
 wrk_run() {
-    local url=$1 conns=$2 secs=$3
-    shift 3
-    wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url" 2>/dev/null | awk '
+    local threads=$1 cpus=$2 url=$3 conns=$4 secs=$5 wrap=()
+    shift 5
+    [ "$cpus" = all ] || wrap=(taskset -c "$cpus")
+    "${wrap[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency "$@" "$url" 2>/dev/null | awk '
         function us(v) {
             if (v ~ /us$/) { sub(/us$/, "", v); return v + 0 }
             if (v ~ /ms$/) { sub(/ms$/, "", v); return v * 1000 }
             if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000000 }
             return v + 0
         }
+        / requests in / { n = $1 }
         /Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = us($2) }
         $1 == "99%" { p99 = us($2) }
-        END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+        END { printf "%.0f %.0f %.0f %.0f\n", rps, p50, p99, n }'
 }

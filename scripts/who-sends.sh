@@ -57,7 +57,10 @@ tick_us=$(( 1000000 / $(getconf CLK_TCK) ))
 declare -A rps scpu wcpu ssw wsw
 for round in $(seq 1 "$ROUNDS"); do
     for who in "${servers[@]}"; do
-        wrk -t2 -c"$CONNS" -d"${SECONDS_PER_RUN}s" "http://${addr[$who]}/file.bin" >"$tmp/wrk" 2>&1 &
+        # wrk_run in the background: $! is the subshell that runs wrk and
+        # the awk that reads its report, so tree_ticks and tree_switches
+        # of it count wrk (the subshell and awk only wait until the end).
+        wrk_run 2 all "http://${addr[$who]}/file.bin" "$CONNS" "$SECONDS_PER_RUN" >"$tmp/wrk" &
         w=$!
         sleep 1
         s0=$(tree_ticks "${pid[$who]}"); x0=$(tree_switches "${pid[$who]}")
@@ -66,7 +69,7 @@ for round in $(seq 1 "$ROUNDS"); do
         s1=$(tree_ticks "${pid[$who]}"); x1=$(tree_switches "${pid[$who]}")
         w1=$(tree_ticks "$w"); y1=$(tree_switches "$w")
         wait "$w"
-        r=$(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$tmp/wrk")
+        read -r r _ <"$tmp/wrk"
         n=$(( ${r:-0} * window ))
         [ "$n" -gt 0 ] || { echo "no requests answered by $who" >&2; exit 1; }
         rps[$who]="${rps[$who]:-} $r"
@@ -82,7 +85,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-echo "### Who does the work of a $SIZE-byte response ($WORKERS workers each)"
+echo "### Who does the work of a $SIZE-byte response ($WORKERS workers each; the servers and wrk share all $(nproc) CPUs)"
 echo
 machine_line
 echo "stage06 flags: \`--workers $WORKERS${STAGE06_FLAGS:+ $STAGE06_FLAGS}\`; wrk -t2 -c$CONNS, ${SECONDS_PER_RUN}s runs, counted over the middle ${window}s, medians of $ROUNDS rounds in alternation."
