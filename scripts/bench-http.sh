@@ -12,9 +12,11 @@
 # `Connection: close`; 64 KiB and 1 MiB keep-alive; 1 KiB at 1,000
 # connections. Both servers get the same document root (files made in a
 # temporary folder), the same number of workers (WORKERS, default: the
-# number of CPUs), no access log, sendfile, and an open-file cache.
+# number of CPUs), no access log, sendfile, and an open-file cache; nginx
+# has Debian's packaged settings (sendfile, tcp_nopush: start_nginx in
+# lib.sh lists every line and why).
 # ROWS picks rows by number; STAGE06_FLAGS are added to stage06's flags;
-# NGINX_EXTRA, directives such as "tcp_nopush on;", to nginx's http block.
+# NGINX_EXTRA, directives such as "gzip on;", to nginx's http block.
 # BASELINE, a stage06-full binary built from another commit, joins the
 # alternation with the same flags (or BASELINE_FLAGS, when set): a change
 # is measured against what it changed, in the same run (a second table

@@ -242,21 +242,82 @@ need_tool() { # NAME INSTALL-HINT
 # start_nginx ROOT WORKERS DIR [WRAPPER…] — writes an nginx configuration
 # into DIR for the same document root and number of workers as stage06,
 # starts nginx in the foreground on a free port (under WRAPPER, such as
-# `perf stat …  --`, when given), and sets NGINX_PID and NGINX_ADDR.
-# NGINX_EXTRA, when set, is added to the configuration's http block (such
-# as "tcp_nopush on;", which Debian's packaged nginx.conf turns on).
+# `perf stat …  --` or `taskset -c 0`, when given), and sets NGINX_PID and
+# NGINX_ADDR. NGINX_EXTRA, when set, is added to the configuration's http
+# block (such as "gzip on;", the packaged line left out, below). After
+# placement_setup with split placement, the worker is also tied to CPU 0
+# (worker_cpu_affinity).
+#
+# The nginx compared is the one users run: Debian's packaged
+# /etc/nginx/nginx.conf (nginx-common 1.22.1-9+deb12u12), which every
+# `apt-get install nginx-light` starts from, has in its http block
+#
+#     sendfile on;
+#     tcp_nopush on;
+#     types_hash_max_size 2048;
+#     include /etc/nginx/mime.types;
+#     default_type application/octet-stream;
+#     access_log /var/log/nginx/access.log;
+#     gzip on;
+#
+# and so does the configuration written here, but for three lines:
+# types_hash_max_size (a hash-table size for the MIME types, which changes
+# nothing served), gzip (its default gzip_types is text/html alone, and the
+# measured files are application/octet-stream, so it would compress
+# nothing; stage06 compresses nothing either), and the access log, off as
+# stage06's is by default (a log line per request is a write per request;
+# stage06 --access-log measures that). What it adds, each with why:
+#
+#   daemon off; pid; error_log   in the foreground, so the script holds the
+#                                master's pid and stops it; its files in DIR
+#                                rather than /run and /var/log, so it needs
+#                                no packaged folders
+#   user root                    the workers run as the script's user; as
+#                                root they would otherwise become nobody,
+#                                who cannot read the 0700 temporary root
+#                                (unprivileged, nginx ignores it with a
+#                                warning in its error.log)
+#   worker_processes WORKERS     as many workers as stage06 (Debian: auto,
+#                                one per CPU)
+#   worker_cpu_affinity          split placement only: the one worker on
+#                                CPU 0, where taskset has the master too
+#   worker_rlimit_nofile 65536   room for worker_connections' sockets and
+#                                the open-file cache's descriptors (the
+#                                usual limit is 1024)
+#   worker_connections 20000     the 1,000-connection row in one worker
+#                                (split placement) needs more than Debian's
+#                                768; stage06 has 10,000 slots a worker
+#   keepalive_timeout 15s        stage06's --keepalive-timeout default
+#                                (nginx's is 75 s)
+#   keepalive_requests 1000000   wrk's connections are never closed by the
+#                                server mid-run (nginx's default closes one
+#                                after 1,000 requests; stage06 has no limit)
+#   open_file_cache…             nginx keeps files open as stage06's
+#                                --open-file-cache does, instead of an open
+#                                and an fstat per request
+#   *_temp_path                  in DIR: the compiled-in ones are under
+#                                /var/lib/nginx, so it runs unprivileged
+#   listen … backlog=1024        stage06's listen backlog
+#                                (stage06-full/src/worker/mod.rs, BACKLOG);
+#                                nginx's default is 511
 start_nginx() {
-    local root=$1 workers=$2 dir=$3 port i
+    local root=$1 workers=$2 dir=$3 port i affinity=
     shift 3
     need_tool nginx "apt-get install nginx-light"
     port=$(free_port)
     mkdir -p "$dir/tmp"
+    # A mask per worker, CPU 0 the rightmost bit: "1" is CPU 0.
+    if [ "${PLACEMENT:-}" = split ] && [ "${SERVER_CPUS:-all}" != all ]; then
+        affinity="worker_cpu_affinity 1$(printf '%*s' "$SERVER_CPUS" '' | tr ' ' 0);"
+    fi
     cat >"$dir/nginx.conf" <<CONF
-# Written by scripts/lib.sh for a comparison with stage06: the same root,
-# the same number of workers, no access log, sendfile, open-file cache.
+# Written by scripts/lib.sh (start_nginx, which says why each line is
+# here): Debian's packaged http settings, for the same root and number of
+# workers as stage06, no access log, an open-file cache.
 daemon off;
 user root;
 worker_processes $workers;
+$affinity
 worker_rlimit_nofile 65536;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -264,9 +325,9 @@ events { worker_connections 20000; }
 http {
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log off;
     sendfile on;
-    tcp_nodelay on;
+    tcp_nopush on;
+    access_log off;
     keepalive_timeout 15s;
     keepalive_requests 1000000;
     open_file_cache max=10000 inactive=30s;
