@@ -121,12 +121,13 @@ start_server() {
 
 # start_baseline OUT-FILE ARGS… — starts "$BASELINE" (a stage06-full binary
 # built from another commit) with ARGS beside the server start_server
-# started, sets BASELINE_PID and BASELINE_ADDR, and leaves SERVER_PID and
-# SERVER_ADDR naming the first server. The baseline is stopped at exit.
+# started (under SERVER_WRAP, on the servers' CPUs, as that one is), sets
+# BASELINE_PID and BASELINE_ADDR, and leaves SERVER_PID and SERVER_ADDR
+# naming the first server. The baseline is stopped at exit.
 start_baseline() {
     local out=$1 pid=$SERVER_PID addr=$SERVER_ADDR
     shift
-    start_server "$out" "$BASELINE" "$@"
+    start_server "$out" "${SERVER_WRAP[@]}" "$BASELINE" "$@"
     BASELINE_PID=$SERVER_PID
     BASELINE_ADDR=$SERVER_ADDR
     SERVER_PID=$pid
@@ -182,10 +183,28 @@ ratios() {
 # run is run once per round), else 1. CSV_COLUMN, where a script reads it,
 # names the column of a script that measures one configuration per run;
 # CSV_ROW, the row of a run that measures a single row (it replaces ROW).
+#
+# After placement_setup, the first record of each row in each round is
+# `ROW,placement,ROUND,split` (or shared): the book's table then shows a
+# `placement` column, and a table says which placement each of its rows
+# was measured in. A column, not a fifth field: the charts crate reads
+# exactly four fields a record, and plots only the columns its catalog
+# names, so it shows the placement in the table and ignores it in the
+# charts. Once per row and round, so that a table still counts the rounds
+# right (it counts the values of its fullest cell).
+declare -A CSV_PLACED=()
 csv_row() {
     [ -n "${CSV:-}" ] || return 0
+    local row=${CSV_ROW:-$1} round=${4:-${CSV_ROUND:-1}}
+    if [ -n "${CSV_PLACEMENT:-}" ] && [ -z "${CSV_PLACED[$row|$round]:-}" ]; then
+        CSV_PLACED[$row|$round]=1
+        csv_record "$row" placement "$round" "$CSV_PLACEMENT"
+    fi
+    csv_record "$row" "$2" "$round" "$3"
+}
+csv_record() { # ROW COLUMN ROUND VALUE
     local f out=()
-    for f in "${CSV_ROW:-$1}" "$2" "${4:-${CSV_ROUND:-1}}" "$3"; do
+    for f in "$@"; do
         out+=("\"${f//\"/\"\"}\"")
     done
     (IFS=,; printf '%s\n' "${out[*]}") >>"$CSV"
@@ -237,6 +256,114 @@ free_port() {
 
 need_tool() { # NAME INSTALL-HINT
     command -v "$1" >/dev/null || { echo "$1 is missing: $2" >&2; exit 1; }
+}
+
+# Placement: which CPUs the servers and the load generator run on.
+# SERVER_WRAP and LOAD_WRAP are the command prefixes that put them there
+# (`taskset -c 0`, `taskset -c 1`, or nothing); a script that never calls
+# placement_setup runs everything on every CPU, as before.
+SERVER_WRAP=()
+LOAD_WRAP=()
+
+# placement_setup — reads PLACEMENT (split or shared, default split) and
+# sets where the servers and the load generator run:
+#
+#   split   each server on CPU 0 (SERVER_CPUS=0) with WORKERS=1, the load
+#           generator on CPU 1 (LOAD_CPUS=1), wrk with one thread
+#           (WRK_THREADS=1). Neither side can take the other's CPU, so a
+#           server is measured with one CPU of its own, whatever the
+#           scheduler does: the headline figures. Needs 2 CPUs (with fewer,
+#           prints `skipped: split placement needs 2 CPUs` and exits 0);
+#           with more, still CPUs 0 and 1, the others unused.
+#   shared  the servers with WORKERS workers (default: the number of CPUs)
+#           and the load generator all on every CPU (SERVER_CPUS=all,
+#           LOAD_CPUS=all), as a quick test on a laptop runs; wrk once with
+#           one thread and once with two (WRK_THREADS="1 2"), since on
+#           shared CPUs wrk's thread count moves the result more than
+#           either server does.
+#
+# Also sets SERVER_WRAP and LOAD_WRAP (above), and CSV_PLACEMENT, the
+# placement csv_row writes beside each row.
+placement_setup() {
+    PLACEMENT=${PLACEMENT:-split}
+    case $PLACEMENT in
+        split)
+            if [ "$(nproc)" -lt 2 ]; then
+                echo "skipped: split placement needs 2 CPUs"
+                exit 0
+            fi
+            if [ -n "${WORKERS:-}" ] && [ "$WORKERS" != 1 ]; then
+                echo "WORKERS=$WORKERS: split placement runs one worker per server (PLACEMENT=shared for more)" >&2
+                exit 1
+            fi
+            if ! taskset -c 0 true 2>/dev/null || ! taskset -c 1 true 2>/dev/null; then
+                echo "split placement uses CPUs 0 and 1, and this shell may not run on both (its CPUs: $(awk '$1 == "Cpus_allowed_list:" { print $2 }' /proc/self/status))" >&2
+                exit 1
+            fi
+            SERVER_CPUS=0 LOAD_CPUS=1 WORKERS=1 WRK_THREADS=1
+            SERVER_WRAP=(taskset -c "$SERVER_CPUS")
+            LOAD_WRAP=(taskset -c "$LOAD_CPUS")
+            ;;
+        shared)
+            SERVER_CPUS=all LOAD_CPUS=all WRK_THREADS="1 2"
+            WORKERS=${WORKERS:-$(nproc)}
+            SERVER_WRAP=()
+            LOAD_WRAP=()
+            ;;
+        *)
+            echo "PLACEMENT=$PLACEMENT: not a placement (split or shared)" >&2
+            exit 1
+            ;;
+    esac
+    CSV_PLACEMENT=$PLACEMENT
+}
+
+# placement_text GENERATOR — the placement in words, for the head of a
+# table: "placement split: each server on CPU 0 with 1 worker, wrk -t1 on
+# CPU 1".
+placement_text() {
+    local n
+    n=$(nproc)
+    if [ "$PLACEMENT" = split ]; then
+        printf 'placement split: each server on CPU %s with 1 worker, %s on CPU %s' \
+            "$SERVER_CPUS" "$1" "$LOAD_CPUS"
+        [ "$n" -le 2 ] || printf ' (CPUs 2 to %s of this machine unused)' "$((n - 1))"
+    else
+        printf 'placement shared: each server with %s worker%s on all %s CPUs, %s on the same CPUs' \
+            "$WORKERS" "$([ "$WORKERS" = 1 ] || echo s)" "$n" "$1"
+    fi
+}
+
+# check_placement PID NAME WORKERS — under split placement, checks that the
+# server PID (the master) has its WORKERS workers, and that the master,
+# every worker and every thread of theirs may run on SERVER_CPUS and
+# nothing else (Cpus_allowed_list in /proc/…/status): a server that could
+# spill onto the load generator's CPU would measure two CPUs against one.
+# Fails loudly if not; does nothing under shared placement.
+check_placement() {
+    [ "${PLACEMENT:-}" = split ] || return 0
+    local pid=$1 name=$2 want=$3 have=0 i p t cpus
+    # The workers are forked after the master listens (stage06) or starts
+    # (nginx): wait for them.
+    for i in $(seq 1 100); do
+        have=$(pgrep -P "$pid" 2>/dev/null | wc -l)
+        [ "$have" -lt "$want" ] || break
+        sleep 0.05
+    done
+    if [ "$have" -lt "$want" ]; then
+        echo "placement split: $name (pid $pid) has $have of its $want workers" >&2
+        exit 1
+    fi
+    for p in $(tree_pids "$pid"); do
+        for t in /proc/"$p"/task/*; do
+            cpus=$(awk '$1 == "Cpus_allowed_list:" { print $2 }' "$t/status" 2>/dev/null) || true
+            [ -n "$cpus" ] || continue # a thread that has just ended
+            if [ "$cpus" != "$SERVER_CPUS" ]; then
+                echo "placement split: $name's process $p (thread ${t##*/}) may run on CPUs ${cpus:-?}, not only on CPU $SERVER_CPUS: it could take the load generator's CPU $LOAD_CPUS" >&2
+                exit 1
+            fi
+        done
+    done
 }
 
 # start_nginx ROOT WORKERS DIR [WRAPPER…] — writes an nginx configuration
