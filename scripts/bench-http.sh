@@ -103,11 +103,26 @@ label() {
     echo "$l"
 }
 
+# CSV_ROW (csv_row in lib.sh) names the one row a run measures for its
+# CSV; under shared placement that row is measured with each wrk thread
+# count, so each gets the count added, as the label does.
+csv_name=${CSV_ROW:-}
+unset CSV_ROW
+csv_label() { # CASE
+    if [ -z "$csv_name" ]; then
+        label "$1"
+    elif [ "$PLACEMENT" = shared ]; then
+        echo "$csv_name, wrk -t${1#*.}"
+    else
+        echo "$csv_name"
+    fi
+}
+
 declare -A rps p50 p99 this_r this_p99
 for round in $(seq 1 "$ROUNDS"); do
     for k in "${cases[@]}"; do
         IFS='|' read -r _ path conns extra <<<"${rows[${k%.*}]}"
-        lab=$(label "$k")
+        lab=$(csv_label "$k")
         for who in "${servers[@]}"; do
             case $who in
                 stage06) addr=$SERVER_ADDR ;;
