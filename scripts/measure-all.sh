@@ -6,9 +6,31 @@
 # with `cargo run -p charts`. CI checks that the committed tables and
 # charts are what the committed CSV files give (`charts --check`).
 #
-#   scripts/measure-all.sh                  # every table, about 25 minutes
+#   scripts/measure-all.sh                  # every table, about 30 minutes
 #   scripts/measure-all.sh --list           # the tables, one per line
 #   scripts/measure-all.sh latency-http wakeups    # only these
+#   PLACEMENT=shared scripts/measure-all.sh bench-http-pass latency-http
+#
+# PLACEMENT (split or shared, default split; placement_setup in lib.sh)
+# is passed to the scripts that take one, bench-http.sh and
+# latency-http.sh, for the tables bench-http-pass, -reuseport, -shared,
+# -level, -levers and latency-http:
+#   split: each server on CPU 0 with one worker, the load generator on
+#     CPU 1; the book's tables are these (notes/data/NAME.csv). On a
+#     machine with one CPU those tables say `skipped: split placement
+#     needs 2 CPUs` and the others are measured.
+#       PLACEMENT=split scripts/measure-all.sh bench-http-pass
+#   shared: servers and generator on every CPU, bench-http's rows under
+#     wrk -t1 and -t2; written beside the split tables, as
+#     NAME-placement-shared (notes/data/NAME-placement-shared.csv, then
+#     notes/src/measured/NAME-placement-shared.md), so that a shared run
+#     never replaces a table the book shows.
+#       PLACEMENT=shared scripts/measure-all.sh latency-http
+# bench-http-steer is always shared: --steer chooses among workers, and
+# split has one. The rows of every table bench-http.sh or latency-http.sh
+# measures carry their placement (a `placement` column), and the table's
+# notes say what it was. The other scripts take no placement: their
+# servers and load generators share every CPU.
 #
 # Each table's cells are medians with their min–max over ROUNDS rounds
 # (default 3): scripts with rounds of their own alternate the servers
@@ -22,6 +44,22 @@
 script_start 0 "$@"
 ROUNDS=${ROUNDS:-3}
 DATA="$ROOT/notes/data"
+PLACEMENT=${PLACEMENT:-split}
+case $PLACEMENT in
+    split | shared) ;;
+    *) echo "PLACEMENT=$PLACEMENT: not a placement (split or shared)" >&2; exit 1 ;;
+esac
+# The tables measured in PLACEMENT; the others ignore it.
+placed_tables=" bench-http-pass bench-http-reuseport bench-http-shared bench-http-level bench-http-levers latency-http "
+# data_name NAME — the CSV's name: NAME, or NAME-placement-shared for a
+# table measured in shared placement.
+data_name() {
+    if [ "$PLACEMENT" = shared ] && [[ $placed_tables == *" $1 "* ]]; then
+        echo "$1-placement-shared"
+    else
+        echo "$1"
+    fi
+}
 
 # header TITLE ROW-HEADER COMMAND [NOTE…] — a CSV file's header (the
 # charts crate's format: `# key: value` lines, then the column names).
@@ -44,38 +82,64 @@ rounds() {
 S="$ROOT/scripts"
 nginx_version() { nginx -v 2>&1 | sed 's/.*nginx\///'; }
 
+# placement_note GENERATOR — the note that says where a table's servers
+# and load generator ran (PLACEMENT, as bench-http.sh and latency-http.sh
+# read it).
+placement_note() {
+    if [ "$PLACEMENT" = split ]; then
+        echo "Placement split: stage06 and nginx each on CPU 0 (taskset -c 0) with 1 worker (nginx also worker_cpu_affinity 1), $1 on CPU 1; every process and thread of each server checked allowed on CPU 0 alone."
+    else
+        echo "Placement shared: stage06 and nginx with $(nproc) workers each and $1, all on the same $(nproc) CPUs."
+    fi
+}
+# wrk_note — how bench-http.sh runs wrk in PLACEMENT.
+wrk_note() {
+    if [ "$PLACEMENT" = split ]; then echo "wrk -t1"; else echo "wrk -t1 and wrk -t2 (a row each)"; fi
+}
+nginx_note() {
+    echo "nginx $(nginx_version) with Debian's packaged settings (sendfile, tcp_nopush), no access log, an open-file cache"
+}
+
 # One function per table; the name after `t_` is the CSV's name.
 t_bench-http-pass() { bench_http pass ""; }
 t_bench-http-reuseport() { bench_http reuseport "--dispatch reuseport"; }
 t_bench-http-shared() { bench_http "shared, exclusive" "--dispatch shared --exclusive"; }
 bench_http() { # MODE-NAME STAGE06-FLAGS
-    local cmd="ROUNDS=$ROUNDS scripts/bench-http.sh"
-    [ -n "$2" ] && cmd="ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
-    header "stage06 against nginx, dispatch $1" load "$cmd" \
-        "stage06 --workers $(nproc)${2:+ $2}; nginx $(nginx_version) with as many workers; wrk -t2, 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
-    ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
+    local cmd="PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS scripts/bench-http.sh" workers=1
+    [ -n "$2" ] && cmd="PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
+    [ "$PLACEMENT" = split ] || workers=$(nproc)
+    header "stage06 against nginx, dispatch $1" load "$cmd" "$(placement_note "$(wrk_note)")" \
+        "stage06 --workers $workers${2:+ $2}; $(nginx_note); 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
+    PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
 }
 t_bench-http-steer() {
-    header "stage06 --dispatch reuseport --steer hash against nginx" load \
-        "ROUNDS=$ROUNDS ROWS=\"1 2 4 5\" STAGE06_FLAGS=\"--dispatch reuseport --steer hash\" scripts/bench-http.sh" \
-        "Compare with the same rows of the reuseport table (--steer cpu, the default)."
-    ROUNDS=$ROUNDS ROWS="1 2 4 5" STAGE06_FLAGS="--dispatch reuseport --steer hash" "$S/bench-http.sh"
+    # Always shared: with one worker (split) there is nothing to steer.
+    # The default (--steer hash) is the baseline, the same build, in the
+    # same run: the stage06 / baseline column is what the label is worth.
+    header "stage06 --dispatch reuseport: --steer cpu against the default, --steer hash, and nginx" load \
+        "PLACEMENT=shared ROUNDS=$ROUNDS ROWS=\"1 2 4 5\" BASELINE=target/release/stage06-full BASELINE_FLAGS=\"--dispatch reuseport\" STAGE06_FLAGS=\"--dispatch reuseport --steer cpu\" scripts/bench-http.sh" \
+        "$(PLACEMENT=shared placement_note "wrk -t1 and wrk -t2 (a row each)") Shared whatever PLACEMENT says: --steer chooses among workers, and split placement has one." \
+        "stage06: --steer cpu; baseline: the same build with the default, --steer hash; both --workers $(nproc) --dispatch reuseport. $(nginx_note); 5 s runs, the three servers in alternation; the ratios are taken round by round."
+    PLACEMENT=shared ROUNDS=$ROUNDS ROWS="1 2 4 5" BASELINE="$BIN/stage06-full" BASELINE_FLAGS="--dispatch reuseport" \
+        STAGE06_FLAGS="--dispatch reuseport --steer cpu" "$S/bench-http.sh"
 }
 t_bench-http-level() {
     header "stage06 --trigger level against nginx" load \
-        "ROUNDS=$ROUNDS ROWS=\"1 5\" STAGE06_FLAGS=\"--trigger level\" scripts/bench-http.sh" \
-        "Compare with the same rows of the pass table (edge-triggered, the default)."
-    ROUNDS=$ROUNDS ROWS="1 5" STAGE06_FLAGS="--trigger level" "$S/bench-http.sh"
+        "PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS=\"1 5\" STAGE06_FLAGS=\"--trigger level\" scripts/bench-http.sh" \
+        "$(placement_note "$(wrk_note)")" \
+        "Compare with the same rows of the pass table (edge-triggered, the default), measured in the same placement."
+    PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS="1 5" STAGE06_FLAGS="--trigger level" "$S/bench-http.sh"
 }
 t_bench-http-levers() {
     header "The close row with the per-connection levers turned off" configuration \
-        "ROUNDS=$ROUNDS ROWS=2 STAGE06_FLAGS=\"--dispatch MODE [--defer-accept 0] [--listen-trigger lt]\" scripts/bench-http.sh" \
+        "PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS=2 STAGE06_FLAGS=\"--dispatch MODE [--defer-accept 0] [--listen-trigger lt]\" scripts/bench-http.sh" \
+        "$(placement_note "$(wrk_note)")" \
         "1 KiB, Connection: close, 50 connections; each configuration against nginx in its own run, the two in alternation; compare the ratios, not the requests/s of different rows."
     local c
     for c in "pass|" "pass|--defer-accept 0" "reuseport|" "reuseport|--defer-accept 0 --listen-trigger lt"; do
         IFS='|' read -r mode flags <<<"$c"
-        CSV_ROW="$mode${flags:+, $flags}" ROUNDS=$ROUNDS ROWS=2 STAGE06_FLAGS="--dispatch $mode $flags" \
-            "$S/bench-http.sh"
+        CSV_ROW="$mode${flags:+, $flags}" PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS=2 \
+            STAGE06_FLAGS="--dispatch $mode $flags" "$S/bench-http.sh"
     done
 }
 t_who-sends() {
@@ -97,9 +161,10 @@ t_syscalls-levers() {
 }
 t_latency-http() {
     header "Latency at a fixed request rate: stage06 and nginx, 1 KiB file" "requests/s" \
-        "ROUNDS=$ROUNDS scripts/latency-http.sh" \
-        "http-rate -c 50 -d 4, open loop: each request is due at a time fixed in advance and its latency runs from then; servers in alternation. Unanswered: requests sent but not answered by the end of the run."
-    ROUNDS=$ROUNDS "$S/latency-http.sh"
+        "PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS scripts/latency-http.sh" \
+        "$(placement_note http-rate)" \
+        "http-rate -c 50 -d 4, open loop: each request is due at a time fixed in advance and its latency runs from then; servers in alternation; $(nginx_note). Unanswered: requests sent but not answered by the end of the run."
+    PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS "$S/latency-http.sh"
 }
 t_syscalls-http() {
     header "System calls per request (per connection for close): stage06 and nginx" "system call" \
@@ -227,16 +292,22 @@ log="$TARGET/measure-all.log"
 mkdir -p "$TARGET"
 : >"$log"
 echo "measuring at commit $MEASURED_COMMIT; the scripts' own output goes to $log"
+echo "placement $PLACEMENT for:$placed_tables(bench-http-steer: always shared)"
 for name in $wanted; do
     start=$SECONDS
-    export CSV="$tmp/$name.csv"
+    if [ "$PLACEMENT" = split ] && [ "$(nproc)" -lt 2 ] && [[ $placed_tables == *" $name "* ]]; then
+        echo "$name: skipped: split placement needs 2 CPUs"
+        continue
+    fi
+    out=$(data_name "$name")
+    export CSV="$tmp/$out.csv"
     if ! ("t_$name") >>"$log" 2>&1; then
         echo "$name failed; the end of $log:" >&2
         tail -n 20 "$log" >&2
         exit 1
     fi
-    mv "$CSV" "$DATA/$name.csv"
-    echo "$name: $(( $(grep -c '^"' "$DATA/$name.csv") )) measurements in $(( SECONDS - start )) s"
+    mv "$CSV" "$DATA/$out.csv"
+    echo "$out: $(grep '^"' "$DATA/$out.csv" | grep -vc ',"placement",') measurements in $(( SECONDS - start )) s"
 done
 unset CSV
 (cd "$ROOT" && cargo run --quiet --release -p charts)
