@@ -109,7 +109,7 @@ bench_http() { # MODE-NAME STAGE06-FLAGS
     [ -n "$2" ] && cmd="PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
     [ "$PLACEMENT" = split ] || workers=$(nproc)
     header "stage06 against nginx, dispatch $1" load "$cmd" "$(placement_note "$(wrk_note)")" \
-        "stage06 --workers $workers${2:+ $2}; $(nginx_note); 5 s runs, the two servers in alternation; stage06 / nginx is taken round by round."
+        "stage06 --workers $workers${2:+ $2}; $(nginx_note); ${SECONDS_PER_RUN:-5} s runs, the two servers in alternation; stage06 / nginx is taken round by round."
     PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
 }
 t_bench-http-steer() {
@@ -119,7 +119,7 @@ t_bench-http-steer() {
     header "stage06 --dispatch reuseport: --steer cpu against the default, --steer hash, and nginx" load \
         "PLACEMENT=shared ROUNDS=$ROUNDS ROWS=\"1 2 4 5\" BASELINE=target/release/stage06-full BASELINE_FLAGS=\"--dispatch reuseport\" STAGE06_FLAGS=\"--dispatch reuseport --steer cpu\" scripts/bench-http.sh" \
         "$(PLACEMENT=shared placement_note "wrk -t1 and wrk -t2 (a row each)") Shared whatever PLACEMENT says: --steer chooses among workers, and split placement has one." \
-        "stage06: --steer cpu; baseline: the same build with the default, --steer hash; both --workers $(nproc) --dispatch reuseport. $(nginx_note); 5 s runs, the three servers in alternation; the ratios are taken round by round."
+        "stage06: --steer cpu; baseline: the same build with the default, --steer hash; both --workers $(nproc) --dispatch reuseport. $(nginx_note); ${SECONDS_PER_RUN:-5} s runs, the three servers in alternation; the ratios are taken round by round."
     PLACEMENT=shared ROUNDS=$ROUNDS ROWS="1 2 4 5" BASELINE="$BIN/stage06-full" BASELINE_FLAGS="--dispatch reuseport" \
         STAGE06_FLAGS="--dispatch reuseport --steer cpu" "$S/bench-http.sh"
 }
@@ -163,7 +163,7 @@ t_latency-http() {
     header "Latency at a fixed request rate: stage06 and nginx, 1 KiB file" "requests/s" \
         "PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS scripts/latency-http.sh" \
         "$(placement_note http-rate)" \
-        "http-rate -c 50 -d 4, open loop: each request is due at a time fixed in advance and its latency runs from then; servers in alternation; $(nginx_note). Unanswered: requests sent but not answered by the end of the run."
+        "http-rate -c 50 -d ${SECONDS_PER_RUN:-4}, open loop: each request is due at a time fixed in advance and its latency runs from then; servers in alternation; $(nginx_note). Unanswered: requests sent but not answered by the end of the run."
     PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS "$S/latency-http.sh"
 }
 t_syscalls-http() {
