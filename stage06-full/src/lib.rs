@@ -40,7 +40,9 @@
 //!
 //! ## Modules
 //! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
-//!   response, dates, paths, ranges, content types.
+//!   response, dates, paths, ranges, content types, and [`http::file`],
+//!   what opening a path gave (which [`file_cache`] builds: the cache
+//!   imports the protocol, never the reverse).
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel,
 //!   stopping; [`worker::shell::pairing`]: handing an idle connection to

@@ -10,10 +10,10 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use super::file::{OpenFile, Opened};
 use super::parser::{Head, Version};
 use super::path::Resolved;
 use super::range::{self, RangeAnswer};
-use crate::file_cache::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 /// The `Server` field of every response.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::file_cache::{OpenFile, Opened};
+use crate::http::file::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
