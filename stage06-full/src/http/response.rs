@@ -314,21 +314,7 @@ fn for_file(
 ) -> Response {
     let head_only = head.method == "HEAD";
     if not_modified(head, &file) {
-        let mut out = outputs.take();
-        begin(&mut out, 304, date);
-        field(&mut out, "Last-Modified", &file.last_modified);
-        connection_field(&mut out, head.version, close);
-        end(&mut out);
-        return Response {
-            head: out,
-            head_sent: 0,
-            body: outputs.take(),
-            body_sent: 0,
-            file: None,
-            close,
-            status: 304,
-            length: 0,
-        };
+        return not_modified_response(head.version, &file, close, date, outputs);
     }
     let len = file.len;
     let (status, start, end) = match head.header("range") {
@@ -357,18 +343,7 @@ fn for_file(
     let mut body = outputs.take();
     let mut large = None;
     if !head_only {
-        match &file.contents {
-            // A small file: its bytes are in the cache entry, so the body
-            // is a copy, not a read.
-            Some(contents) => body.extend_from_slice(&contents[start as usize..end as usize]),
-            None => {
-                large = Some(FilePart {
-                    file,
-                    offset: start,
-                    end,
-                })
-            }
-        }
+        large = file_body(file, start, end, &mut body);
     }
     Response {
         head: out,
@@ -379,6 +354,48 @@ fn for_file(
         close,
         status,
         length: if head_only { 0 } else { end - start },
+    }
+}
+
+/// The 304: a head with the file's time, and no body.
+fn not_modified_response(
+    version: Version,
+    file: &OpenFile,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+) -> Response {
+    let mut out = outputs.take();
+    begin(&mut out, 304, date);
+    field(&mut out, "Last-Modified", &file.last_modified);
+    connection_field(&mut out, version, close);
+    end(&mut out);
+    Response {
+        head: out,
+        head_sent: 0,
+        body: outputs.take(),
+        body_sent: 0,
+        file: None,
+        close,
+        status: 304,
+        length: 0,
+    }
+}
+
+/// How bytes `start..end` of `file` travel: a small file's are in its cache
+/// entry, so they are copied into `body` (a copy, not a read); a large
+/// file's are left in the file, for `sendfile`, as the part returned.
+fn file_body(file: Arc<OpenFile>, start: u64, end: u64, body: &mut Vec<u8>) -> Option<FilePart> {
+    match &file.contents {
+        Some(contents) => {
+            body.extend_from_slice(&contents[start as usize..end as usize]);
+            None
+        }
+        None => Some(FilePart {
+            file,
+            offset: start,
+            end,
+        }),
     }
 }
 
