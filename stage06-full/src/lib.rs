@@ -19,7 +19,7 @@
 //!   and their statuses (414, 431, 505); [`http::body`]: body framing with
 //!   the request-smuggling checks (413 past a limit);
 //! - [`http::response`]: every response: error pages, redirects,
-//!   conditional (304) and range (206, 416) answers, keep-alive;
+//!   conditional (304, 412) and range (206, 416) answers, keep-alive;
 //! - [`http::path`] and `sys::Root`: percent-decoding, normalising, and
 //!   opening files that the kernel confines to the root (`openat2`);
 //! - [`pool`]: buffer pools, and preallocated connection slots (503 when
