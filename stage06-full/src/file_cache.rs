@@ -21,39 +21,13 @@
 //! looked up again each time, so a file that appears is served at once.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::http::file::{OpenFile, Opened};
 use crate::http::{date, mime, response};
 use crate::sys::Root;
-
-/// A file opened beneath the root, with what a response needs from it.
-pub struct OpenFile {
-    pub file: File,
-    pub len: u64,
-    /// Seconds since the epoch, for `If-Modified-Since`.
-    pub modified_secs: u64,
-    /// The `Last-Modified` value, formatted once.
-    pub last_modified: String,
-    pub content_type: &'static str,
-    /// The fields of a 200 for the whole file, built once
-    /// (`response::file_fields`).
-    pub fields: Vec<u8>,
-    /// The whole file when it is at most `small` bytes: it goes out in the
-    /// same `writev` as the head, with no read per request.
-    pub contents: Option<Vec<u8>>,
-}
-
-/// What opening a request's path gave.
-pub enum Opened {
-    File(Arc<OpenFile>),
-    /// A directory asked for without its trailing slash: redirect to it.
-    Redirect,
-    /// Not servable: 403, 404 or 500.
-    Status(u16),
-}
 
 /// A worker's open-file cache.
 pub struct FileCache {

@@ -19,7 +19,7 @@
 //!   and their statuses (414, 431, 505); [`http::body`]: body framing with
 //!   the request-smuggling checks (413 past a limit);
 //! - [`http::response`]: every response: error pages, redirects,
-//!   conditional (304) and range (206, 416) answers, keep-alive;
+//!   conditional (304, 412) and range (206, 416) answers, keep-alive;
 //! - [`http::path`] and `sys::Root`: percent-decoding, normalising, and
 //!   opening files that the kernel confines to the root (`openat2`);
 //! - [`pool`]: buffer pools, and preallocated connection slots (503 when
@@ -40,7 +40,9 @@
 //!
 //! ## Modules
 //! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
-//!   response, dates, paths, ranges, content types.
+//!   response, dates, paths, ranges, content types, and [`http::file`],
+//!   what opening a path gave (which [`file_cache`] builds: the cache
+//!   imports the protocol, never the reverse).
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel and
 //!   its load reports, stopping); [`worker::reactor`]: the epoll loop of

@@ -133,6 +133,16 @@ fn get(server: &Server, path: &str) -> Response {
     fetch(server, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
+/// Every byte the server sends on a fresh connection for `raw`, whose last
+/// request says `Connection: close`, as text.
+fn exchange(server: &Server, raw: &str) -> String {
+    let mut c = Client::new(server);
+    c.send(raw);
+    let mut out = Vec::new();
+    c.reader.read_to_end(&mut out).expect("the server closes");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[test]
 fn bad_command_lines_are_refused_with_a_message() {
     let cases: [(&[&str], &str); 10] = [
@@ -523,6 +533,62 @@ macro_rules! suite {
                 "GET /small.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
             );
             assert_eq!(r.status, 200);
+        }
+
+        #[test]
+        fn if_unmodified_since_before_the_file_gets_412_even_with_a_range() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let first = get(&server, "/small.txt");
+            let stamp = first.header("last-modified").unwrap();
+            let old = "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+            let failed = "HTTP/1.1 412 Precondition Failed\r\n";
+            for (fields, status_line) in [
+                // The file changed after the client's date: 412, range or not.
+                (old.to_string(), failed),
+                (format!("{old}Range: bytes=0-4\r\n"), failed),
+                // At the file's time: served as usual.
+                (format!("If-Unmodified-Since: {stamp}\r\n"), "HTTP/1.1 200 OK\r\n"),
+                (
+                    format!("If-Unmodified-Since: {stamp}\r\nRange: bytes=0-4\r\n"),
+                    "HTTP/1.1 206 Partial Content\r\n",
+                ),
+                // Not a date: ignored.
+                ("If-Unmodified-Since: yesterday\r\n".to_string(), "HTTP/1.1 200 OK\r\n"),
+            ] {
+                let request = format!(
+                    "GET /small.txt HTTP/1.1\r\nHost: t\r\n{fields}Connection: close\r\n\r\n"
+                );
+                let out = exchange(&server, &request);
+                assert!(out.starts_with(status_line), "{fields:?} gave {out}");
+            }
+        }
+
+        #[test]
+        fn a_412_is_an_error_page_on_a_connection_kept_alive() {
+            let site = Site::new();
+            let server = start(&site, &[]);
+            let old = "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+            let mut c = Client::new(&server);
+            c.send(&format!("GET /small.txt HTTP/1.1\r\nHost: t\r\n{old}\r\n"));
+            let r = c.response();
+            assert_eq!(r.status, 412);
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+            let page = String::from_utf8_lossy(&r.body);
+            assert!(page.contains("<h1>412 Precondition Failed</h1>"), "{page}");
+            assert_eq!(r.header("connection"), None);
+            assert_eq!(r.header("last-modified"), None);
+            // HEAD: the same head and no body (a body would spoil the next
+            // response); a missing file stays 404.
+            c.send(&format!("HEAD /small.txt HTTP/1.1\r\nHost: t\r\n{old}\r\n"));
+            let head = c.head_response();
+            assert_eq!(head.status, 412);
+            let length = r.body.len().to_string();
+            assert_eq!(head.header("content-length"), Some(length.as_str()));
+            c.send(&format!("GET /nope HTTP/1.1\r\nHost: t\r\n{old}\r\n"));
+            assert_eq!(c.response().status, 404);
+            c.send("GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(c.response().body, b"hello world\n");
         }
 
         #[test]

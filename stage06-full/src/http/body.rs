@@ -207,29 +207,11 @@ impl BodySkipper {
                 return Err(BodyError::Malformed);
             }
             self.chunk = match (self.chunk, b) {
-                (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
-                    let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
-                    if self.remaining > (u64::MAX >> 4) {
-                        return Err(BodyError::TooLarge);
-                    }
-                    self.remaining = self.remaining * 16 + digit;
-                    Size
-                }
+                (SizeStart | Size, b) if b.is_ascii_hexdigit() => self.size_digit(b)?,
                 (Size, b';') | (Extension, b';') => Extension,
                 (Extension, b) if b != b'\r' && b != b'\n' => Extension,
                 (Size | Extension, b'\r') => SizeLf,
-                (Size | Extension, b'\n') | (SizeLf, b'\n') => {
-                    self.line = 0;
-                    self.total = self.total.saturating_add(self.remaining);
-                    if self.total > self.limit {
-                        return Err(BodyError::TooLarge);
-                    }
-                    if self.remaining == 0 {
-                        TrailerStart
-                    } else {
-                        Data
-                    }
-                }
+                (Size | Extension, b'\n') | (SizeLf, b'\n') => self.size_line_ended()?,
                 (DataCr, b'\r') => DataLf,
                 (DataCr, b'\n') | (DataLf, b'\n') => {
                     self.line = 0;
@@ -251,6 +233,33 @@ impl BodySkipper {
         Ok(Skipped {
             consumed: input.len(),
             done: false,
+        })
+    }
+
+    /// One more hex digit of a chunk's size; a size past what 64 bits hold
+    /// is too large.
+    fn size_digit(&mut self, b: u8) -> Result<Chunk, BodyError> {
+        let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
+        if self.remaining > (u64::MAX >> 4) {
+            return Err(BodyError::TooLarge);
+        }
+        self.remaining = self.remaining * 16 + digit;
+        Ok(Chunk::Size)
+    }
+
+    /// A chunk-size line ended: its data follows, or (size 0) the trailer.
+    /// The limit counts the sizes announced, so a body too large is
+    /// refused before its data is read.
+    fn size_line_ended(&mut self) -> Result<Chunk, BodyError> {
+        self.line = 0;
+        self.total = self.total.saturating_add(self.remaining);
+        if self.total > self.limit {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(if self.remaining == 0 {
+            Chunk::TrailerStart
+        } else {
+            Chunk::Data
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Every response this server sends, built as bytes and nothing else: the
-//! status line and fields, error pages, redirects, conditional (304) and
-//! range (206, 416) answers, and the keep-alive decision.
+//! status line and fields, error pages, redirects, conditional (304, 412)
+//! and range (206, 416) answers, and the keep-alive decision.
 //!
 //! A [`Response`] is a head, perhaps a small body, and perhaps a range of an
 //! open file. Sending it is the driver's business (`writev`, `sendfile`, an
@@ -9,11 +9,12 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
+use super::file::{OpenFile, Opened};
 use super::parser::{Head, Version};
 use super::path::Resolved;
 use super::range::{self, RangeAnswer};
-use crate::file_cache::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 /// The `Server` field of every response.
@@ -91,6 +92,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
@@ -303,8 +305,10 @@ pub fn for_request(
 }
 // ANCHOR_END: for_request
 
-/// 304 when the client's copy is current, 416 for a range outside the file,
-/// else 200 or 206 with the file (or the part asked for).
+/// The preconditions in RFC 9110 §13.2.2's order, for a file that exists:
+/// 412 when it changed after the client's date, 304 when the client's copy
+/// is current; then 416 for a range outside the file, else 200 or 206 with
+/// the file (or the part asked for).
 fn for_file(
     head: &Head,
     file: Arc<OpenFile>,
@@ -313,22 +317,14 @@ fn for_file(
     outputs: &mut BufferPool,
 ) -> Response {
     let head_only = head.method == "HEAD";
+    // First, so no range of a changed file is sent: ignoring the field
+    // would hand a client that stitches ranges a part of a newer file. An
+    // error page like any other, on a connection kept, as nginx's 412.
+    if changed_since(head, &file) {
+        return error(412, head_only, close, date, outputs);
+    }
     if not_modified(head, &file) {
-        let mut out = outputs.take();
-        begin(&mut out, 304, date);
-        field(&mut out, "Last-Modified", &file.last_modified);
-        connection_field(&mut out, head.version, close);
-        end(&mut out);
-        return Response {
-            head: out,
-            head_sent: 0,
-            body: outputs.take(),
-            body_sent: 0,
-            file: None,
-            close,
-            status: 304,
-            length: 0,
-        };
+        return not_modified_response(head.version, &file, close, date, outputs);
     }
     let len = file.len;
     let (status, start, end) = match head.header("range") {
@@ -357,18 +353,7 @@ fn for_file(
     let mut body = outputs.take();
     let mut large = None;
     if !head_only {
-        match &file.contents {
-            // A small file: its bytes are in the cache entry, so the body
-            // is a copy, not a read.
-            Some(contents) => body.extend_from_slice(&contents[start as usize..end as usize]),
-            None => {
-                large = Some(FilePart {
-                    file,
-                    offset: start,
-                    end,
-                })
-            }
-        }
+        large = file_body(file, start, end, &mut body);
     }
     Response {
         head: out,
@@ -382,19 +367,71 @@ fn for_file(
     }
 }
 
+/// The 304: a head with the file's time, and no body.
+fn not_modified_response(
+    version: Version,
+    file: &OpenFile,
+    close: bool,
+    date: &str,
+    outputs: &mut BufferPool,
+) -> Response {
+    let mut out = outputs.take();
+    begin(&mut out, 304, date);
+    field(&mut out, "Last-Modified", &file.last_modified);
+    connection_field(&mut out, version, close);
+    end(&mut out);
+    Response {
+        head: out,
+        head_sent: 0,
+        body: outputs.take(),
+        body_sent: 0,
+        file: None,
+        close,
+        status: 304,
+        length: 0,
+    }
+}
+
+/// How bytes `start..end` of `file` travel: a small file's are in its cache
+/// entry, so they are copied into `body` (a copy, not a read); a large
+/// file's are left in the file, for `sendfile`, as the part returned.
+fn file_body(file: Arc<OpenFile>, start: u64, end: u64, body: &mut Vec<u8>) -> Option<FilePart> {
+    match &file.contents {
+        Some(contents) => {
+            body.extend_from_slice(&contents[start as usize..end as usize]);
+            None
+        }
+        None => Some(FilePart {
+            file,
+            offset: start,
+            end,
+        }),
+    }
+}
+
+/// `If-Unmodified-Since` before the file's time: the file changed after the
+/// client's copy (RFC 9110 §13.1.4). Ignored beside `If-Match`, which
+/// replaces it, and when it is not a date (§13.1.4). nginx answers 412 to
+/// a date it cannot read (`ngx_http_test_if_unmodified`, src/http/modules/
+/// ngx_http_not_modified_filter_module.c: its parser's error, -1, is before
+/// every file's time), which here would refuse the file to any client that
+/// sends an obsolete date format (`date::parse` reads IMF-fixdate only).
+fn changed_since(head: &Head, file: &OpenFile) -> bool {
+    head.header("if-match").is_none()
+        && date_secs(head, "if-unmodified-since").is_some_and(|since| file.modified_secs > since)
+}
+
 /// `If-Modified-Since` at or after the file's time: the client's copy is
 /// current (RFC 9110 §13.1.3; whole seconds, as HTTP dates are).
 fn not_modified(head: &Head, file: &OpenFile) -> bool {
-    let Some(since) = head
-        .header("if-modified-since")
-        .and_then(super::date::parse)
-    else {
-        return false;
-    };
-    let since_secs = since
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    file.modified_secs <= since_secs
+    date_secs(head, "if-modified-since").is_some_and(|since| file.modified_secs <= since)
+}
+
+/// A date field's value in seconds since the epoch; `None` when the field
+/// is absent or its value is not a date.
+fn date_secs(head: &Head, name: &str) -> Option<u64> {
+    let date = super::date::parse(head.header(name)?)?;
+    Some(date.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 /// The head of a 200 or 206 for bytes `from..to` of `file`.
@@ -423,4 +460,120 @@ fn file_head(
     }
     connection_field(out, version, close);
     end(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{WRITE_BUF, parser::Parser, path};
+
+    const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
+    /// The file's time, and a second before it.
+    const MODIFIED: &str = "Sun, 01 Nov 2026 00:00:00 GMT";
+    const BEFORE: &str = "Sat, 31 Oct 2026 23:59:59 GMT";
+
+    /// The answer to `request` where `/a.txt` holds `hello\n`, modified at
+    /// `MODIFIED`, `/docs` is a directory and nothing else exists.
+    fn answer(request: &str) -> Response {
+        let mut parser = Parser::new();
+        assert!(parser.feed(request.as_bytes()).expect("a head").done);
+        let head = parser.take();
+        let path = path::resolve(&head.target).expect("a path");
+        let opened = match path.relative.as_str() {
+            "a.txt" => Opened::File(Arc::new(OpenFile {
+                file: std::fs::File::open("/dev/null").expect("open /dev/null"),
+                len: 6,
+                modified_secs: 1_793_491_200,
+                last_modified: MODIFIED.to_string(),
+                content_type: "text/plain",
+                fields: file_fields("text/plain", 6, MODIFIED),
+                contents: Some(b"hello\n".to_vec()),
+            })),
+            "docs" => Opened::Redirect,
+            _ => Opened::Status(404),
+        };
+        let mut outputs = BufferPool::new(WRITE_BUF, 4, false);
+        for_request(&head, &path, opened, false, DATE, &mut outputs)
+    }
+
+    #[test]
+    fn if_unmodified_since_before_the_file_gets_412_byte_for_byte() {
+        let page = error_page(412);
+        let expected = format!(
+            "HTTP/1.1 412 Precondition Failed\r\nDate: {DATE}\r\nServer: stage06\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            page.len()
+        );
+        for method in ["GET", "HEAD"] {
+            let r = answer(&format!(
+                "{method} /a.txt HTTP/1.1\r\nHost: t\r\nIf-Unmodified-Since: {BEFORE}\r\n\r\n"
+            ));
+            assert_eq!(String::from_utf8_lossy(&r.head), expected, "{method}");
+            let body: &[u8] = if method == "GET" {
+                page.as_bytes()
+            } else {
+                b""
+            };
+            assert_eq!(r.body, body, "{method}");
+            assert_eq!((r.status, r.length), (412, body.len() as u64));
+            assert!(!r.close && r.file.is_none(), "{method}");
+        }
+    }
+
+    /// RFC 9110 §13.2.2's order: If-Unmodified-Since first, before
+    /// If-Modified-Since and Range; ignored when it cannot apply.
+    #[test]
+    fn if_unmodified_since_comes_first_and_is_ignored_when_it_cannot_apply() {
+        let cases: [(&str, String, u16); 11] = [
+            ("/a.txt", format!("If-Unmodified-Since: {MODIFIED}"), 200),
+            ("/a.txt", format!("If-Unmodified-Since: {DATE}"), 200),
+            ("/a.txt", "If-Unmodified-Since: yesterday".into(), 200),
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {BEFORE}, {DATE}"),
+                200,
+            ),
+            // If-Match replaces it (§13.1.4).
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {BEFORE}\r\nIf-Match: *"),
+                200,
+            ),
+            // Before ranges, satisfiable or not, and before a 304.
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {BEFORE}\r\nRange: bytes=1-3"),
+                412,
+            ),
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {BEFORE}\r\nRange: bytes=9-"),
+                412,
+            ),
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {MODIFIED}\r\nRange: bytes=1-3"),
+                206,
+            ),
+            (
+                "/a.txt",
+                format!("If-Unmodified-Since: {BEFORE}\r\nIf-Modified-Since: {DATE}"),
+                412,
+            ),
+            // Only for a file that exists: other answers stay (§13.2.1).
+            ("/nope", format!("If-Unmodified-Since: {BEFORE}"), 404),
+            ("/docs", format!("If-Unmodified-Since: {BEFORE}"), 301),
+        ];
+        for (target, fields, status) in cases {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\n{fields}\r\n\r\n");
+            assert_eq!(answer(&request).status, status, "{request:?}");
+        }
+        let current = format!("If-Unmodified-Since: {MODIFIED}\r\nIf-Modified-Since: {DATE}");
+        let request = format!("GET /a.txt HTTP/1.1\r\nHost: t\r\n{current}\r\n\r\n");
+        assert_eq!(
+            answer(&request).status,
+            304,
+            "a true condition changes nothing"
+        );
+    }
 }

@@ -3,8 +3,8 @@
 //! response, and the refusals that end a connection.
 
 use super::{Env, Phase, Session};
-use crate::file_cache::Opened;
 use crate::http::body::{self, BodySkipper};
+use crate::http::file::Opened;
 use crate::http::parser::{Head, Version};
 use crate::http::path::{self, Resolved};
 use crate::http::response::{self, Response};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::file_cache::{OpenFile, Opened};
+use crate::http::file::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
@@ -132,35 +132,35 @@ impl Driver {
         }
     }
 
+    /// One receive: as much of the next piece (the last of `pieces`) as the
+    /// read buffer takes, or end of stream once no piece is left.
+    fn recv(&mut self, s: &mut Session, pieces: &mut Vec<&[u8]>) {
+        let buf = s.read_buf(&mut self.pools, 0);
+        let mut n = 0;
+        if let Some(piece) = pieces.pop() {
+            n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                pieces.push(&piece[n..]);
+            }
+        }
+        self.events.push(if n == 0 { "eof" } else { "recv" });
+        s.received(n, self.now);
+    }
+
     /// Runs the session over `chunks` (then end of stream) until it closes.
     /// `limit`: the most bytes one "send" takes, to exercise short writes.
     fn run(&mut self, s: &mut Session, chunks: &[&[u8]], limit: usize) -> bool {
         // An empty read would be end of stream: pieces are never empty.
-        let mut chunks: Vec<Vec<u8>> = chunks
+        let mut pieces: Vec<&[u8]> = chunks
             .iter()
+            .rev()
+            .copied()
             .filter(|c| !c.is_empty())
-            .map(|c| c.to_vec())
             .collect();
-        chunks.reverse();
         for _ in 0..100_000 {
             match s.next() {
-                Next::Recv => {
-                    let buf = s.read_buf(&mut self.pools, 0);
-                    let n = match chunks.last_mut() {
-                        None => 0,
-                        Some(c) => {
-                            let n = c.len().min(buf.len());
-                            buf[..n].copy_from_slice(&c[..n]);
-                            c.drain(..n);
-                            n
-                        }
-                    };
-                    if chunks.last().is_some_and(Vec::is_empty) {
-                        chunks.pop();
-                    }
-                    self.events.push(if n == 0 { "eof" } else { "recv" });
-                    s.received(n, self.now);
-                }
+                Next::Recv => self.recv(s, &mut pieces),
                 Next::Process => s.process(&mut self.env()),
                 Next::Open { path, dir } => {
                     let opened = self.open(path, dir);
