@@ -41,7 +41,7 @@
 # calls is called, so a file counts when its code runs. The release
 # build (PROFILE=release) keeps line tables that name the file of inlined
 # code, but folds some small functions into their callers' instructions:
-# worker/refused.rs (the empty queue's next deadline, asked every turn)
+# accept.rs (Refused: the empty queue's next deadline, asked every turn)
 # drops out of its count that way.
 #
 # No warm-up request: the first GET of a fresh server is the one a reader

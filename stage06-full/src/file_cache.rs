@@ -25,8 +25,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::http::file::{OpenFile, Opened};
-use crate::http::{date, mime, response};
+use crate::http::file::{self, OpenFile, Opened};
+use crate::http::{date, response};
 use crate::sys::Root;
 
 /// A worker's open-file cache.
@@ -168,7 +168,7 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
         None
     };
     let last_modified = date::format(modified);
-    let content_type = mime::content_type(&name);
+    let content_type = file::content_type(&name);
     Opened::File(Arc::new(OpenFile {
         file,
         len,

@@ -40,16 +40,17 @@
 //!
 //! ## Modules
 //! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
-//!   response, dates, paths, ranges, content types, and [`http::file`],
-//!   what opening a path gave (which [`file_cache`] builds: the cache
-//!   imports the protocol, never the reverse).
+//!   response, dates, paths, ranges, and [`http::file`], what opening a
+//!   path gave and its content type (which [`file_cache`] builds: the
+//!   cache imports the protocol, never the reverse).
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel and
 //!   its load reports, stopping); [`worker::reactor`]: the epoll loop of
 //!   the Reactor, which [`worker::proactor_sim`] runs with a thread pool
 //!   beside it; [`worker::uring`]: the io_uring Proactor.
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
-//!   and the channel to each, with back-pressure (from stage05). A
+//!   and the channel to each, with back-pressure (from stage05), and
+//!   accepting (new here: the 503 when a worker's slots are all taken). A
 //!   connection stays with the worker that took it for its whole life.
 //!   Two opt-in flags carry over to a real deployment: `--pin on` keeps
 //!   worker `i` on the `i`-th CPU (nginx's `worker_cpu_affinity auto`),

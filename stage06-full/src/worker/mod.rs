@@ -4,9 +4,10 @@
 //!
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
-//! slots, accepting (and [`refused`]: the 503 when every slot is taken),
-//! the master's channel, load reports, stopping. Each model is a driver
-//! around the shell and the sans-I/O [`Session`]:
+//! slots, accepting (and the 503 when every slot is taken,
+//! [`crate::accept::Refused`]), the master's channel, load reports,
+//! stopping. Each model is a driver around the shell and the sans-I/O
+//! [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
 //! - [`proactor_sim`]: the same loop does the I/O, and a thread pool
@@ -17,7 +18,6 @@
 
 pub mod proactor_sim;
 pub mod reactor;
-pub mod refused;
 pub mod shell;
 pub mod uring;
 

@@ -18,9 +18,8 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use super::refused::Refused;
 use super::{Config, Resources};
-use crate::accept::Acceptor;
+use crate::accept::{Acceptor, Refused};
 use crate::channel::{Incoming, WorkerEnd};
 use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::sys::{self, Alarm};

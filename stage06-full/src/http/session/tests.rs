@@ -118,7 +118,7 @@ impl Driver {
                     (Some(c), _) => c.len() as u64,
                     (None, _) => file.metadata().expect("stat").len(),
                 };
-                let content_type = crate::http::mime::content_type(&name);
+                let content_type = crate::http::file::content_type(&name);
                 Opened::File(Arc::new(OpenFile {
                     file,
                     len,
