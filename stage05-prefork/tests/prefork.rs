@@ -360,3 +360,53 @@ fn the_master_hears_every_worker_go_idle() {
         assert_master_heard_idle(&loads, &when, closed, after, 40 * round);
     }
 }
+
+/// The master stops reading (SIGSTOP, as a debugger or a long stall
+/// would) while its one worker closes connections one at a time: a report
+/// each, more than the worker's socket buffer holds, so the last ones find
+/// the channel full. When the master reads again the channel has room, and
+/// the last report must go by itself: the worker is idle by then.
+#[test]
+fn a_report_that_found_the_channel_full_goes_once_the_master_reads() {
+    // Each report is charged to the worker's send buffer until the master
+    // reads it, at least 256 bytes of it (the kernel's bookkeeping per
+    // message; about 770 on Linux 6.18): this many reports overfill it.
+    let sndbuf: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("net.core.wmem_default");
+    let conns = sndbuf / 256;
+    if conns > 4096 {
+        testkit::skip(&format!(
+            "net.core.wmem_default is {sndbuf}: filling a channel takes {conns} connections"
+        ));
+        return;
+    }
+    if !testkit::enough_descriptors(conns + 64) {
+        return;
+    }
+    let mut server = start(&["--workers", "1", "--dispatch", "pass"]);
+    let clients: Vec<TcpStream> = (0..conns)
+        .map(|_| {
+            let mut c = server.connect();
+            assert_eq!(roundtrip(&mut c, b"x"), b"x");
+            c
+        })
+        .collect();
+    // The master closes its copy of a connection just after sending it,
+    // and a copy left open in a stopped master would keep the client from
+    // ever seeing the close. Its answer to SIGUSR1 comes after that.
+    assert_eq!(status(&mut server)[0].live as u64, conns);
+    kill(server.pid(), "STOP");
+    assert!(eventually(PATIENCE, || process_state(server.pid()) == Some('T')));
+    // One at a time, each close seen before the next: one report each.
+    for mut c in clients {
+        c.shutdown(Shutdown::Write).expect("half-close");
+        assert!(sees_close(&mut c), "a connection was not closed");
+    }
+    kill(server.pid(), "CONT");
+    let resumed = Instant::now();
+    let loads = status_once_idle(&mut server, resumed, conns);
+    let when = format!("{conns} closes while the master was stopped");
+    assert_master_heard_idle(&loads, &when, resumed, "SIGCONT", conns);
+}
