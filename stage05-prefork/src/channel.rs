@@ -707,7 +707,11 @@ mod tests {
         assert_eq!(rig.channels.status(1).live, 2);
         // Worker 0 reads its two and reports them; one client has left.
         assert_eq!(rig.drain(0).concat().len(), 2);
-        rig.workers[0].as_mut().unwrap().report(1, 2);
+        let worker_poller = Poller::new().unwrap();
+        rig.workers[0]
+            .as_mut()
+            .unwrap()
+            .report(1, 2, &worker_poller, Token(0));
         rig.channels.read_reports(0, &rig.poller);
         let st = rig.channels.status(0);
         assert_eq!((st.live, st.taken, st.received), (1, 2, 2));
@@ -715,6 +719,50 @@ mod tests {
         assert_eq!(rig.channels.status(1).live, 2);
         rig.pass_one();
         assert_eq!(rig.channels.status(0).live, 2, "the least loaded got it");
+    }
+
+    /// True if `poller` reports a descriptor writable now.
+    fn writable(poller: &Poller) -> bool {
+        let mut events = Events::with_capacity(1);
+        poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        events.iter().any(|e| e.readiness.writable)
+    }
+
+    #[test]
+    fn a_report_that_finds_the_channel_full_waits_for_epollout_then_goes() {
+        let mut rig = rig(1);
+        rig.ready(0);
+        let end = rig.workers[0].as_mut().unwrap();
+        setsockopt(&*end, sockopt::SndBuf, &SMALL_SNDBUF).unwrap();
+        // The worker's loop, watching its end of the channel.
+        let worker_loop = Poller::new().unwrap();
+        worker_loop
+            .add(&*end, Token(0), READ, Trigger::Level)
+            .unwrap();
+        // The master reads nothing: a thousand changes overfill a buffer of
+        // a few KiB, and the last reports find it full.
+        for taken in 1..=1000 {
+            end.report(1, taken, &worker_loop, Token(0));
+        }
+        assert!(
+            !writable(&worker_loop),
+            "EPOLLOUT while the channel is full"
+        );
+        // The worker's connection closes while a report waits.
+        end.report(0, 1000, &worker_loop, Token(0));
+        rig.channels.read_reports(0, &rig.poller);
+        assert_eq!(rig.channels.status(0).live, 1, "a report found room");
+        // The master has read: EPOLLOUT wakes the worker, whose next call
+        // sends the load as it is now, and stops watching for room.
+        assert!(writable(&worker_loop), "no EPOLLOUT once the master read");
+        end.report(0, 1000, &worker_loop, Token(0));
+        assert!(
+            !writable(&worker_loop),
+            "EPOLLOUT still watched with nothing waiting"
+        );
+        rig.channels.read_reports(0, &rig.poller);
+        let st = rig.channels.status(0);
+        assert_eq!((st.live, st.taken), (0, 1000));
     }
 
     #[test]

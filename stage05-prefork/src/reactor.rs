@@ -235,7 +235,8 @@ impl Reactor {
 
     // ANCHOR: on_channel
     /// The master's channel is readable: batches of passed connections, or
-    /// EOF.
+    /// EOF. (Or writable, while a report waits for room: `report_load`
+    /// sends it at the end of this iteration.)
     fn on_channel(&mut self) {
         loop {
             match self.channel.receive() {
@@ -272,8 +273,10 @@ impl Reactor {
     /// and only when it changed: the master picks the least-loaded worker
     /// from these reports. A batch of connections passed together is
     /// registered in one iteration, so it costs one report, not one each.
+    /// A report that finds the channel full waits for EPOLLOUT on it.
     fn report_load(&mut self) {
-        self.channel.report(self.live, self.taken);
+        self.channel
+            .report(self.live, self.taken, &self.poller, CHANNEL);
     }
     // ANCHOR_END: on_channel
 

@@ -2,7 +2,7 @@
 //! and the master's own hygiene.
 
 use std::collections::HashMap;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -281,4 +281,132 @@ fn shutdown_names_a_worker_that_did_not_exit_cleanly() {
         "{stderr}"
     );
     assert!(!stderr.contains("shut down cleanly"), "{stderr}");
+}
+
+/// How soon after a worker closes its last connection the master must know
+/// it: the report leaves in the same loop iteration as the close, so this
+/// bounds a few context switches and a SIGUSR1, not a wait for the code to
+/// get round to it.
+const REPORT_WITHIN: Duration = Duration::from_millis(100);
+
+/// Asks for the status line until every worker shows no live connection
+/// and `taken` connections have been taken in all, or until `REPORT_WITHIN`
+/// has passed since `since`. Returns the last status.
+fn status_once_idle(server: &mut Server, since: Instant, taken: u64) -> Vec<Load> {
+    loop {
+        let asked = since.elapsed();
+        let loads = status(server);
+        let idle = loads.iter().all(|w| w.live == 0);
+        let counted = loads.iter().map(|w| w.taken).sum::<u64>() == taken;
+        if (idle && counted) || asked >= REPORT_WITHIN {
+            return loads;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Fails, naming the worker, if the master still counts live connections
+/// in `loads`, asked for `REPORT_WITHIN` after `since` (the moment `after`
+/// names), or miscounts the ones taken. `when` says which round it is.
+fn assert_master_heard_idle(loads: &[Load], when: &str, since: Instant, after: &str, taken: u64) {
+    for w in loads {
+        assert_eq!(
+            w.live,
+            0,
+            "{when}: worker {} still counts {} live connections {:?} after {after}: its \
+             last load report was not delivered ({loads:?})",
+            w.pid,
+            w.live,
+            since.elapsed(),
+        );
+    }
+    let total: u64 = loads.iter().map(|w| w.taken).sum();
+    assert_eq!(
+        total,
+        taken,
+        "{when}: the master counts {total} connections taken, not {taken}, {:?} after \
+         {after}: a load report was not delivered ({loads:?})",
+        since.elapsed(),
+    );
+}
+
+/// Forty connections closed at once, twenty rounds on one server: each
+/// time, every worker's last load report, the one that says it holds no
+/// connection, reaches the master by itself. A worker that closes its
+/// connections and goes idle has no next loop iteration to send a lost
+/// report in; the master would count those connections open for ever, and
+/// pass that worker fewer.
+#[test]
+fn the_master_hears_every_worker_go_idle() {
+    let mut server = start(&["--workers", "2", "--dispatch", "pass"]);
+    for round in 1..=20 {
+        let mut clients: Vec<TcpStream> = (0..40).map(|_| server.connect()).collect();
+        for c in &mut clients {
+            assert_eq!(roundtrip(c, b"x"), b"x");
+        }
+        // All at once: every half-close goes out before any EOF is read.
+        for c in &clients {
+            c.shutdown(Shutdown::Write).expect("half-close");
+        }
+        // EOF on each: its worker has closed the socket, and the report
+        // leaves at the end of that loop iteration. The clock starts here.
+        for c in &mut clients {
+            assert!(sees_close(c), "round {round}: a connection was not closed");
+        }
+        let closed = Instant::now();
+        let loads = status_once_idle(&mut server, closed, 40 * round);
+        let when = format!("round {round} of 20");
+        let after = "its clients saw every close";
+        assert_master_heard_idle(&loads, &when, closed, after, 40 * round);
+    }
+}
+
+/// The master stops reading (SIGSTOP, as a debugger or a long stall
+/// would) while its one worker closes connections one at a time: a report
+/// each, more than the worker's socket buffer holds, so the last ones find
+/// the channel full. When the master reads again the channel has room, and
+/// the last report must go by itself: the worker is idle by then.
+#[test]
+fn a_report_that_found_the_channel_full_goes_once_the_master_reads() {
+    // Each report is charged to the worker's send buffer until the master
+    // reads it, at least 256 bytes of it (the kernel's bookkeeping per
+    // message; about 770 on Linux 6.18): this many reports overfill it.
+    let sndbuf: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("net.core.wmem_default");
+    let conns = sndbuf / 256;
+    if conns > 4096 {
+        testkit::skip(&format!(
+            "net.core.wmem_default is {sndbuf}: filling a channel takes {conns} connections"
+        ));
+        return;
+    }
+    if !testkit::enough_descriptors(conns + 64) {
+        return;
+    }
+    let mut server = start(&["--workers", "1", "--dispatch", "pass"]);
+    let clients: Vec<TcpStream> = (0..conns)
+        .map(|_| {
+            let mut c = server.connect();
+            assert_eq!(roundtrip(&mut c, b"x"), b"x");
+            c
+        })
+        .collect();
+    // The master closes its copy of a connection just after sending it,
+    // and a copy left open in a stopped master would keep the client from
+    // ever seeing the close. Its answer to SIGUSR1 comes after that.
+    assert_eq!(status(&mut server)[0].live as u64, conns);
+    kill(server.pid(), "STOP");
+    assert!(eventually(PATIENCE, || process_state(server.pid()) == Some('T')));
+    // One at a time, each close seen before the next: one report each.
+    for mut c in clients {
+        c.shutdown(Shutdown::Write).expect("half-close");
+        assert!(sees_close(&mut c), "a connection was not closed");
+    }
+    kill(server.pid(), "CONT");
+    let resumed = Instant::now();
+    let loads = status_once_idle(&mut server, resumed, conns);
+    let when = format!("{conns} closes while the master was stopped");
+    assert_master_heard_idle(&loads, &when, resumed, "SIGCONT", conns);
 }

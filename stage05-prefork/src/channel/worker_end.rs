@@ -6,6 +6,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::message;
+use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::sys;
 
 // ANCHOR: worker_end
@@ -30,6 +31,9 @@ pub struct WorkerEnd {
     received: u64,
     /// The last load sent, so an unchanged load is not sent again.
     reported: message::Load,
+    /// Set when a report finds the channel full, cleared when it goes: the
+    /// channel is watched for EPOLLOUT exactly while set.
+    waiting: bool,
 }
 
 impl WorkerEnd {
@@ -38,6 +42,7 @@ impl WorkerEnd {
             fd,
             received: 0,
             reported: message::Load::default(),
+            waiting: false,
         }
     }
 
@@ -65,22 +70,52 @@ impl WorkerEnd {
 
     /// Tells the master the current load if it changed since the last
     /// report: the worker calls this once per loop iteration, so a batch of
-    /// connections costs one report, not one each.
-    pub fn report(&mut self, live: usize, taken: u64) {
+    /// connections costs one report, not one each. `poller` and `token`
+    /// are the worker loop's, which watches this channel.
+    ///
+    /// A report that finds the channel full waits, and the channel is
+    /// watched for EPOLLOUT until it goes: the room wakes the loop, which
+    /// calls this again. "Report next time" is not enough: a worker that
+    /// goes idle after closing its connections has no next time, and the
+    /// master would count them open for ever (and pass this worker fewer).
+    /// A blocking send would stall every connection of the worker behind a
+    /// slow master; a retry timer would guess at a period and wake an idle
+    /// worker for nothing.
+    pub fn report(&mut self, live: usize, taken: u64, poller: &Poller, token: Token) {
         let load = message::Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),
             taken,
             received: self.received,
         };
-        if load == self.reported {
+        let mut waiting = false;
+        while load != self.reported {
+            match sys::send_message(&self.fd, &message::load(load), &[]) {
+                Ok(()) => self.reported = load,
+                // A signal interrupted the call; nothing was sent: again.
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // The master is slow to read: wait for room.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    waiting = true;
+                    break;
+                }
+                // The master is gone; the EOF on the channel will stop us.
+                Err(_) => break,
+            }
+        }
+        if waiting == self.waiting {
             return;
         }
-        match sys::send_message(&self.fd, &message::load(load), &[]) {
-            Ok(()) => self.reported = load,
-            // The master is slow to read: report next time.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            // The master is gone; the EOF on the channel will stop us.
-            Err(_) => {}
+        // Level-triggered EPOLLOUT left armed on a channel with room would
+        // wake the loop on every wait: armed only while a report waits, as
+        // the master does for its end (`Channels::set_room`).
+        let interest = Interest {
+            read: true,
+            write: waiting,
+        };
+        match poller.modify(&self.fd, token, interest, Trigger::Level) {
+            Ok(()) => self.waiting = waiting,
+            // Tried again at the next report.
+            Err(e) => eprintln!("epoll_ctl on the channel: {e}"),
         }
     }
 }
