@@ -6,11 +6,11 @@
 //! in every mode the worker sends back `READY` once and its load whenever it
 //! changes. This module is both ends of that conversation:
 //!
-//! - [`message`]: the format, in one place;
+//! - [`message`]: the format, in one place, and the worker's end of the
+//!   channel, [`WorkerEnd`]: `READY`, load reports, batches in;
 //! - [`Channels`]: the master's end of every worker's channel: which worker
 //!   gets a connection, a bounded queue per worker, and what happens when a
 //!   channel is full or broken;
-//! - [`WorkerEnd`]: the worker's end: `READY`, load reports, batches in.
 //!
 //! ## Back-pressure
 //! A worker that falls behind stops reading its channel, and the kernel
@@ -52,9 +52,8 @@ use crate::poller::{Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
 
 pub mod message;
-mod worker_end;
 
-pub use worker_end::{Incoming, WorkerEnd};
+pub use message::{Incoming, WorkerEnd};
 
 // ANCHOR: bounds
 /// Connections per `CONN` message, at most.

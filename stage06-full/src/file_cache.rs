@@ -25,7 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::http::file::{self, OpenFile, Opened};
+use crate::http::path::{self, OpenFile, Opened};
 use crate::http::{date, response};
 use crate::sys::Root;
 
@@ -168,7 +168,7 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
         None
     };
     let last_modified = date::format(modified);
-    let content_type = file::content_type(&name);
+    let content_type = path::content_type(&name);
     Opened::File(Arc::new(OpenFile {
         file,
         len,

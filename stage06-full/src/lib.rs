@@ -21,7 +21,8 @@
 //! - [`http::response`]: every response: error pages, redirects,
 //!   conditional (304, 412) and range (206, 416) answers, keep-alive;
 //! - [`http::path`] and `sys::Root`: percent-decoding, normalising, and
-//!   opening files that the kernel confines to the root (`openat2`);
+//!   opening files that the kernel confines to the root (`openat2`); what
+//!   opening gave, and the content type;
 //! - [`pool`]: buffer pools, and preallocated connection slots (503 when
 //!   every slot is taken); [`file_cache`]: a file served in the last second
 //!   is served again without opening, stat-ing or reading it, with the
@@ -40,9 +41,9 @@
 //!
 //! ## Modules
 //! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
-//!   response, dates, paths, ranges, and [`http::file`], what opening a
-//!   path gave and its content type (which [`file_cache`] builds: the
-//!   cache imports the protocol, never the reverse).
+//!   response, dates, ranges, and [`http::path`]: a request's path, and
+//!   what opening it gave (which [`file_cache`] builds: the cache imports
+//!   the protocol, never the reverse).
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
 //!   shares (signals, timers, slots, accepting, the master's channel and
 //!   its load reports, stopping); [`worker::reactor`]: the epoll loop of
@@ -57,10 +58,11 @@
 //!   and `--steer cpu` under `reuseport` gives a connection to the worker
 //!   whose listener is labelled with the CPU its packets arrive on.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
-//!   the listener, `accept4`, signalfd, timerfd, `fork`, descriptor passing,
-//!   `openat2`, `sendfile`, `send` with `MSG_MORE`; [`sys::uring`]: a safe
-//!   io_uring that owns what the kernel may write into; [`sys::cpu`]: the
-//!   CPUs of `--pin on` and `--steer cpu`.
+//!   the calls a connection makes (`accept4`, the timerfd, descriptor
+//!   passing, `openat2`, `sendfile`, `send` with `MSG_MORE`);
+//!   [`sys::setup`]: listeners, signalfd, `fork`, reaping, limits;
+//!   [`sys::uring`]: a safe io_uring that owns what the kernel may write
+//!   into; [`sys::cpu`]: the CPUs of `--pin on` and `--steer cpu`.
 //! - [`poller`], [`timer_heap`]: unchanged from stage05.
 //! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
 //!

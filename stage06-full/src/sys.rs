@@ -1,120 +1,41 @@
-//! The few system calls std does not offer, in one place: the listener,
-//! `accept4`, signalfd and timerfd, `fork`, the master-worker channel with
-//! descriptor passing (`SCM_RIGHTS`), reaping children, `SO_REUSEPORT`
-//! listeners, and (new in this stage) opening files confined to the
-//! document root and `sendfile`.
+//! The few system calls std does not offer, in one place. This file: the
+//! calls a connection's life makes, request by request: `accept4`, the
+//! timerfd, the master-worker channel's messages with descriptor passing
+//! (`SCM_RIGHTS`), and (new in this stage) opening files confined to the
+//! document root and sending them (`openat2`, `sendfile`, `MSG_MORE`).
 //!
-//! std's `TcpListener::bind` picks its own listen backlog and its `accept`
-//! returns a blocking socket that needs a second call (`fcntl`) to become
-//! non-blocking. Here the listener gets the backlog we choose and `accept4`
-//! hands back a socket that is already non-blocking and close-on-exec, in one
-//! call. Every `unsafe` block of the stage is in this module: this file,
-//! `sys_fs.rs` and `sys_uring.rs`.
+//! std's `accept` returns a blocking socket that needs a second call
+//! (`fcntl`) to become non-blocking; `accept4` hands back a socket that is
+//! already non-blocking and close-on-exec, in one call. Every `unsafe`
+//! block of the stage is in this module: this file, `sys_setup.rs`,
+//! `sys_cpu.rs` and `sys_uring.rs`.
 
-// Three parts in files of their own: opening files beneath the document
-// root and sending them, the safe io_uring of `--model uring`, and the
-// CPUs of `--pin on` and `--steer cpu`. (Their names
-// start with `sys` so the shape check, which allows `unsafe` only in files
-// named so, sees them for what they are: parts of this module.)
+// Three parts in files of their own: what a server sets up before its
+// first connection and tears down after its last (listeners, signals,
+// processes, limits), the CPUs of `--pin on` and `--steer cpu`, and the
+// safe io_uring of `--model uring`. (Their names start with `sys` so the
+// shape check, which allows `unsafe` only in files named so, sees them for
+// what they are: parts of this module.)
 #[path = "sys_cpu.rs"]
 pub mod cpu;
-#[path = "sys_fs.rs"]
-pub mod fs;
+#[path = "sys_setup.rs"]
+pub mod setup;
 #[path = "sys_uring.rs"]
 pub mod uring;
 
 pub use cpu::{allowed_cpus, label_incoming_cpu, pin_to};
-pub use fs::{Root, send_file, send_more};
+pub use setup::*;
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg, socketpair,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, sendmsg,
 };
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
-
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-
-use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, accept4, bind, listen, setsockopt,
-    socket, sockopt,
-};
-
-/// Opens a non-blocking listening socket on `addr` with room for `backlog`
-/// completed handshakes waiting to be accepted.
-///
-/// The backlog is what a burst of clients queues in while the loop is busy.
-/// A tiny one (the classic `listen(fd, 5)`) makes the kernel drop SYNs in a
-/// burst, and a dropped SYN is retried only after a second: latency spikes
-/// that no amount of server speed can fix.
-pub fn listen_nonblocking(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let fd = bound_socket(addr, false)?;
-    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
-    listen(&fd, backlog)?;
-    Ok(TcpListener::from(fd))
-}
-
-// ANCHOR: reuseport
-/// A socket bound to `addr` with `SO_REUSEPORT`, not yet listening.
-///
-/// With `SO_REUSEPORT` several sockets, one per worker, bind the same
-/// address and port, and the kernel spreads new connections across the
-/// *listening* ones by a hash of the connection's addresses. The master
-/// binds one first, without listening, to learn the port (port 0 picks one)
-/// and to hold it while the workers bind theirs; as it never listens, the
-/// kernel never hands it a connection.
-pub fn bind_reuseport(addr: SocketAddr) -> io::Result<OwnedFd> {
-    bound_socket(addr, true)
-}
-// ANCHOR_END: reuseport
-
-/// A worker's own `SO_REUSEPORT` listener on the master's address.
-pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let fd = bound_socket(addr, true)?;
-    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
-    listen(&fd, backlog)?;
-    Ok(TcpListener::from(fd))
-}
-
-/// The local address a socket is bound to.
-pub fn bound_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
-    let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
-    }
-    if let Some(v6) = addr.as_sockaddr_in6() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV6::from(*v6)));
-    }
-    Err(io::Error::other("not an IP socket"))
-}
-
-fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
-    let family = match addr {
-        SocketAddr::V4(_) => AddressFamily::Inet,
-        SocketAddr::V6(_) => AddressFamily::Inet6,
-    };
-    let fd: OwnedFd = socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // Restarting the server must not fail because old connections of the
-    // previous run are still in TIME_WAIT on this port.
-    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    if reuse_port {
-        setsockopt(&fd, sockopt::ReusePort, &true)?;
-    }
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    Ok(fd)
-}
 
 /// Accepts one connection as a non-blocking, close-on-exec socket.
 ///
@@ -138,55 +59,6 @@ pub fn is_out_of_descriptors(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(nix::libc::EMFILE | nix::libc::ENFILE)
     )
-}
-
-// ANCHOR: signalfd
-/// Blocks `signals` and returns a descriptor that reads them.
-///
-/// A blocked signal is not delivered; it stays pending, and a signalfd for
-/// it becomes readable. No handler runs, so there is nothing to be
-/// async-signal-safe about and no self-pipe to manage: the loop reads a
-/// `signalfd_siginfo` (with the sender's pid, which a self-pipe loses) like
-/// any other event. The mask must be set before any thread is started, or a
-/// thread with the signal unblocked would receive it instead.
-pub fn signal_fd(signals: &[Signal]) -> io::Result<SignalFd> {
-    let mut mask = SigSet::empty();
-    for &signal in signals {
-        mask.add(signal);
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
-    Ok(SignalFd::with_flags(
-        &mask,
-        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-    )?)
-}
-// ANCHOR_END: signalfd
-
-/// Reads every signal waiting on `fd`.
-pub fn drain_signal_fd(fd: &SignalFd, mut each: impl FnMut(Signal)) -> io::Result<()> {
-    loop {
-        match fd.read_signal() {
-            Ok(Some(info)) => {
-                if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                    each(signal);
-                }
-            }
-            // Nothing more pending.
-            Ok(None) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Ignores SIGPIPE, so that writing to a connection the peer has closed
-/// fails with EPIPE instead of killing the process. (Rust binaries already
-/// start with SIGPIPE ignored; a server should not depend on who started it.)
-pub fn ignore_sigpipe() -> io::Result<()> {
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_IGN runs no code of ours.
-    unsafe { sigaction(Signal::SIGPIPE, &ignore) }?;
-    Ok(())
 }
 
 // ANCHOR: timerfd
@@ -240,21 +112,6 @@ impl AsFd for Alarm {
 // ANCHOR_END: timerfd
 
 // ANCHOR: channel
-/// A connected pair of Unix sockets for one master-worker channel.
-///
-/// `SOCK_SEQPACKET` rather than `SOCK_STREAM`: it keeps message boundaries,
-/// so a worker's load report or a batch of passed connections is always
-/// read whole, one message per `recvmsg`, with no framing code. Both ends
-/// are non-blocking and close-on-exec.
-pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-    )?)
-}
-
 /// The most descriptors one message can carry: the kernel's `SCM_MAX_FD`
 /// (include/net/scm.h); `scm_fp_copy` in net/core/scm.c refuses more with
 /// EINVAL.
@@ -338,138 +195,183 @@ pub fn is_too_many_in_flight(e: &io::Error) -> bool {
     e.raw_os_error() == Some(nix::libc::ETOOMANYREFS)
 }
 
-// ANCHOR: fork
-/// Forks the process. Call only while the process has a single thread: the
-/// child gets a copy of the whole address space but only the calling
-/// thread, so a lock held by another thread would stay locked forever in the
-/// child. The master never starts a thread.
-pub fn fork() -> io::Result<ForkResult> {
-    // SAFETY: the master is single-threaded whenever it forks (see above),
-    // and the child only closes descriptors and runs the worker's loop.
-    Ok(unsafe { nix::unistd::fork() }?)
+// ANCHOR: open_beneath
+/// The document root, opened once per worker.
+pub struct Root {
+    dir: OwnedFd,
+    /// The canonical path, for the fallback below.
+    path: std::path::PathBuf,
+    /// openat2(2) is missing (Linux before 5.6) or forbidden here.
+    no_openat2: std::sync::atomic::AtomicBool,
 }
-// ANCHOR_END: fork
 
-/// Closes, in a freshly forked child, descriptors that belong to the master.
-///
-/// The child inherited a copy of every descriptor the master had: its epoll
-/// instance, its signalfd, the listener, the other workers' channels.
-/// Closing the child's copies leaves the master's untouched. The child never
-/// returns into the master's code (it ends in `process::exit`), so the
-/// `OwnedFd`s in its copy of the master's memory are never dropped and
-/// nothing is closed twice.
-pub fn close_in_child(fds: &[RawFd]) {
-    for &fd in fds {
-        // SAFETY: see above: each `fd` is a master-owned descriptor that this
-        // child will never use or close again.
-        unsafe {
-            nix::libc::close(fd);
+impl Root {
+    pub fn open(path: &std::path::Path) -> io::Result<Root> {
+        let path = std::fs::canonicalize(path)?;
+        let dir = std::fs::File::open(&path)?;
+        if !dir.metadata()?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                path.display()
+            )));
         }
+        Ok(Root {
+            dir: OwnedFd::from(dir),
+            path,
+            no_openat2: std::sync::atomic::AtomicBool::new(false),
+        })
     }
-}
 
-/// How a child process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// It called `exit` with this status.
-    Code(i32),
-    /// A signal killed it.
-    Signal(Signal),
-}
-
-impl Exit {
-    /// Exited with status 0: it finished what it was doing and left.
-    pub fn is_clean(self) -> bool {
-        self == Exit::Code(0)
-    }
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(code) => write!(f, "exit {code}"),
-            Exit::Signal(signal) => write!(f, "killed by {signal}"),
-        }
-    }
-}
-
-/// Reaps one child that has exited, if any: `Ok(None)` when none has.
-pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid, Exit::Code(code)))),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                return Ok(Some((pid, Exit::Signal(signal))));
+    // ANCHOR: open_beneath_fn
+    /// Opens `relative` (already normalised, no `..`) for reading, and
+    /// refuses with `EXDEV` any path that leaves the root, symbolic links
+    /// included.
+    ///
+    /// `openat2` with `RESOLVE_BENEATH` makes the kernel enforce it during
+    /// path resolution, in the same system call as the open: there is no
+    /// window between a check and the open for a link to be swapped in, and
+    /// no extra system call per path component as with `realpath`.
+    /// `O_NONBLOCK`: opening a FIFO someone left in the root must not block
+    /// the worker (only regular files are served anyway).
+    pub fn open_beneath(&self, relative: &str) -> io::Result<std::fs::File> {
+        use std::sync::atomic::Ordering;
+        let path = if relative.is_empty() { "." } else { relative };
+        let c_path = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let flags = nix::libc::O_RDONLY
+            | nix::libc::O_CLOEXEC
+            | nix::libc::O_NONBLOCK
+            | nix::libc::O_NOCTTY;
+        if !self.no_openat2.load(Ordering::Relaxed) {
+            // SAFETY: open_how is a plain C struct; all-zero is valid and
+            // means "no flags" for the fields we do not set.
+            let mut how: nix::libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = nix::libc::RESOLVE_BENEATH | nix::libc::RESOLVE_NO_MAGICLINKS;
+            // SAFETY: the pointers are to a live NUL-terminated string and a
+            // live open_how of the size passed.
+            let fd = unsafe {
+                nix::libc::syscall(
+                    nix::libc::SYS_openat2,
+                    self.dir.as_raw_fd(),
+                    c_path.as_ptr(),
+                    &how as *const nix::libc::open_how,
+                    std::mem::size_of::<nix::libc::open_how>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a new descriptor that nothing else owns.
+                return Ok(std::fs::File::from(unsafe {
+                    OwnedFd::from_raw_fd(fd as RawFd)
+                }));
             }
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            // Stopped or continued: not an exit; look for another child.
-            Ok(_) => continue,
-            Err(nix::errno::Errno::ECHILD) => return Ok(None),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(nix::libc::ENOSYS) | Some(nix::libc::EPERM) => {
+                    self.no_openat2.store(true, Ordering::Relaxed);
+                }
+                _ => return Err(err),
+            }
         }
+        // Fallback: resolve every link, then check the result is inside.
+        let full = std::fs::canonicalize(self.path.join(path))?;
+        if !full.starts_with(&self.path) {
+            return Err(io::Error::from_raw_os_error(nix::libc::EXDEV));
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(full)
     }
+    // ANCHOR_END: open_beneath_fn
 }
+// ANCHOR_END: open_beneath
 
-/// Sends `signal` to process `pid`; a process already gone is not an error.
-pub fn send_signal(pid: Pid, signal: Signal) {
-    let _ = nix::sys::signal::kill(pid, signal);
+// ANCHOR: sendfile
+/// Sends up to `count` bytes of `file` from `offset` straight to the
+/// socket: the kernel copies page cache to socket buffer, with no trip
+/// through this process's memory. Returns how many went; `WouldBlock`
+/// means the socket's send buffer is full.
+pub fn send_file(
+    socket: &TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    count: u64,
+) -> io::Result<usize> {
+    let mut off = offset as nix::libc::off64_t;
+    // One call sends at most about 2 GiB; the rest goes on the next call.
+    let count = count.min(1 << 30) as usize;
+    Ok(nix::sys::sendfile::sendfile64(
+        socket,
+        file,
+        Some(&mut off),
+        count,
+    )?)
 }
+// ANCHOR_END: sendfile
 
-// ANCHOR: nofile
-/// Raises this process's soft limit on open descriptors (RLIMIT_NOFILE) to
-/// `want`, or as far as the hard limit allows, and returns the soft and
-/// hard limits now in force. Only the hard limit needs privilege to raise;
-/// the soft one is often left low (1024, or 256 on some systems) for
-/// programs that use `select`, whose descriptor sets stop at 1024.
-pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft >= want {
-        return Ok((soft, hard));
-    }
-    let raised = want.min(hard);
-    setrlimit(Resource::RLIMIT_NOFILE, raised, hard)?;
-    Ok((raised, hard))
-}
-// ANCHOR_END: nofile
-
-// ANCHOR: defer_accept
-/// Asks the kernel to hand a connection to `accept` only once its first
-/// bytes have arrived, or after about `secs` seconds without any
-/// (`TCP_DEFER_ACCEPT`, tcp(7)). The client cannot tell: its handshake
-/// completes as usual; only the server's accept waits for the request.
-pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
-    let value = nix::libc::c_int::try_from(secs).unwrap_or(nix::libc::c_int::MAX);
-    set_int_option(
-        listener,
-        nix::libc::IPPROTO_TCP,
-        nix::libc::TCP_DEFER_ACCEPT,
-        value,
-    )
-}
-// ANCHOR_END: defer_accept
-
-/// Sets an integer socket option that nix has no wrapper for.
-pub(crate) fn set_int_option(
-    socket: &impl AsRawFd,
-    level: nix::libc::c_int,
-    name: nix::libc::c_int,
-    value: nix::libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the descriptor is open while `socket` is borrowed, and the
-    // pointer and length describe `value`, which outlives the call.
-    let rc = unsafe {
-        nix::libc::setsockopt(
+/// `send` with `MSG_MORE`: the kernel may hold these bytes back until more
+/// follow (at most 200 ms), to fill a packet with them.
+pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // nix has no MSG_MORE. SAFETY: the pointer and length describe `buf`,
+    // which outlives the call; the descriptor is open while `socket` is.
+    let n = unsafe {
+        nix::libc::send(
             socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const nix::libc::c_int).cast(),
-            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+            buf.as_ptr().cast(),
+            buf.len(),
+            nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL,
         )
     };
-    if rc < 0 {
+    if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Both ways of opening beneath the root refuse every way out, so the
+    /// fallback (old kernels, sandboxes) is as safe as `openat2`.
+    #[test]
+    fn open_beneath_refuses_links_out_with_and_without_openat2() {
+        let top = std::env::temp_dir().join(format!("stage06-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let root_dir = top.join("root");
+        std::fs::create_dir_all(root_dir.join("sub")).unwrap();
+        std::fs::write(top.join("secret"), "secret").unwrap();
+        std::fs::write(root_dir.join("sub/file"), "inside").unwrap();
+        std::os::unix::fs::symlink("sub/file", root_dir.join("link-in")).unwrap();
+        std::os::unix::fs::symlink("../secret", root_dir.join("link-out")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root_dir.join("link-abs")).unwrap();
+        let root = Root::open(&root_dir).unwrap();
+        for fallback in [false, true] {
+            root.no_openat2.store(fallback, Ordering::Relaxed);
+            let read = |p: &str| {
+                root.open_beneath(p).and_then(|mut f| {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut s).map(|_| s)
+                })
+            };
+            assert_eq!(read("sub/file").unwrap(), "inside", "fallback {fallback}");
+            assert_eq!(read("link-in").unwrap(), "inside", "fallback {fallback}");
+            for out in ["link-out", "link-abs"] {
+                let e = root.open_beneath(out).expect_err(out);
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EXDEV),
+                    "{out}, fallback {fallback}"
+                );
+            }
+            assert!(
+                root.open_beneath("").is_ok(),
+                "the root itself, fallback {fallback}"
+            );
+        }
+        std::fs::remove_dir_all(&top).unwrap();
+    }
 }

@@ -1,4 +1,5 @@
-//! HTTP dates (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+//! HTTP dates (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`,
+//! and the `Date` value a worker keeps, formatted once a second.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -101,6 +102,32 @@ pub fn parse(s: &[u8]) -> Option<SystemTime> {
     }
     let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se;
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// The `Date` field's value. It changes once a second, so it is formatted
+/// once a second, not per response.
+#[derive(Default)]
+pub struct DateCache {
+    value: String,
+    secs: u64,
+}
+
+impl DateCache {
+    /// The value for the current second, formatted if the second changed.
+    pub fn refresh(&mut self) -> &str {
+        let wall = SystemTime::now();
+        let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs || self.value.is_empty() {
+            self.secs = secs;
+            self.value = format(wall);
+        }
+        &self.value
+    }
+
+    /// The value as last refreshed.
+    pub fn current(&self) -> &str {
+        &self.value
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,10 @@
 //! HTTP/1.1, as far as a static-file server needs it, and free of I/O: the
-//! request parser, body framing, dates, paths, ranges, what opening a path
-//! gave and its content type ([`file`](mod@file); the opening is the
-//! worker's),
-//! every response, and the [`session`] that ties them into one connection's
-//! state machine.
+//! request parser, body framing, dates, paths and what opening one gave
+//! (the opening is the worker's), ranges, every response, and the
+//! [`session`] that ties them into one connection's state machine.
 
 pub mod body;
 pub mod date;
-pub mod file;
 pub mod parser;
 pub mod path;
 pub mod range;

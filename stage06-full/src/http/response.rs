@@ -11,9 +11,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use super::file::{OpenFile, Opened};
 use super::parser::{Head, Version};
 use super::path::Resolved;
+use super::path::{OpenFile, Opened};
 use super::range::{self, RangeAnswer};
 use crate::pool::BufferPool;
 

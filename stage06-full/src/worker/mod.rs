@@ -1,13 +1,13 @@
-//! A worker process: what it is told ([`Config`]), what it lends its HTTP
-//! sessions ([`Resources`]), and which of the three I/O models runs it
-//! ([`Model`]).
+//! A worker process: what it is told ([`Config`]), and which of the three
+//! I/O models runs it ([`Model`]).
 //!
 //! Everything a worker does apart from a connection's I/O is written once,
 //! in [`shell`]: signals, the timerfd and the timer heap, the connection
 //! slots, accepting (and the 503 when every slot is taken,
 //! [`crate::accept::Refused`]), the master's channel, load reports,
-//! stopping. Each model is a driver around the shell and the sans-I/O
-//! [`Session`]:
+//! stopping, and what it lends its HTTP sessions
+//! ([`Resources`](shell::Resources)). Each model is a driver around the
+//! shell and the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
 //! - [`proactor_sim`]: the same loop does the I/O, and a thread pool
@@ -21,20 +21,21 @@ pub mod reactor;
 pub mod shell;
 pub mod uring;
 
-use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::file_cache::FileCache;
-use crate::http::date;
-use crate::http::session::{Env, Exchange, FIRST_READ, READ_BUF, SMALL_BODY, Timeouts, WRITE_BUF};
+use crate::http::date::DateCache;
+use crate::http::session::{FIRST_READ, READ_BUF, SMALL_BODY, Timeouts, WRITE_BUF};
 use crate::log::AccessLog;
 use crate::poller::Trigger;
 use crate::pool::{BufferPool, Pools};
 use crate::sys::Root;
+use shell::Resources;
 
 /// The listen backlog; the kernel caps it at `net.core.somaxconn`.
 pub const BACKLOG: i32 = 1024;
@@ -132,26 +133,6 @@ impl std::str::FromStr for Buffers {
 /// `SMALL_BODY` bytes of memory, so the bound is 8 MiB and 512 descriptors.
 const OPEN_FILES: usize = 512;
 
-/// What a worker lends its sessions: the root and the open-file cache, the
-/// buffer pools, the access log, the clock and the `Date` value. A field of
-/// the shell of its own, so that lending it (`env`) borrows nothing else:
-/// the connection being served sits in another field, `slots`.
-pub struct Resources {
-    pub root: Arc<Root>,
-    pub files: FileCache,
-    pub pools: Pools,
-    pub log: Option<Arc<AccessLog>>,
-    /// The time, read once per loop iteration after the wait returns (nginx
-    /// does the same): every event of a batch happened "now" as far as
-    /// timers are concerned, and the clock is read once, not per event.
-    pub now: Instant,
-    /// The `Date` value.
-    pub date: DateCache,
-    /// SIGTERM, SIGINT or the master's exit: finish, keep nothing alive.
-    pub stopping: bool,
-    pub max_body: u64,
-}
-
 impl Resources {
     /// The root, the open-file cache, the pools and the log of a new worker.
     pub fn new(config: &Config) -> io::Result<Resources> {
@@ -184,57 +165,36 @@ impl Resources {
         Ok(res)
     }
 
-    /// What a session may use for one call.
-    pub fn env(&mut self) -> Env<'_> {
-        Env {
-            now: self.now,
-            date: self.date.current(),
-            pools: &mut self.pools,
-            max_body: self.max_body,
-            stopping: self.stopping,
-            logging: self.log.is_some(),
-        }
-    }
-
-    /// Reads the clock, once per loop iteration.
-    pub fn tick(&mut self) {
-        self.now = Instant::now();
-        self.date.refresh();
-    }
-
-    /// Writes one access-log line for a finished exchange (when logging).
-    pub fn log(&self, stream: &TcpStream, exchange: Exchange) {
-        if let Some(log) = &self.log {
-            let peer = stream.peer_addr().ok().map(|a| a.ip());
-            log.record(peer, &exchange, SystemTime::now());
+    /// The worker's last words, in one write: stderr is unbuffered, and the
+    /// workers exit together, so several writes would interleave with the
+    /// other workers' lines (scripts parse this one). `extra`: buffers and
+    /// cache lookups counted outside the shell (the pool threads').
+    pub fn print_totals(&self, extra: Counts) {
+        let (allocated, reused) = self.pools.counts();
+        let line = format!(
+            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}\n",
+            std::process::id(),
+            allocated + extra.allocated,
+            reused + extra.reused,
+            self.files.hits + extra.hits,
+            self.files.misses + extra.misses,
+        );
+        let _ = io::stderr().write_all(line.as_bytes());
+        if let Some(log) = &self.log
+            && log.dropped() > 0
+        {
+            eprintln!("access log: {} lines dropped", log.dropped());
         }
     }
 }
 
-/// The `Date` field's value. It changes once a second, so it is formatted
-/// once a second, not per response.
-#[derive(Default)]
-pub struct DateCache {
-    value: String,
-    secs: u64,
-}
-
-impl DateCache {
-    /// The value for the current second, formatted if the second changed.
-    pub fn refresh(&mut self) -> &str {
-        let wall = SystemTime::now();
-        let secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.secs || self.value.is_empty() {
-            self.secs = secs;
-            self.value = date::format(wall);
-        }
-        &self.value
-    }
-
-    /// The value as last refreshed.
-    pub fn current(&self) -> &str {
-        &self.value
-    }
+/// Buffer and cache counts kept outside the shell.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub allocated: u64,
+    pub reused: u64,
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// A worker process's whole life: set up the model's loop, run it, and

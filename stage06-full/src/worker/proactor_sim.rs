@@ -34,10 +34,12 @@ use std::time::Instant;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use super::Config;
+use super::Counts;
 use super::reactor::{Conn, Place, Reactor};
-use super::shell::Counts;
-use super::{Config, DateCache, Resources};
+use super::shell::Resources;
 use crate::file_cache::FileCache;
+use crate::http::date::DateCache;
 use crate::http::session::{Env, Next, SMALL_BODY};
 use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::pool::Pools;

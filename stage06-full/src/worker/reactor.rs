@@ -26,8 +26,9 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use super::proactor_sim::{OFFLOAD, Pool};
+use super::shell::Resources;
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
-use super::{Config, Model, Resources};
+use super::{Config, Model};
 use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
@@ -313,7 +314,7 @@ impl Reactor {
             self.shell.report_load();
         }
         let counts = self.pool.as_mut().map(Pool::stop).unwrap_or_default();
-        self.shell.print_totals(counts);
+        self.shell.res.print_totals(counts);
         // After the grace period, a response still in flight is cut off.
         for index in 0..self.shell.slots.len() {
             self.close(index);

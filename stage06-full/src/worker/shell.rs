@@ -10,19 +10,25 @@
 //! the model keeps there (`S`: where the connection is, the `Place` of each
 //! driver), and `S::default()` is the empty slot.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use super::{Config, Resources};
+use super::Config;
 use crate::accept::{Acceptor, Refused};
 use crate::channel::{Incoming, WorkerEnd};
+use crate::file_cache::FileCache;
+use crate::http::date::DateCache;
+use crate::http::session::{Env, Exchange};
+use crate::log::AccessLog;
 use crate::poller::{Interest, Poller, Token, Trigger};
-use crate::sys::{self, Alarm};
+use crate::pool::Pools;
+use crate::sys::{self, Alarm, Root};
 use crate::timer_heap::{TimerHeap, TimerId};
 
 /// The listener's token. Connection tokens are built from slot indices and
@@ -241,11 +247,6 @@ impl<S: Default> Shell<S> {
         self.live -= 1;
     }
 
-    /// Connections in the slots.
-    pub fn live(&self) -> usize {
-        self.live
-    }
-
     // ANCHOR: alarm
     /// Keeps the timerfd armed for the nearest deadline, lazily.
     ///
@@ -424,26 +425,52 @@ impl<S: Default> Shell<S> {
     pub fn tick(&mut self) {
         self.res.tick();
     }
+}
 
-    /// The worker's last words, in one write: stderr is unbuffered, and the
-    /// workers exit together, so several writes would interleave with the
-    /// other workers' lines (scripts parse this one). `extra`: buffers and
-    /// cache lookups counted outside the shell (the pool threads').
-    pub fn print_totals(&self, extra: Counts) {
-        let (allocated, reused) = self.res.pools.counts();
-        let line = format!(
-            "worker {}: buffers allocated {}, reused {}; open-file cache hits {}, misses {}\n",
-            std::process::id(),
-            allocated + extra.allocated,
-            reused + extra.reused,
-            self.res.files.hits + extra.hits,
-            self.res.files.misses + extra.misses,
-        );
-        let _ = io::stderr().write_all(line.as_bytes());
-        if let Some(log) = &self.res.log
-            && log.dropped() > 0
-        {
-            eprintln!("access log: {} lines dropped", log.dropped());
+/// What a worker lends its sessions: the root and the open-file cache, the
+/// buffer pools, the access log, the clock and the `Date` value. A field of
+/// the shell of its own, so that lending it (`env`) borrows nothing else:
+/// the connection being served sits in another field, `slots`.
+pub struct Resources {
+    pub root: Arc<Root>,
+    pub files: FileCache,
+    pub pools: Pools,
+    pub log: Option<Arc<AccessLog>>,
+    /// The time, read once per loop iteration after the wait returns (nginx
+    /// does the same): every event of a batch happened "now" as far as
+    /// timers are concerned, and the clock is read once, not per event.
+    pub now: Instant,
+    /// The `Date` value.
+    pub date: DateCache,
+    /// SIGTERM, SIGINT or the master's exit: finish, keep nothing alive.
+    pub stopping: bool,
+    pub max_body: u64,
+}
+
+impl Resources {
+    /// What a session may use for one call.
+    pub fn env(&mut self) -> Env<'_> {
+        Env {
+            now: self.now,
+            date: self.date.current(),
+            pools: &mut self.pools,
+            max_body: self.max_body,
+            stopping: self.stopping,
+            logging: self.log.is_some(),
+        }
+    }
+
+    /// Reads the clock, once per loop iteration.
+    pub(super) fn tick(&mut self) {
+        self.now = Instant::now();
+        self.date.refresh();
+    }
+
+    /// Writes one access-log line for a finished exchange (when logging).
+    pub fn log(&self, stream: &TcpStream, exchange: Exchange) {
+        if let Some(log) = &self.log {
+            let peer = stream.peer_addr().ok().map(|a| a.ip());
+            log.record(peer, &exchange, SystemTime::now());
         }
     }
 }
@@ -457,13 +484,4 @@ pub enum Own {
     Stop,
     /// The timerfd fired: expire what is due (`on_alarm`).
     Expire,
-}
-
-/// Buffer and cache counts kept outside the shell.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counts {
-    pub allocated: u64,
-    pub reused: u64,
-    pub hits: u64,
-    pub misses: u64,
 }

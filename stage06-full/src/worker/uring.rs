@@ -22,7 +22,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::Config;
-use super::shell::{ALARM, CHANNEL, Counts, LISTENER, Own, SIGNALS, Shell};
+use super::Counts;
+use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::sys;
@@ -122,7 +123,7 @@ impl Uring {
             }
             self.shell.report_load();
         }
-        self.shell.print_totals(Counts::default());
+        self.shell.res.print_totals(Counts::default());
         Ok(()) // what is still in the ring is cancelled and closed with it
     }
 

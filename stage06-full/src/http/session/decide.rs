@@ -4,8 +4,8 @@
 
 use super::{Env, Phase, Session};
 use crate::http::body::{self, BodySkipper};
-use crate::http::file::Opened;
 use crate::http::parser::{Head, Version};
+use crate::http::path::Opened;
 use crate::http::path::{self, Resolved};
 use crate::http::response::{self, Response};
 

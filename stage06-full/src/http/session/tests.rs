@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::http::file::{OpenFile, Opened};
+use crate::http::path::{OpenFile, Opened};
 use crate::pool::BufferPool;
 
 const DATE: &str = "Sun, 29 Nov 2026 12:00:00 GMT";
@@ -118,7 +118,7 @@ impl Driver {
                     (Some(c), _) => c.len() as u64,
                     (None, _) => file.metadata().expect("stat").len(),
                 };
-                let content_type = crate::http::file::content_type(&name);
+                let content_type = crate::http::path::content_type(&name);
                 Opened::File(Arc::new(OpenFile {
                     file,
                     len,
