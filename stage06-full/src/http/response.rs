@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use super::parser::{Head, Version};
-use super::path::Resolved;
-use super::path::{OpenFile, Opened};
+use super::path::{OpenFile, Opened, Resolved};
 use super::range::{self, RangeAnswer};
 use crate::pool::BufferPool;
 
