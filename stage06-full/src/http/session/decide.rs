@@ -5,8 +5,8 @@
 use super::{Env, Phase, Session};
 use crate::http::body::{self, BodySkipper};
 use crate::http::parser::{Head, Version};
-use crate::http::path::Opened;
-use crate::http::path::{self, Resolved};
+
+use crate::http::path::{self, Opened, Resolved};
 use crate::http::response::{self, Response};
 
 /// A request whose file is being opened.
