@@ -1,17 +1,14 @@
-//! The master process: it binds the listening socket, forks the workers,
-//! hands out connections (in `pass` mode), and keeps the pool alive.
-//!
-//! The master runs its own small epoll loop over: the listener (`pass` mode
-//! only), a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2), and one
-//! channel per worker, on which workers report their load (see
-//! [`crate::channel`]). It never touches a connection's bytes.
+//! The master process: it binds, forks the workers, hands out connections
+//! (`pass` mode) and keeps the pool alive, in a small epoll loop of its own
+//! over the listener (`pass` only), a signalfd, and each worker's channel
+//! ([`crate::channel`]). It never touches a connection's bytes.
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{ForkResult, Pid};
 
@@ -272,13 +269,12 @@ impl Master {
         // ANCHOR_END: pin
         // Inherited and not ours: the master's epoll instance (sharing it
         // would deliver our events to the master and its to us), its
-        // signalfd, the master's listener (in `shared` mode the worker
-        // keeps its own duplicate, made by `listener_for`), the port holder,
-        // the reserve descriptor, the other workers' channels (holding one
-        // would keep that worker's channel open after the master dies: no
-        // EOF, no exit), and the connections queued in the master (holding
-        // one would keep it open after the worker it goes to has closed it:
-        // the client would never see the close).
+        // signalfd, its listener (under `shared` the worker keeps the
+        // duplicate `listener_for` made), the port holder, the reserve
+        // descriptor, the other workers' channels (one held here would hide
+        // the master's death from that worker: no EOF, no exit), and the
+        // connections queued in the master (one held here would hide its
+        // close from the client once its own worker closed it).
         let mut inherited: Vec<RawFd> = vec![self.poller.as_raw_fd(), self.signals.as_raw_fd()];
         inherited.extend(self.listener.as_ref().map(|l| l.as_raw_fd()));
         inherited.extend(self.port_holder.as_ref().map(|f| f.as_raw_fd()));
@@ -290,13 +286,11 @@ impl Master {
     // ANCHOR_END: spawn
 
     // ANCHOR: accept
-    /// The listener is readable (`pass` mode): accept until EAGAIN, give
-    /// each connection to a worker, then send the batches. Accept only
-    /// while some worker has room: once none has, leave the rest in the
-    /// listen backlog and remember it (`accept_paused`). Accepting anyway
-    /// and closing what no worker could take, as this stage once did,
-    /// answers a burst by dropping hundreds of clients that the backlog
-    /// would have held for free.
+    /// The listener is readable (`pass` mode): accept until EAGAIN while
+    /// some worker has room, give each connection to a worker, then send
+    /// the batches. Once none has room, the rest wait in the listen backlog
+    /// (`accept_paused`): accepting and closing them, as this stage once
+    /// did, drops a burst's clients that the backlog would have held for free.
     fn on_acceptable(&mut self) {
         self.accept_paused = false;
         loop {
@@ -322,28 +316,21 @@ impl Master {
 
     // ANCHOR: signals
     fn on_signals(&mut self) {
-        let (mut child, mut stop, mut status, mut queues) = (false, false, false, false);
-        let drained = sys::drain_signal_fd(&self.signals, |signal| match signal {
-            Signal::SIGCHLD => child = true,
-            Signal::SIGTERM | Signal::SIGINT => stop = true,
-            Signal::SIGUSR1 => status = true,
-            Signal::SIGUSR2 => queues = true,
-            _ => {}
-        });
-        if let Err(e) = drained {
+        let mut got = SigSet::empty();
+        if let Err(e) = sys::drain_signal_fd(&self.signals, |signal| got.add(signal)) {
             eprintln!("signalfd: {e}");
         }
         // SIGCHLD first: a worker that died must not be counted as live.
-        if child {
+        if got.contains(Signal::SIGCHLD) {
             self.reap();
         }
-        if stop {
+        if got.contains(Signal::SIGTERM) || got.contains(Signal::SIGINT) {
             self.begin_stop();
         }
-        if status {
+        if got.contains(Signal::SIGUSR1) {
             self.print_status();
         }
-        if queues {
+        if got.contains(Signal::SIGUSR2) {
             self.print_channels();
         }
     }

@@ -1,6 +1,4 @@
-//! What the master listens on, and what each worker accepts from: the
-//! master's listener, the port holder of a `reuseport` group, and each
-//! worker's own listener in that group.
+//! What the master listens on, and what each worker accepts from.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -54,9 +52,8 @@ impl Master {
             }
             Dispatch::ReusePort => sys::listen_reuseport(self.addr, BACKLOG)?,
         };
-        let defer = self.config.worker.defer_accept;
-        if defer > 0 {
-            sys::defer_accept(&listener, defer)?;
+        if self.config.worker.defer_accept > 0 {
+            sys::defer_accept(&listener, self.config.worker.defer_accept)?;
         }
         if let (Steer::Cpu, Some(cpu)) = (self.config.steer, self.cpu_of(i))
             && let Err(e) = sys::label_incoming_cpu(&listener, cpu)
