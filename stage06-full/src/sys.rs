@@ -25,10 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::libc;
 use nix::sys::sendfile::sendfile64;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, sendmsg,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, send, sendmsg,
 };
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
@@ -74,11 +76,10 @@ impl Alarm {
     /// to a nanosecond: "due now" fires at once.
     pub fn arm(&self, after: Duration) -> io::Result<()> {
         let after = after.max(Duration::from_nanos(1));
-        self.fd.set(
+        Ok(self.fd.set(
             Expiration::OneShot(TimeSpec::from_duration(after)),
             TimerSetTimeFlags::empty(),
-        )?;
-        Ok(())
+        )?)
     }
 
     pub fn disarm(&self) -> io::Result<()> {
@@ -89,8 +90,7 @@ impl Alarm {
     /// reporting the descriptor.
     pub fn acknowledge(&self) {
         let mut count = [0u8; 8];
-        // EAGAIN: already read, or re-armed before we got here. Either way
-        // there is nothing to consume.
+        // EAGAIN: already read, or re-armed since: nothing to consume.
         let _ = nix::unistd::read(&self.fd, &mut count);
     }
 }
@@ -108,11 +108,10 @@ impl AsFd for Alarm {
 /// EINVAL.
 pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
-/// Sends one message with `fds` attached (at most [`MAX_FDS_PER_MESSAGE`]):
-/// the kernel installs in the receiver new descriptors for the same open
-/// sockets, as `dup` would, and the sender's copies stay open until it
-/// closes them. On `SOCK_SEQPACKET` a message goes whole or not at all:
-/// `Err` means nothing was sent and every descriptor is still the caller's.
+/// Sends one message with `fds` attached (at most [`MAX_FDS_PER_MESSAGE`]),
+/// which the receiver gets as new descriptors, as from `dup`. It goes whole
+/// or not at all (`SOCK_SEQPACKET`): `Err` means nothing was sent and every
+/// descriptor is still the caller's.
 pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -139,10 +138,9 @@ pub struct Received {
 }
 
 /// Reads one message; `Err` of kind `WouldBlock` means none is waiting.
-/// There is room for [`MAX_FDS_PER_MESSAGE`] descriptors, so all that were
-/// attached arrive, unless this process is out of descriptors: then the
-/// kernel installs what it can and closes the rest (MSG_CTRUNC), and `fds`
-/// is shorter than what the sender says it sent.
+/// All the descriptors attached arrive (room for [`MAX_FDS_PER_MESSAGE`])
+/// unless this process is out of them: then the kernel closes the rest
+/// (MSG_CTRUNC), and `fds` is shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
@@ -171,11 +169,9 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     })
 }
 
-/// True for the error a send of descriptors gets when too many are in
-/// flight: ETOOMANYREFS, from `too_many_unix_fds` in net/unix/af_unix.c.
-/// Descriptors sent but not yet received count against the *sending*
-/// user, up to the sender's RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE
-/// or CAP_SYS_ADMIN.
+/// True for ETOOMANYREFS (`too_many_unix_fds` in net/unix/af_unix.c):
+/// descriptors sent but not yet received count against the *sending* user,
+/// up to its RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN.
 pub fn is_too_many_in_flight(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ETOOMANYREFS)
 }
@@ -209,43 +205,22 @@ impl Root {
 
     // ANCHOR: open_beneath_fn
     /// Opens `relative` (already normalised, no `..`) for reading, and
-    /// refuses with `EXDEV` any path that leaves the root, symbolic links
-    /// included: `openat2` with `RESOLVE_BENEATH` has the kernel check it
-    /// while it resolves the path, in the open itself, so there is no window
-    /// between a check and the open for a link to be swapped in, and no
-    /// system call per path component as with `realpath`. `O_NONBLOCK`: a
-    /// FIFO someone left in the root must not block the worker.
+    /// refuses with `EXDEV` any path that leaves the root, links included:
+    /// with `openat2`'s `RESOLVE_BENEATH` the kernel checks as it resolves,
+    /// so no link can be swapped in between a check and the open, and no
+    /// system call per path component is spent as with `realpath`.
+    /// `O_NONBLOCK`: a FIFO someone left in the root must not block us.
     pub fn open_beneath(&self, relative: &str) -> io::Result<File> {
         let path = if relative.is_empty() { "." } else { relative };
-        let c_path = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
         if !self.no_openat2.load(Ordering::Relaxed) {
-            // SAFETY: open_how is a plain C struct; all-zero is valid and
-            // means "no flags" for the fields we do not set.
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-            // SAFETY: the pointers are to a live NUL-terminated string and a
-            // live open_how of the size passed.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.dir.as_raw_fd(),
-                    c_path.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a new descriptor that nothing else owns.
-                return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }));
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::ENOSYS) | Some(libc::EPERM) => {
-                    self.no_openat2.store(true, Ordering::Relaxed);
-                }
-                _ => return Err(err),
+            let how = OpenHow::new()
+                .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            match openat2(&self.dir, path, how) {
+                Ok(fd) => return Ok(File::from(fd)),
+                // Missing or forbidden here (see `no_openat2`): fall back.
+                Err(Errno::ENOSYS | Errno::EPERM) => self.no_openat2.store(true, Ordering::Relaxed),
+                Err(e) => return Err(e.into()),
             }
         }
         // Fallback: resolve every link, then check the result is inside.
@@ -270,8 +245,7 @@ impl Root {
 /// means the socket's send buffer is full.
 pub fn send_file(socket: &TcpStream, file: &File, offset: u64, count: u64) -> io::Result<usize> {
     let mut off = offset as libc::off64_t;
-    // The kernel sends at most about 2 GiB a call: ask for 1 GiB at most, and
-    // the rest goes on the next call.
+    // At most 1 GiB a call (the kernel's own limit is about 2 GiB).
     let count = count.min(1 << 30) as usize;
     Ok(sendfile64(socket, file, Some(&mut off), count)?)
 }
@@ -280,20 +254,9 @@ pub fn send_file(socket: &TcpStream, file: &File, offset: u64, count: u64) -> io
 /// `send` with `MSG_MORE`: the kernel may hold these bytes back until more
 /// follow (at most 200 ms), to fill a packet with them.
 pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    // nix has no MSG_MORE. SAFETY: the pointer and length describe `buf`,
-    // which outlives the call; the descriptor is open while `socket` is.
-    let n = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_MORE | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    // nix names no MSG_MORE, but passes on the bits it is given.
+    let flags = MsgFlags::from_bits_retain(libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
+    Ok(send(socket.as_raw_fd(), buf, flags)?)
 }
 
 #[cfg(test)]
