@@ -40,10 +40,9 @@ pub enum Steer {
     Hash,
     /// The listener labelled with the CPU that processes the connection's
     /// packets (`SO_INCOMING_CPU`, Linux 6.1 and later), worker `i`'s with
-    /// the `i`-th CPU: over a network, the CPU the NIC's receive queue for
-    /// the flow interrupts (RSS, Documentation/networking/scaling.rst), on
-    /// loopback the client thread's. With `--pin on`, each connection is
-    /// then served on the CPU its packets arrive on.
+    /// the `i`-th: over a network, the CPU its receive queue interrupts (RSS,
+    /// Documentation/networking/scaling.rst), on loopback the client's. With
+    /// `--pin on`, a connection is served on the CPU its packets arrive on.
     Cpu,
 }
 // ANCHOR_END: steer

@@ -23,8 +23,7 @@ impl Master {
     /// SIGUSR2: one line on stdout, `channels PID:QUEUED:SENT:RECEIVED …
     /// accepting|paused`: per worker, the connections queued for it in the
     /// master, sent into its channel, and received by it (its last report);
-    /// then whether the master accepts or leaves new connections in the
-    /// backlog.
+    /// then whether the master accepts new ones or leaves them in the backlog.
     pub(super) fn print_channels(&mut self) {
         self.read_all_reports();
         let mut line = String::from("channels");
