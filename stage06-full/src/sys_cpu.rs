@@ -11,11 +11,9 @@ use super::set_int_option;
 
 // ANCHOR: incoming_cpu
 /// Labels a `SO_REUSEPORT` listener with a CPU (`SO_INCOMING_CPU`,
-/// socket(7)). Since Linux 6.1, once a listener of the group carries a
-/// label, a new connection goes to the one labelled with the CPU that is
-/// processing its packets, and by the hash when none is
-/// (`reuseport_select_sock_by_hash` in net/core/sock_reuseport.c). Older
-/// kernels accept the label and keep to the hash.
+/// socket(7)), which the kernel matches to a new connection's CPU since
+/// Linux 6.1 (`reuseport_select_sock_by_hash` in net/core/sock_reuseport.c);
+/// older kernels accept the label and keep to the hash.
 pub fn label_incoming_cpu(listener: &TcpListener, cpu: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(cpu).map_err(io::Error::other)?;
     set_int_option(listener, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, value)

@@ -3,7 +3,7 @@
 //! channel's socketpair, `fork`, reaping, the descriptor limit).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::libc;
@@ -17,20 +17,17 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 /// A non-blocking listening socket on `addr` with room for `backlog`
-/// completed handshakes: what a burst of clients queues in while the loop
-/// is busy. A tiny one (the classic `listen(fd, 5)`) makes the kernel drop
-/// SYNs in a burst, and a dropped SYN is retried only after a second:
-/// latency spikes that no amount of server speed can fix.
+/// completed handshakes. A tiny one (the classic `listen(fd, 5)`) drops
+/// SYNs in a burst, each retried only after a second (stage01's chapter).
 pub fn listen_nonblocking(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     listening(bound_socket(addr, false)?, backlog)
 }
 
 // ANCHOR: reuseport
-/// A socket bound to `addr` with `SO_REUSEPORT` that never listens. The
-/// kernel spreads new connections over the *listening* sockets of the
-/// port's group, by a hash of the addresses, so this one is never handed a
-/// connection: it learns the port (port 0 picks one) and holds it while
-/// the workers bind theirs.
+/// A socket bound to `addr` with `SO_REUSEPORT` that never listens, so the
+/// kernel never hands it a connection (it spreads them over the group's
+/// *listening* sockets): it learns the port (port 0 picks one) and holds it
+/// while the workers bind theirs.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<OwnedFd> {
     bound_socket(addr, true)
 }
@@ -49,13 +46,11 @@ fn listening(fd: OwnedFd, backlog: i32) -> io::Result<TcpListener> {
 /// The local address a socket is bound to.
 pub fn bound_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+    match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+        (Some(v4), _) => Ok(SocketAddrV4::from(*v4).into()),
+        (_, Some(v6)) => Ok(SocketAddrV6::from(*v6).into()),
+        _ => Err(io::Error::other("not an IP socket")),
     }
-    if let Some(v6) = addr.as_sockaddr_in6() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV6::from(*v6)));
-    }
-    Err(io::Error::other("not an IP socket"))
 }
 
 fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
@@ -80,8 +75,7 @@ fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
 }
 
 // ANCHOR: signalfd
-/// Blocks `signals` and returns a descriptor that reads them: a blocked
-/// signal stays pending and makes the signalfd readable, and no handler
+/// Blocks `signals` and returns a descriptor that reads them: no handler
 /// runs (nothing to keep async-signal-safe, no self-pipe). Call it before
 /// any thread starts, or a thread with the signals unblocked gets them.
 pub fn signal_fd(signals: &[Signal]) -> io::Result<SignalFd> {
@@ -138,10 +132,8 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 // ANCHOR: fork
-/// Forks the process. Call only while the process has a single thread: the
-/// child gets a copy of the whole address space but only the calling
-/// thread, so a lock held by another thread would stay locked forever in the
-/// child. The master never starts a thread.
+/// Forks the process. The master never starts a thread: the child gets
+/// only the calling thread, so another's lock would stay locked forever.
 pub fn fork() -> io::Result<ForkResult> {
     // SAFETY: the master is single-threaded whenever it forks (see above),
     // and the child only closes descriptors and runs the worker's loop.
@@ -149,10 +141,9 @@ pub fn fork() -> io::Result<ForkResult> {
 }
 // ANCHOR_END: fork
 
-/// Closes, in a freshly forked child, its copies of descriptors that belong
-/// to the master (the master's stay open). The child never returns into the
-/// master's code (it ends in `process::exit`), so the `OwnedFd`s in its copy
-/// of the master's memory are never dropped and nothing is closed twice.
+/// Closes, in a freshly forked child, its copies of the master's
+/// descriptors. The child ends in `process::exit`, so the `OwnedFd`s in its
+/// copy of the master's memory are never dropped: nothing is closed twice.
 pub fn close_in_child(fds: &[RawFd]) {
     for &fd in fds {
         // SAFETY: see above: each `fd` is a master-owned descriptor that this
@@ -166,9 +157,7 @@ pub fn close_in_child(fds: &[RawFd]) {
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// It called `exit` with this status.
     Code(i32),
-    /// A signal killed it.
     Signal(Signal),
 }
 
@@ -213,9 +202,8 @@ pub fn send_signal(pid: Pid, signal: Signal) {
 
 // ANCHOR: nofile
 /// Raises this process's soft limit on open descriptors (RLIMIT_NOFILE) to
-/// `want`, or as far as the hard limit allows, and returns the soft and
-/// hard limits now in force. Only the hard limit needs privilege to raise;
-/// the soft one is often left low (1024, or 256 on some systems) for
+/// `want`, or up to the hard limit, and returns both as now in force. The
+/// soft one needs no privilege to raise, and is often left low (1024) for
 /// programs that use `select`, whose descriptor sets stop at 1024.
 pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
