@@ -9,10 +9,9 @@
 //!
 //! This stage adds:
 //! - [`http::session`]: one HTTP/1.1 connection as a state machine that
-//!   makes no system call: told what happened (bytes received or sent, a
-//!   file opened, a deadline passed), it says what to do next (`Next`).
-//!   The sans-I/O design of h11, quinn-proto and rustls: the protocol is
-//!   written and tested once, and any I/O model can drive it;
+//!   makes no system call: told what happened, it says what to do next
+//!   (`Next`). The sans-I/O design of h11, quinn-proto and rustls: written
+//!   and tested once, driven by any I/O model;
 //! - [`http::parser`]: an incremental parser for the request head that
 //!   resumes at any byte and rejects a bad byte at once (414, 431, 505);
 //!   [`http::body`]: body framing with the request-smuggling checks (413);
@@ -26,10 +25,9 @@
 //!   access log, written by its own thread through a bounded queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
 //!   keep-alive timeout; SIGTERM lets responses in flight finish;
-//! - `--model`: three drivers of the same session over one worker shell
+//! - `--model`: three drivers of the session over one worker shell
 //!   ([`worker`]): a Reactor (the default), the write-ups' simulated
-//!   Proactor with a thread pool per worker, and a true Proactor on
-//!   io_uring.
+//!   Proactor (a thread pool per worker), and a true Proactor on io_uring.
 //!
 //! ## What this stage leaves out
 //! - Dynamic content, TLS, HTTP/2, compression, directory listings: the
@@ -47,9 +45,8 @@
 //!   accepting (new: the 503 when a worker's slots are all taken). A
 //!   connection stays with the worker that took it for its whole life.
 //!   Opt-in: `--pin on` keeps worker `i` on the `i`-th CPU (nginx's
-//!   `worker_cpu_affinity auto`), and `--steer cpu` under `reuseport` gives
-//!   a connection to the worker whose listener is labelled with the CPU its
-//!   packets arrive on.
+//!   `worker_cpu_affinity auto`); `--steer cpu` under `reuseport` gives a
+//!   connection to the worker whose listener names the CPU it arrives on.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the calls a connection makes (`accept4`, the timerfd, descriptor
 //!   passing, `openat2`, `sendfile`, `send` with `MSG_MORE`);

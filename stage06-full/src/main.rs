@@ -126,12 +126,11 @@ fn default_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/www"))
 }
 
-/// The demo site's large file, to try ranges and `sendfile` on: made at
-/// start, sparse (`set_len`: 64 MiB of zeros that take no disk), never
-/// committed (a large file in git weighs on every clone). Rejected: a
-/// temporary copy of `www` holding it (edits to `www` would wait for a
-/// restart; a symbolic link out of the root is refused by design), and
-/// serving it from memory (`sendfile` needs a file).
+/// The demo site's large file, for ranges and `sendfile`: made at start,
+/// sparse (64 MiB of zeros that take no disk), not committed (a large file
+/// in git weighs on every clone). Rejected: a temporary copy of `www`
+/// holding it (edits would wait for a restart; a link out of the root is
+/// refused), and serving it from memory (`sendfile` needs a file).
 const DEMO_BIG_FILE: &str = "big.bin";
 const DEMO_BIG_SIZE: u64 = 64 << 20;
 
@@ -152,9 +151,8 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
 }
 
-/// `--addr`: a host name is resolved (`ToSocketAddrs`) and its first
-/// address taken: listening on each of its addresses would take a listener
-/// per address, which no stage needs for its lesson.
+/// `--addr`: a host name's first address (`ToSocketAddrs`); a listener per
+/// address would serve them all, which no stage needs for its lesson.
 fn first_address(text: &str) -> Result<SocketAddr, String> {
     // argh prints the flag and its value before the reason.
     text.to_socket_addrs()
@@ -198,9 +196,8 @@ fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
 const SPARE_DESCRIPTORS: u64 = 512 + 64 + 64;
 
 /// Raises the soft descriptor limit as far as `--max-conns` needs, up to
-/// the hard one (workers inherit it). When that falls short, says so once,
-/// with about how many connections a worker can hold (past them, accepting
-/// sheds: `accept.rs`), rather than leave it to be found out from resets.
+/// the hard one (workers inherit it), and says once when that falls short,
+/// rather than leave it to be found out from resets (accepting sheds).
 fn fit_descriptors(max_conns: usize) -> anyhow::Result<()> {
     let want = max_conns as u64 + SPARE_DESCRIPTORS;
     let (soft, hard) = stage06_full::sys::raise_nofile(want).context("descriptor limit")?;
@@ -216,10 +213,9 @@ fn fit_descriptors(max_conns: usize) -> anyhow::Result<()> {
 }
 
 /// `--access-log`: `off`, or the file to append to. Each worker opens it
-/// after the fork; opened once here first (and closed), a path that cannot
-/// be opened is refused before any worker exists, rather than fail every
-/// worker at start and the master restart them again and again. (nginx
-/// opens its logs in the master, and the workers inherit the descriptors.)
+/// after the fork (nginx opens logs in the master, for the workers to
+/// inherit); opening it here first refuses a bad path at once, rather than
+/// fail every worker at start and again at each of the master's restarts.
 fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
     if arg == "off" {
         return Ok(None);
@@ -240,11 +236,10 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
-/// A failure is printed as one line, `error: ` and the cause chain joined
-/// by `: ` (anyhow's `{:#}`). Returned from `main`, it would print its
-/// `Debug` form: several lines, and a trace whenever `RUST_BACKTRACE` is set,
-/// as many set it for their panics. The trace comes only with
-/// `RUST_LIB_BACKTRACE=1`, which std and anyhow read for errors alone.
+/// A failure is printed as one line, `error: ` and the cause chain (anyhow's
+/// `{:#}`). Returned from `main`, it would print its `Debug` form: several
+/// lines, and a trace whenever `RUST_BACKTRACE` is set, as many set it for
+/// panics. Here a trace needs `RUST_LIB_BACKTRACE=1`, read for errors alone.
 fn main() -> ExitCode {
     let Err(e) = run() else {
         return ExitCode::SUCCESS;
