@@ -9,62 +9,51 @@
 //!
 //! This stage adds:
 //! - [`http::session`]: one HTTP/1.1 connection as a state machine that
-//!   makes no system call. It is told what happened (bytes received, bytes
-//!   sent, a file opened, a deadline passed) and says what to do next
-//!   (`Next`: receive, parse, open, send, sendfile, shut down, close). The
-//!   sans-I/O design of h11, quinn-proto and rustls: the protocol is
-//!   written and tested once, and any I/O model can drive it;
+//!   makes no system call: told what happened, it says what to do next
+//!   (`Next`). The sans-I/O design of h11, quinn-proto and rustls: written
+//!   and tested once, driven by any I/O model;
 //! - [`http::parser`]: an incremental parser for the request head that
-//!   resumes at any byte and rejects a bad byte at once, with the limits
-//!   and their statuses (414, 431, 505); [`http::body`]: body framing with
-//!   the request-smuggling checks (413 past a limit);
+//!   resumes at any byte and rejects a bad byte at once (414, 431, 505);
+//!   [`http::body`]: body framing with the request-smuggling checks (413);
 //! - [`http::response`]: every response: error pages, redirects,
 //!   conditional (304, 412) and range (206, 416) answers, keep-alive;
 //! - [`http::path`] and `sys::Root`: percent-decoding, normalising, and
-//!   opening files that the kernel confines to the root (`openat2`); what
-//!   opening gave, and the content type;
+//!   opening files that the kernel confines to the root (`openat2`);
 //! - [`pool`]: buffer pools, and preallocated connection slots (503 when
 //!   every slot is taken); [`file_cache`]: a file served in the last second
-//!   is served again without opening, stat-ing or reading it, with the
-//!   fields of its 200 built when it was opened; [`log`]: the
+//!   is served again without opening, stat-ing or reading it; [`log`]: the
 //!   access log, written by its own thread through a bounded queue;
 //! - timeouts per phase: the header timeout (408, against slowloris) and the
 //!   keep-alive timeout; SIGTERM lets responses in flight finish;
-//! - `--model`: three drivers of the same session, over one worker shell
+//! - `--model`: three drivers of the session over one worker shell
 //!   ([`worker`]): a Reactor (the default), the write-ups' simulated
-//!   Proactor with a thread pool per worker, and a true Proactor on
-//!   io_uring.
+//!   Proactor (a thread pool per worker), and a true Proactor on io_uring.
 //!
 //! ## What this stage leaves out
 //! - Dynamic content, TLS, HTTP/2, compression, directory listings: the
 //!   exercises add some; none changes the structure.
 //!
 //! ## Modules
-//! - [`http`]: the protocol, free of I/O: [`http::session`], parser, body,
-//!   response, dates, ranges, and [`http::path`]: a request's path, and
-//!   what opening it gave (which [`file_cache`] builds: the cache imports
-//!   the protocol, never the reverse).
+//! - [`http`]: the protocol, free of I/O: the modules above, dates and
+//!   ranges ([`file_cache`] imports it, never the reverse).
 //! - [`worker`]: a worker process. [`worker::shell`]: what every model
-//!   shares (signals, timers, slots, accepting, the master's channel and
-//!   its load reports, stopping); [`worker::reactor`]: the epoll loop of
-//!   the Reactor, which [`worker::proactor_sim`] runs with a thread pool
-//!   beside it; [`worker::uring`]: the io_uring Proactor.
+//!   shares (signals, timers, slots, accepting, the master's channel,
+//!   stopping); the three drivers of `--model`: [`worker::reactor`],
+//!   [`worker::proactor_sim`], [`worker::uring`].
 //! - [`master`], [`channel`], [`accept`]: the master, the pool of workers
 //!   and the channel to each, with back-pressure (from stage05), and
-//!   accepting (new here: the 503 when a worker's slots are all taken). A
+//!   accepting (new: the 503 when a worker's slots are all taken). A
 //!   connection stays with the worker that took it for its whole life.
-//!   Two opt-in flags carry over to a real deployment: `--pin on` keeps
-//!   worker `i` on the `i`-th CPU (nginx's `worker_cpu_affinity auto`),
-//!   and `--steer cpu` under `reuseport` gives a connection to the worker
-//!   whose listener is labelled with the CPU its packets arrive on.
+//!   Opt-in: `--pin on` keeps worker `i` on the `i`-th CPU (nginx's
+//!   `worker_cpu_affinity auto`); `--steer cpu` under `reuseport` gives a
+//!   connection to the worker whose listener names the CPU it arrives on.
 //! - [`sys`]: the system calls std does not offer, and the stage's `unsafe`:
 //!   the calls a connection makes (`accept4`, the timerfd, descriptor
 //!   passing, `openat2`, `sendfile`, `send` with `MSG_MORE`);
 //!   [`sys::setup`]: listeners, signalfd, `fork`, reaping, limits;
-//!   [`sys::uring`]: a safe io_uring that owns what the kernel may write
-//!   into; [`sys::cpu`]: the CPUs of `--pin on` and `--steer cpu`.
-//! - [`poller`], [`timer_heap`]: unchanged from stage05.
-//! - [`pool`], [`file_cache`], [`log`]: buffers, open files, the access log.
+//!   [`sys::uring`]: a safe io_uring; [`sys::cpu`]: CPUs (`--pin`, `--steer`).
+//! - [`poller`], [`timer_heap`]: unchanged from stage05; [`pool`],
+//!   [`file_cache`], [`log`]: buffers, open files, the access log.
 //!
 //! ## Run it
 //! ```text

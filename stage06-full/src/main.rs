@@ -17,9 +17,8 @@ use stage06_full::{
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
 #[derive(FromArgs)]
 struct Args {
-    /// address to listen on, IP:PORT or HOST:PORT; a host name is
-    /// resolved and its first address taken (default 127.0.0.1:8080; port 0
-    /// picks a free port)
+    /// address to listen on, IP:PORT or HOST:PORT (a host name's first
+    /// address) (default 127.0.0.1:8080; port 0 picks a free port)
     #[argh(
         option,
         default = "SocketAddr::from(([127, 0, 0, 1], 8080))",
@@ -44,17 +43,15 @@ struct Args {
     #[argh(switch)]
     exclusive: bool,
 
-    /// with --dispatch reuseport: hash (the kernel picks a worker's
-    /// listener by a hash of the addresses) or cpu (worker i's listener is
-    /// labelled with the i-th CPU, and takes the connections whose packets
-    /// arrive there: SO_INCOMING_CPU, Linux 6.1 and later; best with
-    /// --pin on) (default hash)
+    /// with --dispatch reuseport: hash (the kernel picks a worker's listener
+    /// by a hash of the addresses) or cpu (worker i's listener takes the
+    /// connections whose packets arrive on the i-th CPU: SO_INCOMING_CPU,
+    /// Linux 6.1 and later; best with --pin on) (default hash)
     #[argh(option, default = "Steer::Hash")]
     steer: Steer,
 
     /// on or off: keep worker i on the i-th CPU the server may run on
-    /// (sched_setaffinity), as nginx's worker_cpu_affinity auto (default
-    /// off: the scheduler places the workers)
+    /// (sched_setaffinity, as nginx's worker_cpu_affinity auto) (default off)
     #[argh(option, default = "false", from_str_fn(on_off))]
     pin: bool,
 
@@ -68,10 +65,9 @@ struct Args {
     #[argh(option, default = "Trigger::Edge")]
     listen_trigger: Trigger,
 
-    /// seconds the kernel holds a new connection back until its request
-    /// arrives (TCP_DEFER_ACCEPT), so that it is accepted with its request
-    /// in hand; a silent one is accepted after about this long; 0 turns it
-    /// off (default 1)
+    /// seconds the kernel may hold a new connection back waiting for its
+    /// request, so that it is accepted with it in hand (TCP_DEFER_ACCEPT);
+    /// 0 turns it off (default 1)
     #[argh(option, default = "1")]
     defer_accept: u32,
 
@@ -115,10 +111,9 @@ struct Args {
     #[argh(option, default = "1.0")]
     open_file_cache: f64,
 
-    /// reactor (the event loop does everything, the default),
-    /// proactor-sim (the event loop does the I/O, a thread pool per worker
-    /// processes requests) or uring (the kernel does the I/O through
-    /// io_uring)
+    /// reactor (the event loop does everything, the default), proactor-sim
+    /// (the event loop does the I/O, a thread pool per worker processes
+    /// requests) or uring (the kernel does the I/O, through io_uring)
     #[argh(option, default = "Model::Reactor")]
     model: Model,
 
@@ -131,13 +126,11 @@ fn default_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/www"))
 }
 
-/// The demo site's large file, `www/big.bin`, to try ranges and `sendfile`
-/// on: made at start when the demo site is served, never committed (a large
-/// file in git weighs on every clone). `set_len` makes it sparse: 64 MiB of
-/// zeros that take no disk space. Rejected: a temporary copy of `www` with
-/// the file in it (an edit to `www` would not show until a restart, and a
-/// symbolic link out of the root is refused by design), and a file served
-/// from memory (`sendfile` needs a file).
+/// The demo site's large file, for ranges and `sendfile`: made at start,
+/// sparse (64 MiB of zeros that take no disk), not committed (a large file
+/// in git weighs on every clone). Rejected: a temporary copy of `www`
+/// holding it (edits would wait for a restart; a link out of the root is
+/// refused), and serving it from memory (`sendfile` needs a file).
 const DEMO_BIG_FILE: &str = "big.bin";
 const DEMO_BIG_SIZE: u64 = 64 << 20;
 
@@ -158,14 +151,12 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
 }
 
-/// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
-/// name is resolved by the system's resolver (`ToSocketAddrs`) and its
-/// first address taken: listening on each of a name's addresses would take
-/// a listener per address, which no stage needs for its lesson.
+/// `--addr`: a host name's first address (`ToSocketAddrs`); a listener per
+/// address would serve them all, which no stage needs for its lesson.
 fn first_address(text: &str) -> Result<SocketAddr, String> {
     // argh prints the flag and its value before the reason.
-    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
-    addrs
+    text.to_socket_addrs()
+        .map_err(|e| e.to_string())?
         .next()
         .ok_or_else(|| "the name has no address".to_string())
 }
@@ -205,10 +196,8 @@ fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
 const SPARE_DESCRIPTORS: u64 = 512 + 64 + 64;
 
 /// Raises the soft descriptor limit as far as `--max-conns` needs, up to
-/// the hard limit (workers inherit it), and says so when the hard limit is
-/// too low: the numbers, and about how many connections a worker can then
-/// hold. Past that, accepting runs out of descriptors and sheds (see
-/// `accept.rs`). Said once here, rather than found out from resets.
+/// the hard one (workers inherit it), and says once when that falls short,
+/// rather than leave it to be found out from resets (accepting sheds).
 fn fit_descriptors(max_conns: usize) -> anyhow::Result<()> {
     let want = max_conns as u64 + SPARE_DESCRIPTORS;
     let (soft, hard) = stage06_full::sys::raise_nofile(want).context("descriptor limit")?;
@@ -223,13 +212,10 @@ fn fit_descriptors(max_conns: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--access-log`: `off`, or the file to append to. Each worker opens the
-/// file for itself, after the fork; left to them, a path that cannot be
-/// opened made every worker fail at start and the master restart them,
-/// again and again. Opened once here first (and closed at once), it is
-/// refused before any worker exists. (nginx opens its logs in the master
-/// and the workers inherit the descriptors; here each worker keeps its own
-/// open.)
+/// `--access-log`: `off`, or the file to append to. Each worker opens it
+/// after the fork (nginx opens logs in the master, for the workers to
+/// inherit); opening it here first refuses a bad path at once, rather than
+/// fail every worker at start and again at each of the master's restarts.
 fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
     if arg == "off" {
         return Ok(None);
@@ -242,7 +228,6 @@ fn access_log(arg: &str) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(PathBuf::from(arg)))
 }
 
-/// `--pin on|off`.
 fn on_off(text: &str) -> Result<bool, String> {
     match text {
         "on" => Ok(true),
@@ -251,29 +236,19 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// A failure is printed as one line, `error: ` and the cause chain (anyhow's
+/// `{:#}`). Returned from `main`, it would print its `Debug` form: several
+/// lines, and a trace whenever `RUST_BACKTRACE` is set, as many set it for
+/// panics. Here a trace needs `RUST_LIB_BACKTRACE=1`, read for errors alone.
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Prints a failure as one line: `error: ` and the cause chain, joined by
-/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
-/// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
-/// from `main` instead would print its `Debug` form: several lines, and a
-/// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their
-/// panics. Where the error was made is shown only when asked for, with
-/// `RUST_LIB_BACKTRACE=1` (the variable std and anyhow read for errors'
-/// traces, apart from panics').
-fn print_error(e: &anyhow::Error) {
+    let Err(e) = run() else {
+        return ExitCode::SUCCESS;
+    };
     eprintln!("error: {e:#}");
     if std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("{}", e.backtrace());
     }
+    ExitCode::FAILURE
 }
 
 /// Everything `main` does; a failure comes back here to be printed.
@@ -290,10 +265,8 @@ fn run() -> anyhow::Result<()> {
     let config = master_config(&args)?;
     let mut master =
         Master::start(config).with_context(|| format!("cannot start on {}", args.addr))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {}", master.local_addr())?;
-    out.flush()?;
-    drop(out);
+    // stdout is line-buffered even into a pipe: this line goes out now.
+    writeln!(io::stdout(), "listening on {}", master.local_addr())?;
     eprintln!(
         "serving {} at http://{}/ ({} workers, master pid {})",
         args.root.display(),

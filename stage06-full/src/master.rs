@@ -1,17 +1,15 @@
-//! The master process: it binds the listening socket, forks the workers,
-//! hands out connections (in `pass` mode), and keeps the pool alive.
-//!
-//! The master runs its own small epoll loop over: the listener (`pass` mode
-//! only), a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2), and one
-//! channel per worker, on which workers report their load (see
-//! [`crate::channel`]). It never touches a connection's bytes.
+//! The master process: it binds, forks the workers, hands out connections
+//! (`pass` mode) and keeps the pool alive, in a small epoll loop of its own
+//! over the listener (`pass` only), a signalfd, and each worker's channel
+//! ([`crate::channel`]). It never touches a connection's bytes.
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::SigSet;
+use nix::sys::signal::Signal::{SIGCHLD, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{ForkResult, Pid};
 
@@ -31,19 +29,16 @@ const LISTENER: Token = Token(u64::MAX);
 const SIGNALS: Token = Token(u64::MAX - 1);
 // Worker i's channel has token i.
 
-/// After SIGTERM, how much longer than their own grace period the workers
-/// get before SIGKILL.
+/// The workers' own grace after SIGTERM plus this, and then SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
-/// A worker that ran at least this long before dying is restarted at once;
-/// one that died sooner is restarted after a back-off that doubles up to
-/// `MAX_BACKOFF`, so a worker that crashes on start cannot spin the master.
+/// A worker that lived this long is restarted at once, one that died sooner
+/// after a back-off doubling up to `MAX_BACKOFF`: no fork loop on a crash.
 const STABLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// One place in the pool. Its worker process comes and goes; the place
-/// stays. Its channel, readiness and load are in [`Channels`], in the lane
-/// of the same index.
+/// One place in the pool: its worker process comes and goes, the place
+/// stays, and its channel is in [`Channels`] under the same index.
 struct Worker {
     /// Set by `spawn`, cleared when the process is reaped.
     pid: Option<Pid>,
@@ -53,25 +48,13 @@ struct Worker {
     respawn_at: Option<Instant>,
 }
 
-impl Worker {
-    fn empty() -> Worker {
-        Worker {
-            pid: None,
-            started: Instant::now(),
-            backoff: Duration::ZERO,
-            respawn_at: None,
-        }
-    }
-}
-
 /// How the pool stopped: how each worker still running at SIGTERM/SIGINT
 /// ended. Returned by [`Master::run`].
 #[derive(Debug, Default)]
 pub struct Stopped {
     /// Every worker reaped after the stop began, in the order they ended.
     pub exits: Vec<(Pid, Exit)>,
-    /// Set if some worker was still running when the grace ran out, and so
-    /// got SIGKILL.
+    /// Some worker was still running when the grace ran out, and got SIGKILL.
     pub grace_ran_out: bool,
 }
 
@@ -89,8 +72,7 @@ pub struct Master {
     listener: Option<TcpListener>,
     /// `reuseport`: the bound, never-listening socket that holds the port.
     port_holder: Option<OwnedFd>,
-    /// `--pin on`, `--steer cpu`: the CPUs worker `i` may take the `i`-th
-    /// of (modulo their number); empty otherwise.
+    /// The CPUs of `--pin on` and `--steer cpu` (worker `i` takes the `i`-th).
     cpus: Vec<usize>,
     addr: SocketAddr,
     poller: Poller,
@@ -100,10 +82,9 @@ pub struct Master {
     channels: Channels,
     /// `pass`: accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
-    /// Set when accepting stopped because no worker had room, with
-    /// connections perhaps left in the listen backlog. The listener is
-    /// edge-triggered, so no new event would come for those: `turn`
-    /// resumes accepting as soon as a channel has room.
+    /// Accepting stopped with no worker having room, connections perhaps
+    /// left in the backlog. The listener is edge-triggered, so no new event
+    /// would come for those: `turn` resumes as soon as a channel has room.
     accept_paused: bool,
     events: Option<Events>,
     /// Set by SIGTERM/SIGINT: the time after which workers get SIGKILL.
@@ -118,13 +99,7 @@ impl Master {
     pub fn start(config: MasterConfig) -> io::Result<Master> {
         // Block the signals before the first fork: each worker inherits the
         // mask, so nothing reaches a worker before its own signalfd exists.
-        let signals = sys::signal_fd(&[
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-        ])?;
+        let signals = sys::signal_fd(&[SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])?;
         sys::ignore_sigpipe()?;
         let (listener, port_holder, addr) = listen::bind(&config)?;
         let cpus = if config.pin || config.steer == Steer::Cpu {
@@ -143,7 +118,14 @@ impl Master {
             addr,
             poller,
             signals,
-            workers: (0..places).map(|_| Worker::empty()).collect(),
+            workers: (0..places)
+                .map(|_| Worker {
+                    pid: None,
+                    started: Instant::now(),
+                    backoff: Duration::ZERO,
+                    respawn_at: None,
+                })
+                .collect(),
             channels: Channels::new(places),
             acceptor: Acceptor::new()?,
             accept_paused: false,
@@ -201,8 +183,7 @@ impl Master {
             }
         }
         self.events = Some(events);
-        // A channel has room again, or a worker became ready: take the
-        // connections that waited in the backlog while accepting paused.
+        // A channel has room again, or a worker became ready.
         if self.accept_paused && self.channels.has_room() {
             self.on_acceptable();
         }
@@ -233,8 +214,7 @@ impl Master {
         let (master_end, worker_end) = sys::channel_pair()?;
         match sys::fork()? {
             ForkResult::Child => {
-                // From here on this is the new worker process. It never
-                // returns into the master's code.
+                // The new worker process: it never returns into the master.
                 drop(master_end);
                 let code = self.become_worker(i, listener, worker_end);
                 std::process::exit(code);
@@ -270,15 +250,12 @@ impl Master {
             );
         }
         // ANCHOR_END: pin
-        // Inherited and not ours: the master's epoll instance (sharing it
-        // would deliver our events to the master and its to us), its
-        // signalfd, the master's listener (in `shared` mode the worker
-        // keeps its own duplicate, made by `listener_for`), the port holder,
-        // the reserve descriptor, the other workers' channels (holding one
-        // would keep that worker's channel open after the master dies: no
-        // EOF, no exit), and the connections queued in the master (holding
-        // one would keep it open after the worker it goes to has closed it:
-        // the client would never see the close).
+        // Inherited and not ours (stage05's chapter, "Fork pitfalls"): the
+        // master's epoll instance, signalfd, listener (under `shared` the
+        // worker keeps the duplicate `listener_for` made), port holder and
+        // reserve descriptor, the other workers' channels (held, they would
+        // hide the master's death: no EOF), and the connections queued in
+        // the master (held, they would hide a close from their clients).
         let mut inherited: Vec<RawFd> = vec![self.poller.as_raw_fd(), self.signals.as_raw_fd()];
         inherited.extend(self.listener.as_ref().map(|l| l.as_raw_fd()));
         inherited.extend(self.port_holder.as_ref().map(|f| f.as_raw_fd()));
@@ -290,23 +267,17 @@ impl Master {
     // ANCHOR_END: spawn
 
     // ANCHOR: accept
-    /// The listener is readable (`pass` mode): accept until EAGAIN, give
-    /// each connection to a worker, then send the batches. Accept only
-    /// while some worker has room: once none has, leave the rest in the
-    /// listen backlog and remember it (`accept_paused`). Accepting anyway
-    /// and closing what no worker could take, as this stage once did,
-    /// answers a burst by dropping hundreds of clients that the backlog
-    /// would have held for free.
+    /// The listener is readable (`pass` mode): accept until EAGAIN while
+    /// some worker has room, then send the batches. Past that, the backlog
+    /// holds the rest for free (`accept_paused`): accepting and closing them,
+    /// as this stage once did, dropped a burst's clients.
     fn on_acceptable(&mut self) {
         self.accept_paused = false;
-        loop {
+        while let Some(listener) = self.listener.as_ref() {
             if !self.channels.has_room() {
                 self.accept_paused = true;
                 break;
             }
-            let Some(listener) = self.listener.as_ref() else {
-                break;
-            };
             let Some(stream) = self.acceptor.next(listener) else {
                 break;
             };
@@ -322,36 +293,28 @@ impl Master {
 
     // ANCHOR: signals
     fn on_signals(&mut self) {
-        let (mut child, mut stop, mut status, mut queues) = (false, false, false, false);
-        let drained = sys::drain_signal_fd(&self.signals, |signal| match signal {
-            Signal::SIGCHLD => child = true,
-            Signal::SIGTERM | Signal::SIGINT => stop = true,
-            Signal::SIGUSR1 => status = true,
-            Signal::SIGUSR2 => queues = true,
-            _ => {}
-        });
-        if let Err(e) = drained {
+        let mut got = SigSet::empty();
+        if let Err(e) = sys::drain_signal_fd(&self.signals, |signal| got.add(signal)) {
             eprintln!("signalfd: {e}");
         }
         // SIGCHLD first: a worker that died must not be counted as live.
-        if child {
+        if got.contains(SIGCHLD) {
             self.reap();
         }
-        if stop {
+        if got.contains(SIGTERM) || got.contains(SIGINT) {
             self.begin_stop();
         }
-        if status {
+        if got.contains(SIGUSR1) {
             self.print_status();
         }
-        if queues {
+        if got.contains(SIGUSR2) {
             self.print_channels();
         }
     }
 
-    /// Reaps every exited worker (signals coalesce: one SIGCHLD may stand
-    /// for several deaths, so loop until none is left), sends what was
-    /// queued for it to the others, and schedules its replacement, or, when
-    /// stopping, records how it ended. An unreaped child stays a zombie.
+    /// Reaps every exited worker (one SIGCHLD may stand for several deaths),
+    /// sends what was queued for it to the others, and schedules its
+    /// replacement, or, when stopping, records how it ended.
     fn reap(&mut self) {
         loop {
             let (pid, how) = match sys::reap_one() {
@@ -387,10 +350,9 @@ impl Master {
     }
     // ANCHOR_END: signals
 
+    /// Starts the replacements due (none once stopping: `begin_stop` and
+    /// `reap` leave every `respawn_at` empty then).
     fn respawn_due(&mut self) {
-        if self.stop_deadline.is_some() {
-            return;
-        }
         let now = Instant::now();
         for i in 0..self.workers.len() {
             if self.workers[i].respawn_at.is_some_and(|at| at <= now)
@@ -404,10 +366,9 @@ impl Master {
         }
     }
 
-    /// SIGTERM/SIGINT: stop accepting, ask every worker to finish its
-    /// responses in flight, and give them their grace period (and `GRACE`
-    /// more) before SIGKILL. Connections still queued in the master are
-    /// closed, as the workers close their idle ones.
+    /// SIGTERM/SIGINT: stop accepting, close the connections queued here (as
+    /// the workers close their idle ones), and ask every worker to finish its
+    /// responses in flight within its grace (and `GRACE` more) before SIGKILL.
     fn begin_stop(&mut self) {
         if self.stop_deadline.is_some() {
             return;
@@ -422,7 +383,7 @@ impl Master {
         for w in &mut self.workers {
             w.respawn_at = None;
             if let Some(pid) = w.pid {
-                sys::send_signal(pid, Signal::SIGTERM);
+                sys::send_signal(pid, SIGTERM);
             }
         }
     }
@@ -431,7 +392,7 @@ impl Master {
         if self.stop_deadline.is_some_and(|at| Instant::now() >= at) {
             for w in &self.workers {
                 if let Some(pid) = w.pid {
-                    sys::send_signal(pid, Signal::SIGKILL);
+                    sys::send_signal(pid, SIGKILL);
                     self.stopped.grace_ran_out = true;
                 }
             }

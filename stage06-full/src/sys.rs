@@ -1,21 +1,12 @@
-//! The few system calls std does not offer, in one place. This file: the
-//! calls a connection's life makes, request by request: `accept4`, the
-//! timerfd, the master-worker channel's messages with descriptor passing
-//! (`SCM_RIGHTS`), and (new in this stage) opening files confined to the
-//! document root and sending them (`openat2`, `sendfile`, `MSG_MORE`).
-//!
-//! std's `accept` returns a blocking socket that needs a second call
-//! (`fcntl`) to become non-blocking; `accept4` hands back a socket that is
-//! already non-blocking and close-on-exec, in one call. Every `unsafe`
-//! block of the stage is in this module: this file, `sys_setup.rs`,
-//! `sys_cpu.rs` and `sys_uring.rs`.
+//! The few system calls std does not offer, and every `unsafe` block of
+//! the stage. This file: the calls a connection's life makes, `accept4`
+//! (std's `accept` needs an `fcntl` more for a non-blocking socket), the
+//! timerfd, the channel's messages with descriptor passing (`SCM_RIGHTS`),
+//! and (new in this stage) opening files confined to the document root and
+//! sending them (`openat2`, `sendfile`, `MSG_MORE`).
 
-// Three parts in files of their own: what a server sets up before its
-// first connection and tears down after its last (listeners, signals,
-// processes, limits), the CPUs of `--pin on` and `--steer cpu`, and the
-// safe io_uring of `--model uring`. (Their names start with `sys` so the
-// shape check, which allows `unsafe` only in files named so, sees them for
-// what they are: parts of this module.)
+// Three parts in files of their own, named `sys_*` so that the shape check
+// (`unsafe` only in files named so) sees them as parts of this module.
 #[path = "sys_cpu.rs"]
 pub mod cpu;
 #[path = "sys_setup.rs"]
@@ -26,21 +17,26 @@ pub mod uring;
 pub use cpu::{allowed_cpus, label_incoming_cpu, pin_to};
 pub use setup::*;
 
+use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::libc;
+use nix::sys::sendfile::sendfile64;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, sendmsg,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, send, sendmsg,
 };
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-/// Accepts one connection as a non-blocking, close-on-exec socket.
-///
-/// `Err` with kind `WouldBlock` means the accept queue is empty: the expected
-/// way for a drain loop to end.
+/// Accepts one connection as a non-blocking, close-on-exec socket. `Err` of
+/// kind `WouldBlock` (the queue is empty) is how a drain loop ends.
 pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
     let raw = accept4(
         listener.as_raw_fd(),
@@ -55,10 +51,7 @@ pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
 /// True for the errors that mean "out of descriptors" (EMFILE for this
 /// process, ENFILE for the whole system).
 pub fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(nix::libc::EMFILE | nix::libc::ENFILE)
-    )
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 // ANCHOR: timerfd
@@ -83,11 +76,10 @@ impl Alarm {
     /// to a nanosecond: "due now" fires at once.
     pub fn arm(&self, after: Duration) -> io::Result<()> {
         let after = after.max(Duration::from_nanos(1));
-        self.fd.set(
+        Ok(self.fd.set(
             Expiration::OneShot(TimeSpec::from_duration(after)),
             TimerSetTimeFlags::empty(),
-        )?;
-        Ok(())
+        )?)
     }
 
     pub fn disarm(&self) -> io::Result<()> {
@@ -98,8 +90,7 @@ impl Alarm {
     /// reporting the descriptor.
     pub fn acknowledge(&self) {
         let mut count = [0u8; 8];
-        // EAGAIN: already read, or re-armed before we got here. Either way
-        // there is nothing to consume.
+        // EAGAIN: already read, or re-armed since: nothing to consume.
         let _ = nix::unistd::read(&self.fd, &mut count);
     }
 }
@@ -117,15 +108,10 @@ impl AsFd for Alarm {
 /// EINVAL.
 pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
-/// Sends one message, with `fds` attached (none, or up to
-/// [`MAX_FDS_PER_MESSAGE`]).
-///
-/// Passing a descriptor with `SCM_RIGHTS` makes the kernel install a new
-/// descriptor in the receiving process that refers to the same open socket,
-/// as `dup` does within one process. The sender's copy stays open until it
-/// closes it; the connection lives while either copy does. On a
-/// `SOCK_SEQPACKET` socket the message goes whole or not at all: `Err`
-/// means nothing was sent and every descriptor is still the caller's.
+/// Sends one message with `fds` attached (at most [`MAX_FDS_PER_MESSAGE`]),
+/// which the receiver gets as new descriptors, as from `dup`. It goes whole
+/// or not at all (`SOCK_SEQPACKET`): `Err` means nothing was sent and every
+/// descriptor is still the caller's.
 pub fn send_message(channel: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -151,13 +137,10 @@ pub struct Received {
     pub fds: Vec<OwnedFd>,
 }
 
-/// Reads one message. `Err` of kind `WouldBlock` means none is waiting.
-///
-/// The control buffer has room for [`MAX_FDS_PER_MESSAGE`] descriptors, so
-/// whatever the sender attached arrives. If this process is out of
-/// descriptors, the kernel installs what it can, closes the rest and sets
-/// MSG_CTRUNC: those clients see their connection close, and `fds` is
-/// shorter than what the sender says it sent.
+/// Reads one message; `Err` of kind `WouldBlock` means none is waiting.
+/// All the descriptors attached arrive (room for [`MAX_FDS_PER_MESSAGE`])
+/// unless this process is out of them: then the kernel closes the rest
+/// (MSG_CTRUNC), and `fds` is shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
@@ -186,13 +169,11 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     })
 }
 
-/// True for the error a send of descriptors gets when too many are in
-/// flight: ETOOMANYREFS, from `too_many_unix_fds` in net/unix/af_unix.c.
-/// Descriptors sent but not yet received count against the *sending*
-/// user, up to the sender's RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE
-/// or CAP_SYS_ADMIN.
+/// True for ETOOMANYREFS (`too_many_unix_fds` in net/unix/af_unix.c):
+/// descriptors sent but not yet received count against the *sending* user,
+/// up to its RLIMIT_NOFILE, unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN.
 pub fn is_too_many_in_flight(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(nix::libc::ETOOMANYREFS)
+    e.raw_os_error() == Some(libc::ETOOMANYREFS)
 }
 
 // ANCHOR: open_beneath
@@ -200,15 +181,15 @@ pub fn is_too_many_in_flight(e: &io::Error) -> bool {
 pub struct Root {
     dir: OwnedFd,
     /// The canonical path, for the fallback below.
-    path: std::path::PathBuf,
+    path: PathBuf,
     /// openat2(2) is missing (Linux before 5.6) or forbidden here.
-    no_openat2: std::sync::atomic::AtomicBool,
+    no_openat2: AtomicBool,
 }
 
 impl Root {
-    pub fn open(path: &std::path::Path) -> io::Result<Root> {
+    pub fn open(path: &Path) -> io::Result<Root> {
         let path = std::fs::canonicalize(path)?;
-        let dir = std::fs::File::open(&path)?;
+        let dir = File::open(&path)?;
         if !dir.metadata()?.is_dir() {
             return Err(io::Error::other(format!(
                 "{} is not a directory",
@@ -218,69 +199,39 @@ impl Root {
         Ok(Root {
             dir: OwnedFd::from(dir),
             path,
-            no_openat2: std::sync::atomic::AtomicBool::new(false),
+            no_openat2: AtomicBool::new(false),
         })
     }
 
     // ANCHOR: open_beneath_fn
     /// Opens `relative` (already normalised, no `..`) for reading, and
-    /// refuses with `EXDEV` any path that leaves the root, symbolic links
-    /// included.
-    ///
-    /// `openat2` with `RESOLVE_BENEATH` makes the kernel enforce it during
-    /// path resolution, in the same system call as the open: there is no
-    /// window between a check and the open for a link to be swapped in, and
-    /// no extra system call per path component as with `realpath`.
-    /// `O_NONBLOCK`: opening a FIFO someone left in the root must not block
-    /// the worker (only regular files are served anyway).
-    pub fn open_beneath(&self, relative: &str) -> io::Result<std::fs::File> {
-        use std::sync::atomic::Ordering;
+    /// refuses with `EXDEV` any path that leaves the root, links included:
+    /// with `openat2`'s `RESOLVE_BENEATH` the kernel checks as it resolves,
+    /// so no link can be swapped in between a check and the open, and no
+    /// system call per path component is spent as with `realpath`.
+    /// `O_NONBLOCK`: a FIFO someone left in the root must not block us.
+    pub fn open_beneath(&self, relative: &str) -> io::Result<File> {
         let path = if relative.is_empty() { "." } else { relative };
-        let c_path = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let flags = nix::libc::O_RDONLY
-            | nix::libc::O_CLOEXEC
-            | nix::libc::O_NONBLOCK
-            | nix::libc::O_NOCTTY;
         if !self.no_openat2.load(Ordering::Relaxed) {
-            // SAFETY: open_how is a plain C struct; all-zero is valid and
-            // means "no flags" for the fields we do not set.
-            let mut how: nix::libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = nix::libc::RESOLVE_BENEATH | nix::libc::RESOLVE_NO_MAGICLINKS;
-            // SAFETY: the pointers are to a live NUL-terminated string and a
-            // live open_how of the size passed.
-            let fd = unsafe {
-                nix::libc::syscall(
-                    nix::libc::SYS_openat2,
-                    self.dir.as_raw_fd(),
-                    c_path.as_ptr(),
-                    &how as *const nix::libc::open_how,
-                    std::mem::size_of::<nix::libc::open_how>(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a new descriptor that nothing else owns.
-                return Ok(std::fs::File::from(unsafe {
-                    OwnedFd::from_raw_fd(fd as RawFd)
-                }));
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(nix::libc::ENOSYS) | Some(nix::libc::EPERM) => {
-                    self.no_openat2.store(true, Ordering::Relaxed);
-                }
-                _ => return Err(err),
+            let how = OpenHow::new()
+                .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            match openat2(&self.dir, path, how) {
+                Ok(fd) => return Ok(File::from(fd)),
+                // Missing or forbidden here (see `no_openat2`): fall back.
+                Err(Errno::ENOSYS | Errno::EPERM) => self.no_openat2.store(true, Ordering::Relaxed),
+                Err(e) => return Err(e.into()),
             }
         }
         // Fallback: resolve every link, then check the result is inside.
         let full = std::fs::canonicalize(self.path.join(path))?;
         if !full.starts_with(&self.path) {
-            return Err(io::Error::from_raw_os_error(nix::libc::EXDEV));
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(full)
     }
     // ANCHOR_END: open_beneath_fn
@@ -292,42 +243,20 @@ impl Root {
 /// socket: the kernel copies page cache to socket buffer, with no trip
 /// through this process's memory. Returns how many went; `WouldBlock`
 /// means the socket's send buffer is full.
-pub fn send_file(
-    socket: &TcpStream,
-    file: &std::fs::File,
-    offset: u64,
-    count: u64,
-) -> io::Result<usize> {
-    let mut off = offset as nix::libc::off64_t;
-    // One call sends at most about 2 GiB; the rest goes on the next call.
+pub fn send_file(socket: &TcpStream, file: &File, offset: u64, count: u64) -> io::Result<usize> {
+    let mut off = offset as libc::off64_t;
+    // At most 1 GiB a call (the kernel's own limit is about 2 GiB).
     let count = count.min(1 << 30) as usize;
-    Ok(nix::sys::sendfile::sendfile64(
-        socket,
-        file,
-        Some(&mut off),
-        count,
-    )?)
+    Ok(sendfile64(socket, file, Some(&mut off), count)?)
 }
 // ANCHOR_END: sendfile
 
 /// `send` with `MSG_MORE`: the kernel may hold these bytes back until more
 /// follow (at most 200 ms), to fill a packet with them.
 pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // nix has no MSG_MORE. SAFETY: the pointer and length describe `buf`,
-    // which outlives the call; the descriptor is open while `socket` is.
-    let n = unsafe {
-        nix::libc::send(
-            socket.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    // nix names no MSG_MORE, but passes on the bits it is given.
+    let flags = MsgFlags::from_bits_retain(libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
+    Ok(send(socket.as_raw_fd(), buf, flags)?)
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
-//! What a server sets up before its first connection and tears down after
-//! its last: listening sockets (with the backlog we choose, `SO_REUSEPORT`,
-//! `TCP_DEFER_ACCEPT`), signals as a descriptor (signalfd), the
-//! master-worker channel's socketpair, `fork`, reaping children, and the
-//! descriptor limit. Part of [`crate::sys`], in a file of its own.
+//! Part of [`crate::sys`]: what a server sets up before its first
+//! connection and tears down after its last (listeners, signalfd, the
+//! channel's socketpair, `fork`, reaping, the descriptor limit).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use nix::libc;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
@@ -17,29 +16,18 @@ use nix::sys::socket::{
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-/// Opens a non-blocking listening socket on `addr` with room for `backlog`
-/// completed handshakes waiting to be accepted.
-///
-/// The backlog is what a burst of clients queues in while the loop is busy.
-/// A tiny one (the classic `listen(fd, 5)`) makes the kernel drop SYNs in a
-/// burst, and a dropped SYN is retried only after a second: latency spikes
-/// that no amount of server speed can fix.
+/// A non-blocking listening socket on `addr` with room for `backlog`
+/// completed handshakes. A tiny one (the classic `listen(fd, 5)`) drops
+/// SYNs in a burst, each retried only after a second (stage01's chapter).
 pub fn listen_nonblocking(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let fd = bound_socket(addr, false)?;
-    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
-    listen(&fd, backlog)?;
-    Ok(TcpListener::from(fd))
+    listening(bound_socket(addr, false)?, backlog)
 }
 
 // ANCHOR: reuseport
-/// A socket bound to `addr` with `SO_REUSEPORT`, not yet listening.
-///
-/// With `SO_REUSEPORT` several sockets, one per worker, bind the same
-/// address and port, and the kernel spreads new connections across the
-/// *listening* ones by a hash of the connection's addresses. The master
-/// binds one first, without listening, to learn the port (port 0 picks one)
-/// and to hold it while the workers bind theirs; as it never listens, the
-/// kernel never hands it a connection.
+/// A socket bound to `addr` with `SO_REUSEPORT` that never listens, so the
+/// kernel never hands it a connection (it spreads them over the group's
+/// *listening* sockets): it learns the port (port 0 picks one) and holds it
+/// while the workers bind theirs.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<OwnedFd> {
     bound_socket(addr, true)
 }
@@ -47,22 +35,22 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<OwnedFd> {
 
 /// A worker's own `SO_REUSEPORT` listener on the master's address.
 pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let fd = bound_socket(addr, true)?;
-    let backlog = Backlog::new(backlog).map_err(io::Error::other)?;
-    listen(&fd, backlog)?;
+    listening(bound_socket(addr, true)?, backlog)
+}
+
+fn listening(fd: OwnedFd, backlog: i32) -> io::Result<TcpListener> {
+    listen(&fd, Backlog::new(backlog).map_err(io::Error::other)?)?;
     Ok(TcpListener::from(fd))
 }
 
 /// The local address a socket is bound to.
 pub fn bound_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+    match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+        (Some(v4), _) => Ok(SocketAddrV4::from(*v4).into()),
+        (_, Some(v6)) => Ok(SocketAddrV6::from(*v6).into()),
+        _ => Err(io::Error::other("not an IP socket")),
     }
-    if let Some(v6) = addr.as_sockaddr_in6() {
-        return Ok(SocketAddr::from(std::net::SocketAddrV6::from(*v6)));
-    }
-    Err(io::Error::other("not an IP socket"))
 }
 
 fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
@@ -87,14 +75,9 @@ fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
 }
 
 // ANCHOR: signalfd
-/// Blocks `signals` and returns a descriptor that reads them.
-///
-/// A blocked signal is not delivered; it stays pending, and a signalfd for
-/// it becomes readable. No handler runs, so there is nothing to be
-/// async-signal-safe about and no self-pipe to manage: the loop reads a
-/// `signalfd_siginfo` (with the sender's pid, which a self-pipe loses) like
-/// any other event. The mask must be set before any thread is started, or a
-/// thread with the signal unblocked would receive it instead.
+/// Blocks `signals` and returns a descriptor that reads them: no handler
+/// runs (nothing to keep async-signal-safe, no self-pipe). Call it before
+/// any thread starts, or a thread with the signals unblocked gets them.
 pub fn signal_fd(signals: &[Signal]) -> io::Result<SignalFd> {
     let mut mask = SigSet::empty();
     for &signal in signals {
@@ -135,12 +118,10 @@ pub fn ignore_sigpipe() -> io::Result<()> {
     Ok(())
 }
 
-/// A connected pair of Unix sockets for one master-worker channel.
-///
-/// `SOCK_SEQPACKET` rather than `SOCK_STREAM`: it keeps message boundaries,
-/// so a worker's load report or a batch of passed connections is always
-/// read whole, one message per `recvmsg`, with no framing code. Both ends
-/// are non-blocking and close-on-exec.
+/// A connected pair of Unix sockets for one master-worker channel, both
+/// ends non-blocking and close-on-exec. `SOCK_SEQPACKET` rather than
+/// `SOCK_STREAM`: it keeps message boundaries, so a load report or a batch
+/// of passed connections is read whole, one per `recvmsg`, with no framing.
 pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socketpair(
         AddressFamily::Unix,
@@ -151,10 +132,8 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 // ANCHOR: fork
-/// Forks the process. Call only while the process has a single thread: the
-/// child gets a copy of the whole address space but only the calling
-/// thread, so a lock held by another thread would stay locked forever in the
-/// child. The master never starts a thread.
+/// Forks the process. The master never starts a thread: the child gets
+/// only the calling thread, so another's lock would stay locked forever.
 pub fn fork() -> io::Result<ForkResult> {
     // SAFETY: the master is single-threaded whenever it forks (see above),
     // and the child only closes descriptors and runs the worker's loop.
@@ -162,20 +141,15 @@ pub fn fork() -> io::Result<ForkResult> {
 }
 // ANCHOR_END: fork
 
-/// Closes, in a freshly forked child, descriptors that belong to the master.
-///
-/// The child inherited a copy of every descriptor the master had: its epoll
-/// instance, its signalfd, the listener, the other workers' channels.
-/// Closing the child's copies leaves the master's untouched. The child never
-/// returns into the master's code (it ends in `process::exit`), so the
-/// `OwnedFd`s in its copy of the master's memory are never dropped and
-/// nothing is closed twice.
+/// Closes, in a freshly forked child, its copies of the master's
+/// descriptors. The child ends in `process::exit`, so the `OwnedFd`s in its
+/// copy of the master's memory are never dropped: nothing is closed twice.
 pub fn close_in_child(fds: &[RawFd]) {
     for &fd in fds {
         // SAFETY: see above: each `fd` is a master-owned descriptor that this
         // child will never use or close again.
         unsafe {
-            nix::libc::close(fd);
+            libc::close(fd);
         }
     }
 }
@@ -183,9 +157,7 @@ pub fn close_in_child(fds: &[RawFd]) {
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// It called `exit` with this status.
     Code(i32),
-    /// A signal killed it.
     Signal(Signal),
 }
 
@@ -230,9 +202,8 @@ pub fn send_signal(pid: Pid, signal: Signal) {
 
 // ANCHOR: nofile
 /// Raises this process's soft limit on open descriptors (RLIMIT_NOFILE) to
-/// `want`, or as far as the hard limit allows, and returns the soft and
-/// hard limits now in force. Only the hard limit needs privilege to raise;
-/// the soft one is often left low (1024, or 256 on some systems) for
+/// `want`, or up to the hard limit, and returns both as now in force. The
+/// soft one needs no privilege to raise, and is often left low (1024) for
 /// programs that use `select`, whose descriptor sets stop at 1024.
 pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -252,32 +223,27 @@ pub fn raise_nofile(want: u64) -> io::Result<(u64, u64)> {
 /// (`TCP_DEFER_ACCEPT`, tcp(7)). The client cannot tell: its handshake
 /// completes as usual; only the server's accept waits for the request.
 pub fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
-    let value = nix::libc::c_int::try_from(secs).unwrap_or(nix::libc::c_int::MAX);
-    set_int_option(
-        listener,
-        nix::libc::IPPROTO_TCP,
-        nix::libc::TCP_DEFER_ACCEPT,
-        value,
-    )
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    set_int_option(listener, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, value)
 }
 // ANCHOR_END: defer_accept
 
 /// Sets an integer socket option that nix has no wrapper for.
 pub(crate) fn set_int_option(
     socket: &impl AsRawFd,
-    level: nix::libc::c_int,
-    name: nix::libc::c_int,
-    value: nix::libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
 ) -> io::Result<()> {
     // SAFETY: the descriptor is open while `socket` is borrowed, and the
     // pointer and length describe `value`, which outlives the call.
     let rc = unsafe {
-        nix::libc::setsockopt(
+        libc::setsockopt(
             socket.as_raw_fd(),
             level,
             name,
-            (&value as *const nix::libc::c_int).cast(),
-            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc < 0 {

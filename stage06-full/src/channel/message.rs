@@ -77,8 +77,7 @@ pub fn parse_conn(m: &[u8]) -> Option<usize> {
 // ANCHOR: worker_end
 /// What one read of the channel brought a worker.
 pub enum Incoming {
-    /// A `CONN` message's connections. Fewer than the master sent if this
-    /// process ran out of descriptors: the kernel closed the rest.
+    /// A `CONN` message's connections (fewer if out of descriptors).
     Conns(Vec<TcpStream>),
     /// The master closed its end: it is gone.
     Closed,
@@ -86,10 +85,9 @@ pub enum Incoming {
     Other,
 }
 
-/// A worker's end of its channel. Made by the worker, in `Shell::new`,
-/// from its half of the socketpair the master created before the fork;
-/// kept for the worker's life. Dropping it (at exit) is the EOF the master
-/// reads.
+/// A worker's end of its channel: made in `Shell::new` from the worker's
+/// half of the socketpair the master created before the fork, kept for the
+/// worker's life; dropping it (at exit) is the EOF the master reads.
 pub struct WorkerEnd {
     fd: OwnedFd,
     /// Connections received so far, as the master counts them.
@@ -99,10 +97,9 @@ pub struct WorkerEnd {
     reported_at: Option<Instant>,
 }
 
-/// Load reports go at most this often (stage06's own lever; stage05 reports
-/// once per loop turn, which under short connections woke the master for
-/// nearly every one). The master counts what it sends meanwhile, so a
-/// report a millisecond old misleads it little.
+/// Load reports go at most this often; stage05 reports every loop turn,
+/// which woke the master for nearly every short connection. The master
+/// counts what it sends meanwhile, so a report 1 ms old misleads it little.
 const REPORT_EVERY: Duration = Duration::from_millis(1);
 
 impl WorkerEnd {
@@ -138,13 +135,11 @@ impl WorkerEnd {
     }
 
     // ANCHOR: report
-    /// Tells the master the current load if it changed since the last
-    /// report, at most once per `REPORT_EVERY`: the worker calls this once
-    /// per loop iteration. Returns when to call again if a change is still
-    /// untold: the worker's alarm must wake it then, even if nothing else
-    /// happens. Without that deadline, the last change of a busy moment
-    /// (the closes that left the worker idle) fell inside the limit and was
-    /// never sent, and the master went on choosing by loads long gone.
+    /// Tells the master the load if it changed, at most once per
+    /// `REPORT_EVERY`, and returns when to call again while a change is
+    /// untold, for the worker's alarm: without that, the last change of a
+    /// busy moment (the closes that left it idle) went unsent, misleading
+    /// the master for good.
     pub fn report(&mut self, live: usize, taken: u64, now: Instant) -> Option<Instant> {
         let now_load = Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),

@@ -1,7 +1,4 @@
-//! What the master is told: how many workers, how connections reach
-//! them (`Dispatch`), whether a worker keeps to one CPU (`pin`), and, under
-//! `reuseport`, whether the CPU a connection arrives on picks its worker
-//! (`Steer`).
+//! What the master is told on the command line, and the choices it names.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -42,12 +39,10 @@ pub enum Steer {
     /// A hash of the connection's addresses and ports.
     Hash,
     /// The listener labelled with the CPU that processes the connection's
-    /// packets (`SO_INCOMING_CPU`, Linux 6.1 and later), worker `i`'s
-    /// labelled with the `i`-th CPU. Over a network, that CPU is the one
-    /// the NIC's receive queue for the flow interrupts (RSS,
-    /// Documentation/networking/scaling.rst), so with `--pin on` each
-    /// connection is served on the CPU its packets arrive on. On loopback
-    /// it is the client thread's CPU.
+    /// packets (`SO_INCOMING_CPU`, Linux 6.1 and later), worker `i`'s with
+    /// the `i`-th: over a network, the CPU its receive queue interrupts (RSS,
+    /// Documentation/networking/scaling.rst), on loopback the client's. With
+    /// `--pin on`, a connection is served on the CPU its packets arrive on.
     Cpu,
 }
 // ANCHOR_END: steer

@@ -1,6 +1,4 @@
-//! What the master listens on, and what each worker accepts from: the
-//! master's listener, the port holder of a `reuseport` group, and each
-//! worker's own listener in that group.
+//! What the master listens on, and what each worker accepts from.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -10,10 +8,9 @@ use super::{Dispatch, Master, MasterConfig, Steer};
 use crate::sys;
 use crate::worker::BACKLOG;
 
-/// Binds the address: a listening socket under `pass` and `shared` (with
-/// `TCP_DEFER_ACCEPT` if asked), and under `reuseport` a bound socket that
-/// never listens and only holds the port, the group's first member, while
-/// workers and their listeners come and go.
+/// Binds the address: a listening socket under `pass` and `shared`, and
+/// under `reuseport` a socket that only holds the port
+/// (`sys::bind_reuseport`) while workers and their listeners come and go.
 pub(super) fn bind(
     config: &MasterConfig,
 ) -> io::Result<(Option<TcpListener>, Option<OwnedFd>, SocketAddr)> {
@@ -35,13 +32,11 @@ pub(super) fn bind(
 }
 
 impl Master {
-    /// What worker `i` accepts from: nothing under `pass` (connections come
-    /// down its channel), the master's listener under `shared`, and under
-    /// `reuseport` a listener of its own in the port's group, made here
-    /// before the fork as nginx's master makes them (a respawned worker
-    /// gets a new one: the kernel closed the old one, and reset what waited
-    /// in it, when its worker died). With `--steer cpu` that listener is
-    /// labelled with the worker's CPU.
+    /// What worker `i` accepts from: nothing under `pass` (its channel
+    /// brings connections), the master's listener under `shared`, and under
+    /// `reuseport` its own listener, made before the fork as nginx's master
+    /// does (new for a respawned worker: the old one, and what waited in it,
+    /// died with its worker), labelled with its CPU under `--steer cpu`.
     pub(super) fn listener_for(&self, i: usize) -> io::Result<Option<TcpListener>> {
         let listener = match self.config.dispatch {
             Dispatch::Pass => return Ok(None),
@@ -54,9 +49,8 @@ impl Master {
             }
             Dispatch::ReusePort => sys::listen_reuseport(self.addr, BACKLOG)?,
         };
-        let defer = self.config.worker.defer_accept;
-        if defer > 0 {
-            sys::defer_accept(&listener, defer)?;
+        if self.config.worker.defer_accept > 0 {
+            sys::defer_accept(&listener, self.config.worker.defer_accept)?;
         }
         if let (Steer::Cpu, Some(cpu)) = (self.config.steer, self.cpu_of(i))
             && let Err(e) = sys::label_incoming_cpu(&listener, cpu)

@@ -12,20 +12,18 @@ impl Master {
     /// count the connections on their way to a worker too.
     pub(super) fn print_status(&mut self) {
         self.read_all_reports();
-        let line: Vec<String> = (0..self.workers.len())
-            .map(|i| {
-                let st = self.channels.status(i);
-                format!("{}:{}:{}", self.pid_of(i), st.live, st.taken)
-            })
-            .collect();
-        print_line(&format!("workers {}", line.join(" ")));
+        let mut line = String::from("workers");
+        for i in 0..self.workers.len() {
+            let st = self.channels.status(i);
+            line += &format!(" {}:{}:{}", self.pid_of(i), st.live, st.taken);
+        }
+        print_line(&line);
     }
 
     /// SIGUSR2: one line on stdout, `channels PID:QUEUED:SENT:RECEIVED …
     /// accepting|paused`: per worker, the connections queued for it in the
     /// master, sent into its channel, and received by it (its last report);
-    /// then whether the master accepts or leaves new connections in the
-    /// backlog.
+    /// then whether the master accepts new ones or leaves them in the backlog.
     pub(super) fn print_channels(&mut self) {
         self.read_all_reports();
         let mut line = String::from("channels");
