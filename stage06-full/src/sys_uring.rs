@@ -1,27 +1,19 @@
 //! A safe io_uring for the Proactor (`worker::uring`).
 //!
-//! The danger of a completion-based interface: the kernel writes into a
-//! buffer (or reads from one) *after* the call that asked for it has
-//! returned, until the completion says it is done. Freeing, moving or
-//! reusing the buffer in between is a use-after-free by the kernel, which
-//! no borrow checker sees. This wrapper makes that impossible to write:
+//! The kernel writes into a buffer (or reads from one) *after* the call
+//! that asked for it has returned, until the completion says it is done:
+//! freeing, moving or reusing the buffer in between is a use-after-free by
+//! the kernel, which no borrow checker sees. Here that cannot be written:
 //!
 //! - an operation that points into memory takes the *owner* of that memory
-//!   ([`Ring::submit`]): a value `T` (here, the whole connection) that the
-//!   ring keeps, boxed and untouched, until the completion hands it back
-//!   ([`Completion::owner`]). The buffers are built from `&mut T` by the
-//!   caller's closure after `T` is in the ring, so nothing can point
-//!   elsewhere; the `iovec`s of a `writev` live in the same box;
-//! - operations that point into no memory (a poll, an accept, a cancel)
-//!   need no owner;
+//!   ([`Ring::submit`]), here the whole connection, and hands it back only
+//!   with the completion ([`Completion::owner`]); a poll, an accept or a
+//!   cancel points into none and needs no owner;
 //! - a receive takes no buffer of its own: the kernel picks one from a ring
 //!   of provided buffers (`IORING_REGISTER_PBUF_RING`, Linux 5.19) when
-//!   data arrives, so a receive waiting on an idle connection holds no
-//!   memory. The buffer is the caller's to read until the next
-//!   [`Ring::submit_and_wait`], which gives it back to the kernel;
-//! - when the ring is dropped, what is still in flight is cancelled and
-//!   waited for (briefly); an owner whose operation never completed is
-//!   leaked, never freed, so the kernel cannot write into freed memory.
+//!   data arrives, so a receive waiting on an idle connection holds none;
+//! - a dropped ring leaks, never frees, an owner whose operation it did not
+//!   see complete.
 //!
 //! tokio-uring and monoio take the same "owned buffer" approach.
 
@@ -200,16 +192,11 @@ impl Provided {
     /// The first `n` bytes of lent buffer `bid`.
     fn bytes(&self, bid: u16, n: usize) -> &[u8] {
         let n = n.min(PROVIDED_SIZE);
+        let start = usize::from(bid % PROVIDED) * PROVIDED_SIZE;
         // SAFETY: `bid` came from a completion, so it is < PROVIDED and the
         // buffer is lent: the kernel wrote it and will not touch it again
         // until `give_back`, which needs `&mut self`.
-        unsafe {
-            let start = self
-                .memory
-                .as_ptr()
-                .add(usize::from(bid % PROVIDED) * PROVIDED_SIZE);
-            std::slice::from_raw_parts(start, n)
-        }
+        unsafe { std::slice::from_raw_parts(self.memory.as_ptr().add(start), n) }
     }
 }
 
@@ -261,24 +248,17 @@ impl<T> Ring<T> {
 
     // ANCHOR: submit
     /// Starts the I/O that `build` describes in the memory of `owner`. The
-    /// ring keeps `owner` until the operation completes.
+    /// ring keeps `owner`, boxed and untouched, until the operation
+    /// completes; `build` gets it once it is in the box, so the operation
+    /// can point nowhere else.
     pub fn submit(
         &mut self,
         tag: u64,
         owner: T,
         build: impl FnOnce(&mut T) -> Op<'_>,
     ) -> io::Result<OpId> {
-        let mut flight = Box::new(InFlight {
-            tag,
-            owner: Some(owner),
-            iov: [NO_IOVEC; 2],
-            kind: Kind::Bytes,
-        });
-        let InFlight { owner, iov, .. } = &mut *flight;
-        let Some(owner) = owner.as_mut() else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        let entry = match build(owner) {
+        let mut flight = Self::plain(tag, Kind::Bytes);
+        let entry = match build(flight.owner.insert(owner)) {
             Op::Recv { socket } => {
                 let fd = types::Fd(socket.as_raw_fd());
                 opcode::Recv::new(fd, std::ptr::null_mut(), PROVIDED_SIZE as u32)
@@ -287,9 +267,10 @@ impl<T> Ring<T> {
                     .flags(squeue::Flags::BUFFER_SELECT)
             }
             Op::Send { socket, head, body } => {
-                *iov = [iovec(head), iovec(body)];
+                flight.iov = [iovec(head), iovec(body)];
                 let count = if body.is_empty() { 1 } else { 2 };
-                opcode::Writev::new(types::Fd(socket.as_raw_fd()), iov.as_ptr(), count).build()
+                let fd = types::Fd(socket.as_raw_fd());
+                opcode::Writev::new(fd, flight.iov.as_ptr(), count).build()
             }
             Op::Read { file, offset, buf } => {
                 let fd = types::Fd(file.as_raw_fd());
@@ -404,23 +385,13 @@ impl<T> Ring<T> {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion<T>>) {
-        let done: Vec<(u64, i32, Option<u16>)> = self
-            .ring
-            .completion()
-            .map(|cqe| {
-                (
-                    cqe.user_data(),
-                    cqe.result(),
-                    cqueue::buffer_select(cqe.flags()),
-                )
-            })
-            .collect();
-        for (data, result, provided) in done {
+        for cqe in self.ring.completion() {
+            let bid = cqueue::buffer_select(cqe.flags());
             // A filled provided buffer is lent, whoever reads it.
-            if let (Some(bid), Some(p)) = (provided, self.provided.as_mut()) {
+            if let (Some(bid), Some(p)) = (bid, self.provided.as_mut()) {
                 p.lent.push(bid);
             }
-            let index = data as usize;
+            let index = cqe.user_data() as usize;
             let Some(flight) = self.ops.get_mut(index).and_then(Option::take) else {
                 continue;
             };
@@ -428,7 +399,7 @@ impl<T> Ring<T> {
             if flight.kind == Kind::Cancel {
                 continue;
             }
-            out.push(complete(*flight, result, provided));
+            out.push(complete(*flight, cqe.result(), bid));
         }
     }
     // ANCHOR_END: reap

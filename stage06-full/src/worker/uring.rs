@@ -1,36 +1,29 @@
 //! `--model uring`: the session driven by completions, a true Proactor.
 //!
-//! The Reactor asks the kernel "tell me when this socket is ready" and then
-//! does the I/O itself. Here the worker asks the kernel to *do* the I/O
-//! (accept, receive, send, read a file) and is told when each operation has
-//! completed, with its result. One `io_uring_enter` submits every queued
-//! operation and waits for a completion; the loop then reaps the completion
-//! queue: one system call per batch, in place of `epoll_wait` plus a `read`
-//! and a `writev` per request.
+//! The worker asks the kernel to *do* the I/O (accept, receive, send, read
+//! a file) and is told when each operation has completed. One
+//! `io_uring_enter` submits every queued operation and waits; the loop
+//! then reaps the completions: one system call per batch, in place of
+//! `epoll_wait` plus a `read` and a `writev` per request.
 //!
-//! The session is the Reactor's; what differs is who holds the connection.
-//! While an operation is in flight, the connection (socket, session,
-//! buffers) is *in the ring*: `sys::uring::Ring` owns it, so the kernel
-//! writes into memory nobody else can touch or free, and the completion
-//! hands it back. Closing it means cancelling its operation first
-//! (`Place::Cancelled`). io_uring has no `sendfile`: a large file is read
-//! into a 64 KiB chunk and sent from there, a copy through user memory the
-//! Reactor does not pay (`splice` through a pipe would avoid it).
+//! While an operation is in flight the connection is *in the ring*
+//! (`sys::uring` owns it), so closing it means cancelling that operation
+//! first (`Place::Cancelled`). io_uring has no `sendfile`: a large file is
+//! read into a 64 KiB chunk and sent from there, a copy through user
+//! memory the Reactor does not pay (`splice` through a pipe would avoid it).
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::Config;
-use super::Counts;
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
+use super::{Config, Counts};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::sys;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
 
-/// Submission queue entries (the completion queue gets twice as many), and
-/// bytes of a large file read per operation.
+/// Submission queue entries, and bytes of a large file read per operation.
 const RING_ENTRIES: u32 = 4096;
 const FILE_CHUNK: u64 = 64 * 1024;
 
@@ -92,9 +85,8 @@ pub struct Uring {
 
 /// Sets up a worker's Proactor and runs it until it stops.
 pub fn run(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> io::Result<()> {
-    let shell = Shell::new(config, listener, channel)?;
     let mut uring = Uring {
-        shell,
+        shell: Shell::new(config, listener, channel)?,
         ring: Ring::new(RING_ENTRIES)?,
         accept: None,
         incoming: Vec::new(),
@@ -117,7 +109,7 @@ impl Uring {
         while !self.shell.finished() {
             self.shell.arm_alarm();
             self.ring.submit_and_wait(&mut completions, None)?;
-            self.shell.tick();
+            self.shell.res.tick();
             for completion in completions.drain(..) {
                 self.on_completion(completion)?;
             }
@@ -270,7 +262,6 @@ impl Uring {
 
     /// Done with: its buffers go back, its socket closes.
     fn close_now(&mut self, index: usize, conn: Box<Conn>) {
-        let conn = *conn;
         conn.session.release(&mut self.shell.res.pools);
         self.shell.release(index);
     }
@@ -363,43 +354,29 @@ impl Conn {
     /// The operation the session asks for, in this connection's memory.
     /// Called by the ring once the connection is in it.
     fn operation(&mut self) -> Op<'_> {
-        self.pending = match self.session.next() {
-            Next::SendFile { offset, .. } if self.holds(offset) => Pending::SendChunk,
-            Next::SendFile { offset, .. } => Pending::ReadFile(offset),
-            Next::Send { .. } => Pending::Send,
-            // `advance` submits only the three I/O arms: this is `Recv`.
-            _ => Pending::Recv,
-        };
         let socket = self.stream.as_fd();
-        // Sending nothing completes with 0, which closes the connection: the
-        // answer to a session that asked for something else (it cannot).
-        let nothing = Op::Send {
-            socket,
-            head: &[],
-            body: &[],
-        };
-        match self.pending {
-            Pending::Recv => Op::Recv { socket },
-            Pending::Send => match self.session.next() {
-                Next::Send { head, body, .. } => Op::Send { socket, head, body },
-                _ => nothing,
-            },
-            Pending::SendChunk => match self.session.next() {
-                Next::SendFile { offset, .. } => {
-                    let from = (offset - self.chunk_at) as usize;
-                    let (head, body) = (&self.chunk[from..], &[][..]);
-                    Op::Send { socket, head, body }
-                }
-                _ => nothing,
-            },
-            Pending::ReadFile(offset) => match self.session.next() {
-                Next::SendFile { file, len, .. } => {
-                    self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
-                    let (file, buf) = (file.as_fd(), &mut self.chunk[..]);
-                    Op::Read { file, offset, buf }
-                }
-                _ => nothing,
-            },
+        match self.session.next() {
+            Next::SendFile { offset, .. } if self.holds(offset) => {
+                self.pending = Pending::SendChunk;
+                let from = (offset - self.chunk_at) as usize;
+                let (head, body) = (&self.chunk[from..], &[][..]);
+                Op::Send { socket, head, body }
+            }
+            Next::SendFile { file, offset, len } => {
+                self.pending = Pending::ReadFile(offset);
+                self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
+                let (file, buf) = (file.as_fd(), &mut self.chunk[..]);
+                Op::Read { file, offset, buf }
+            }
+            Next::Send { head, body, .. } => {
+                self.pending = Pending::Send;
+                Op::Send { socket, head, body }
+            }
+            // `advance` submits only the three I/O arms: this is `Recv`.
+            _ => {
+                self.pending = Pending::Recv;
+                Op::Recv { socket }
+            }
         }
     }
     // ANCHOR_END: operation
