@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use nix::libc::{self, EBUSY, EINTR, ETIME};
 
 /// An operation, built from the memory of its owner.
 pub enum Op<'a> {
@@ -46,9 +47,8 @@ pub enum Op<'a> {
     },
 }
 
-/// Names an operation while it is in flight, to cancel it. Valid from the
-/// call that started it until its completion is reaped; after that the
-/// number may name another operation.
+/// Names an operation in flight, to cancel it: from its submission until
+/// its completion is reaped, after which the number may name another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpId(usize);
 
@@ -71,7 +71,7 @@ pub struct Completion<T> {
 struct InFlight<T> {
     tag: u64,
     owner: Option<T>,
-    iov: [nix::libc::iovec; 2],
+    iov: [libc::iovec; 2],
     kind: Kind,
 }
 
@@ -211,21 +211,15 @@ impl Drop for Provided {
 }
 // ANCHOR_END: provided
 
-const NO_IOVEC: nix::libc::iovec = nix::libc::iovec {
-    iov_base: std::ptr::null_mut(),
-    iov_len: 0,
-};
-
-fn iovec(bytes: &[u8]) -> nix::libc::iovec {
-    nix::libc::iovec {
+fn iovec(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
         iov_base: bytes.as_ptr() as *mut _,
         iov_len: bytes.len(),
     }
 }
 
 impl<T> Ring<T> {
-    /// A ring with room for `entries` submissions at once (the completion
-    /// queue gets twice as many).
+    /// A ring of `entries` submissions (and twice as many completions).
     pub fn new(entries: u32) -> io::Result<Ring<T>> {
         let ring = IoUring::new(entries)?;
         let provided = Provided::new(&ring)?;
@@ -285,17 +279,15 @@ impl<T> Ring<T> {
 
     /// Waits for `fd` to be readable (one-shot).
     pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
-        let entry =
-            opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build();
         self.push(entry, Self::plain(tag, Kind::Bytes))
     }
 
-    /// Accepts one connection from `listener`, non-blocking and
-    /// close-on-exec.
+    /// Accepts one connection, non-blocking and close-on-exec.
     pub fn accept(&mut self, tag: u64, listener: &TcpListener) -> io::Result<OpId> {
         let fd = types::Fd(listener.as_raw_fd());
         let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build();
         self.push(entry, Self::plain(tag, Kind::Accept))
     }
@@ -317,7 +309,7 @@ impl<T> Ring<T> {
         Box::new(InFlight {
             tag,
             owner: None,
-            iov: [NO_IOVEC; 2],
+            iov: [iovec(&[]); 2],
             kind,
         })
     }
@@ -333,7 +325,6 @@ impl<T> Ring<T> {
         // neither moved nor touched, until the completion with this user
         // data is reaped; if it never is, `Drop` leaks it.
         while unsafe { self.ring.submission().push(&entry) }.is_err() {
-            // The submission queue is full: hand it to the kernel first.
             if let Err(e) = self.ring.submit() {
                 self.free.push(index);
                 return Err(e);
@@ -361,9 +352,7 @@ impl<T> Ring<T> {
         let waited = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(t) => {
-                let ts = types::Timespec::new()
-                    .sec(t.as_secs())
-                    .nsec(t.subsec_nanos());
+                let ts = types::Timespec::from(t);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -373,11 +362,7 @@ impl<T> Ring<T> {
             // The timeout passed, a signal came (blocked ones go to the
             // signalfd), or the completion queue is full: reap what there
             // is and go round again.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::ETIME | nix::libc::EINTR | nix::libc::EBUSY)
-                ) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(ETIME | EINTR | EBUSY)) => {}
             Err(e) => return Err(e),
         }
         self.reap(out);
@@ -438,18 +423,14 @@ impl<T> Drop for Ring<T> {
             let _ = self.cancel(OpId(op));
         }
         let until = Instant::now() + Duration::from_secs(1);
-        let mut out = Vec::new();
+        let (mut out, step) = (Vec::new(), Duration::from_millis(10));
         while self.owners_in_flight() > 0 && Instant::now() < until {
-            if self
-                .submit_and_wait(&mut out, Some(Duration::from_millis(10)))
-                .is_err()
-            {
+            if self.submit_and_wait(&mut out, Some(step)).is_err() {
                 break;
             }
             out.clear();
         }
-        let unfinished = self.ops.iter().flatten().any(|f| f.kind != Kind::Cancel);
-        if unfinished {
+        if self.ops.iter().flatten().any(|f| f.kind != Kind::Cancel) {
             // The kernel may yet fill a provided buffer: leak them too.
             std::mem::forget(self.provided.take());
         } else if self.provided.is_some() {

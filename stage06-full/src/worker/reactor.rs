@@ -65,12 +65,13 @@ pub enum Processing {
 }
 
 impl Conn {
-    /// A new connection waits for its first request: reading is watched.
+    /// A new connection waits for its first request: reading is watched,
+    /// and the request assumed to be there already (see `Reactor::admit`).
     pub fn new(stream: TcpStream, session: Session) -> Conn {
         Conn {
             stream,
             session,
-            readable: false,
+            readable: true,
             // A new socket's send buffer is empty.
             writable: true,
             fin: false,
@@ -335,7 +336,6 @@ impl Reactor {
         };
         let trigger = self.shell.config.trigger;
         let mut conn = Box::new(Conn::new(stream, Session::new(self.shell.res.now)));
-        conn.readable = true;
         let step = drive(&mut conn, &mut self.shell.res, processing);
         conn.interest = conn.wanted(trigger);
         let added = match step {

@@ -78,7 +78,6 @@ pub struct Shell<S> {
     /// `shared` or `reuseport`: the worker accepts for itself, and the
     /// master, which chooses no worker, needs no load reports.
     listener_mode: bool,
-    /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.

@@ -16,6 +16,8 @@ use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::libc::{ECANCELED, ENOBUFS};
+
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
 use super::{Config, Counts};
 use crate::http::session::{Next, Session};
@@ -51,8 +53,6 @@ enum Pending {
     Send,
     /// Reading the file, from this offset, into `chunk`.
     ReadFile(u64),
-    /// Sending from `chunk`.
-    SendChunk,
 }
 
 // ANCHOR: uring_slot
@@ -185,34 +185,25 @@ impl Uring {
             return self.close_now(index, conn);
         }
         let res = &mut self.shell.res;
-        let ok = match (conn.pending, result) {
+        match (conn.pending, result) {
             // Cancelled before it did anything: its deadline, below.
-            (_, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => cancelled.is_some(),
+            (_, Err(e)) if e.raw_os_error() == Some(ECANCELED) && cancelled.is_some() => {}
             // Every provided buffer was in use: receive again.
-            (Pending::Recv, Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => true,
-            // A reset, a broken pipe, a file that cannot be read.
-            (_, Err(_)) => false,
-            // Nothing sent, or the file shrank under us: the promised
-            // length cannot be kept.
-            (Pending::Send | Pending::SendChunk | Pending::ReadFile(_), Ok(0)) => false,
-            (Pending::Recv, Ok(n)) => {
-                conn.session.received(n, res.now);
-                true
-            }
-            (Pending::Send | Pending::SendChunk, Ok(n)) => {
+            (Pending::Recv, Err(e)) if e.raw_os_error() == Some(ENOBUFS) => {}
+            (Pending::Recv, Ok(n)) => conn.session.received(n, res.now),
+            (Pending::Send, Ok(n)) if n > 0 => {
                 if let Some(exchange) = conn.session.sent(n, &mut res.env()) {
                     res.log(&conn.stream, exchange);
                 }
-                true
             }
-            (Pending::ReadFile(at), Ok(n)) => {
+            (Pending::ReadFile(at), Ok(n)) if n > 0 => {
                 conn.chunk.truncate(n);
                 conn.chunk_at = at;
-                true
             }
-        };
-        if !ok {
-            return self.close_now(index, conn);
+            // A reset, a broken pipe, a file that cannot be read; nothing
+            // sent, or the file shrank under us: the promised length cannot
+            // be kept.
+            _ => return self.close_now(index, conn),
         }
         if cancelled == Some(true) {
             conn.session.timed_out(&mut res.env());
@@ -300,11 +291,9 @@ impl Uring {
                 self.submit_accept()
             }
             // Out of descriptors. An accept (io_uring's, like accept4)
-            // takes a descriptor *before* it looks for a connection, so it
-            // fails at once whether one is waiting or not: resubmitting it
-            // would spin. Let the shell's acceptor take what waits (it
-            // sheds when it must), then wait for the next connection with a
-            // poll, which needs no descriptor.
+            // takes a descriptor *before* it looks for a connection, so
+            // resubmitting it would spin. The shell's acceptor takes what
+            // waits (or sheds it); a poll, which needs none, waits for more.
             (None, Err(e)) if sys::is_out_of_descriptors(&e) => {
                 let _ = self.shell.on_own(LISTENER, &mut self.incoming);
                 if let Some(listener) = self.shell.listener() {
@@ -313,7 +302,7 @@ impl Uring {
                 Ok(())
             }
             // Cancelled: the worker is stopping.
-            (None, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => Ok(()),
+            (None, Err(e)) if e.raw_os_error() == Some(ECANCELED) => Ok(()),
             (None, _) => self.submit_accept(),
         }
     }
@@ -357,7 +346,7 @@ impl Conn {
         let socket = self.stream.as_fd();
         match self.session.next() {
             Next::SendFile { offset, .. } if self.holds(offset) => {
-                self.pending = Pending::SendChunk;
+                self.pending = Pending::Send;
                 let from = (offset - self.chunk_at) as usize;
                 let (head, body) = (&self.chunk[from..], &[][..]);
                 Op::Send { socket, head, body }
