@@ -38,7 +38,7 @@ impl Acceptor {
     // ANCHOR: next
     /// The next connection waiting on `listener`, or `None` when there is
     /// nothing more to take now: the queue is empty, or the process cannot
-    /// even shed, or `accept` failed in a way retrying will not fix (logged).
+    /// shed, or `accept` failed in a way retrying will not fix (logged).
     pub fn next(&mut self, listener: &TcpListener) -> Option<TcpStream> {
         loop {
             match sys::accept_nonblocking(listener) {
@@ -68,9 +68,8 @@ impl Acceptor {
     /// not an option: under LT the listener stays readable and the loop
     /// would spin at 100% CPU; under ET the queued clients would hang
     /// forever. So free the reserve descriptor, accept the connection with
-    /// it and close it at once (the client sees the connection closed, a
-    /// clear answer), then take the reserve back. Returns false if that was
-    /// impossible.
+    /// it and close it at once (a clear answer), then take the reserve
+    /// back. False if that was impossible.
     fn shed_one(&mut self, listener: &TcpListener) -> bool {
         drop(self.reserve.take());
         // The accepted stream, if any, is a temporary: closed at once.

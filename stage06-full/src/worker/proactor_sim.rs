@@ -39,8 +39,7 @@ use crate::sys::Root;
 pub const OFFLOAD: Token = Token(u64::MAX - 4);
 
 // ANCHOR: offload
-/// The loop's two steps of this model: a connection goes to the pool, and
-/// comes back.
+/// The loop's two steps of this model: to the pool, and back.
 impl Reactor {
     /// `--model proactor-sim`: sends the connection to the pool. The socket
     /// is not watched while it is away (level-triggered, unread bytes would
@@ -113,9 +112,8 @@ impl Pool {
     /// (nothing shared, so nothing locked while a file is opened), and
     /// watches their eventfd as `OFFLOAD`.
     pub fn start(config: &Config, res: &Resources, poller: &Poller) -> io::Result<Pool> {
-        let wake = Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-        )?);
+        let flags = EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+        let wake = Arc::new(EventFd::from_flags(flags)?);
         let (jobs, queue) = mpsc::channel::<Job>();
         // One queue, many consumers: the receiver behind a mutex, as in the
         // Rust Book's thread pool. A thread holds the lock only while it
@@ -176,15 +174,13 @@ impl Pool {
         let _ = self.wake.read();
     }
 
-    /// A connection the pool is done with: its slot, itself, and the
-    /// buffers it was lent.
+    /// A connection the pool is done with, with its slot and lent buffers.
     pub fn next_done(&self) -> Option<(usize, Box<Conn>, Pools)> {
         let job = self.done.try_recv().ok()?;
         Some((job.index, job.conn, job.pools))
     }
 
-    /// Ends every thread once it has finished its job, and adds up what
-    /// their caches and loans counted.
+    /// Ends every thread once its job is done; adds up their cache counts.
     pub fn stop(&mut self) -> Counts {
         self.jobs = None;
         let mut total = Counts::default();

@@ -5,10 +5,9 @@
 //! `writev`, `sendfile`) until a call would block. That is the Reactor
 //! pattern: the kernel reports readiness, the application does the I/O.
 //!
-//! `--model proactor-sim` runs this same loop and hands a session's CPU
-//! work to a thread pool ([`super::proactor_sim`]); the loop differs only
-//! in where `drive` stops (`Processing`), and in one more event,
-//! connections coming back.
+//! `--model proactor-sim` runs this same loop with a thread pool for the
+//! sessions' CPU work ([`super::proactor_sim`]): `drive` stops before it
+//! (`Processing`), and connections come back as one more event.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -225,13 +224,12 @@ pub enum Place {
 }
 // ANCHOR_END: place
 
-/// The loop: a shell, an epoll instance, a connection per slot, and, for
-/// `--model proactor-sim`, the pool that processes.
+/// The loop: a shell (its slots hold the connections), an epoll instance,
+/// and the pool of `--model proactor-sim`.
 pub struct Reactor {
     pub(super) shell: Shell<Place>,
     pub(super) poller: Poller,
-    /// `Some` under `--model proactor-sim`: sessions' CPU work goes there
-    /// (`offload` and `on_processed`, in `proactor_sim.rs`).
+    /// `Some` under `--model proactor-sim` (see `proactor_sim.rs`).
     pub(super) pool: Option<Pool>,
     /// Accepted or passed connections waiting for a slot.
     incoming: Vec<TcpStream>,
@@ -330,11 +328,10 @@ impl Reactor {
     /// connecting, so it is usually there, and a `Connection: close` request
     /// costs no `epoll_ctl` and no wake-up; when it is not, one `EAGAIN`.
     fn admit(&mut self, stream: TcpStream) {
-        let processing = self.processing();
+        let (processing, trigger) = (self.processing(), self.shell.config.trigger);
         let Some((index, token, stream)) = self.shell.admit(stream) else {
             return; // refused with 503: every slot is taken
         };
-        let trigger = self.shell.config.trigger;
         let mut conn = Box::new(Conn::new(stream, Session::new(self.shell.res.now)));
         let step = drive(&mut conn, &mut self.shell.res, processing);
         conn.interest = conn.wanted(trigger);

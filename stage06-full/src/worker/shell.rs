@@ -154,8 +154,7 @@ impl<S: Default> Shell<S> {
         poller.add(&self.alarm, ALARM, READ, Trigger::Level)
     }
 
-    /// The descriptor behind one of the worker's own tokens (`SIGNALS`,
-    /// `ALARM`, `CHANNEL`), for a driver without epoll to poll another way.
+    /// The descriptor behind one of the worker's own tokens, for io_uring.
     pub fn own_fd(&self, token: Token) -> Option<BorrowedFd<'_>> {
         match token {
             SIGNALS => Some(self.signals.as_fd()),
@@ -233,13 +232,12 @@ impl<S: Default> Shell<S> {
 
     // ANCHOR: alarm
     /// Keeps the timerfd armed for the nearest deadline, lazily: re-armed
-    /// only when the nearest deadline is *earlier* than what it is armed
-    /// for. Re-arming on every change would cost a `timerfd_settime` per
-    /// event (activity on the connection at the top of the heap moves the
-    /// nearest deadline later each time); armed too early, the alarm fires,
-    /// expires nothing and is re-armed here: one spare wake-up at most per
-    /// timeout. With no deadline at all it is disarmed: an idle worker
-    /// sleeps until something happens.
+    /// only when that is *earlier* than what it is armed for. Re-arming on
+    /// every change would cost a `timerfd_settime` per event (activity on
+    /// the connection at the top of the heap moves the nearest deadline
+    /// later each time); armed too early, the alarm fires, expires nothing
+    /// and is re-armed here: one spare wake-up at most per timeout. With no
+    /// deadline it is disarmed, and an idle worker sleeps.
     pub fn arm_alarm(&mut self) {
         let next = [
             self.timers.next_deadline(),
@@ -288,7 +286,7 @@ impl<S: Default> Shell<S> {
 
     // ANCHOR: on_own
     /// An event on one of the worker's own descriptors: accepted or passed
-    /// connections go into `incoming`; the answer says what the driver must do.
+    /// connections go into `incoming`; the answer says what the driver does.
     pub fn on_own(&mut self, token: Token, incoming: &mut Vec<TcpStream>) -> Own {
         match token {
             LISTENER => self.accept(incoming),
@@ -301,8 +299,7 @@ impl<S: Default> Shell<S> {
     }
     // ANCHOR_END: on_own
 
-    /// The signalfd is readable. True if SIGTERM or SIGINT is among what
-    /// was pending: the driver then stops.
+    /// The signalfd is readable: true if SIGTERM or SIGINT was pending.
     fn on_signals(&mut self) -> bool {
         let mut stop = false;
         let drained = sys::drain_signal_fd(&self.signals, |signal| {
@@ -316,10 +313,10 @@ impl<S: Default> Shell<S> {
 
     // ANCHOR: stop
     /// SIGTERM, SIGINT or the master's exit: stop taking connections and
-    /// give the busy ones the grace period to finish. Returns the listener,
-    /// for the driver to unregister before it is dropped (a listener shared
-    /// with other processes stays registered while any of them holds it).
-    /// The driver closes its idle connections itself.
+    /// give the busy ones the grace period; the driver closes the idle ones.
+    /// Returns the listener, for the driver to unregister before dropping it
+    /// (a listener shared with other processes stays registered while any
+    /// of them holds it).
     pub fn begin_stop(&mut self) -> Option<TcpListener> {
         if self.res.stopping {
             return None;
@@ -338,10 +335,9 @@ impl<S: Default> Shell<S> {
     // ANCHOR: on_channel
     /// The master's channel is readable: passed connections go into
     /// `incoming`. False when the master is gone: the worker must stop. One
-    /// message per event: the channel is watched level-triggered (polled
-    /// again under io_uring), so the next wait reports a second; reading on
-    /// to EAGAIN, as stage05 does, costs a `recvmsg` per wake-up for nothing
-    /// when, as mostly, one message came.
+    /// message per event: the channel is level-triggered (polled again under
+    /// io_uring), so the next wait reports a second; reading on to EAGAIN,
+    /// as stage05 does, costs a `recvmsg` per wake-up, mostly for nothing.
     fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
         loop {
             match self.channel.receive() {

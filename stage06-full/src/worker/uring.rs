@@ -135,16 +135,18 @@ impl Uring {
             }
             ACCEPT => self.on_accept(c)?,
             LISTEN => self.submit_accept()?,
-            // A connection's operation; its owner, the connection, is back,
-            // and what a receive brought is copied into its session.
+            // A connection's operation, which has the connection as owner:
+            // what a receive brought is copied into its session.
             index => {
-                let (mut conn, data) = (c.owner.take(), self.ring.received(&c));
-                if let (Some(conn), false) = (conn.as_mut(), data.is_empty()) {
-                    let buf = conn.session.read_buf(&mut self.shell.res.pools, data.len());
-                    let n = data.len().min(buf.len());
-                    buf[..n].copy_from_slice(&data[..n]);
+                if let Some(mut conn) = c.owner.take() {
+                    let data = self.ring.received(&c);
+                    if !data.is_empty() {
+                        let buf = conn.session.read_buf(&mut self.shell.res.pools, data.len());
+                        let n = data.len().min(buf.len());
+                        buf[..n].copy_from_slice(&data[..n]);
+                    }
+                    self.on_conn(index as usize, c.result, conn);
                 }
-                self.on_conn(index as usize, c.result, conn);
             }
         }
         while let Some(stream) = self.incoming.pop() {
@@ -173,10 +175,7 @@ impl Uring {
     // ANCHOR: on_completion
     /// A connection's operation completed: tell its session what the
     /// kernel did, then let it go on.
-    fn on_conn(&mut self, index: usize, result: io::Result<usize>, conn: Option<Box<Conn>>) {
-        let Some(mut conn) = conn else {
-            return; // every submission of a connection has an owner
-        };
+    fn on_conn(&mut self, index: usize, result: io::Result<usize>, mut conn: Box<Conn>) {
         let cancelled = match self.shell.slots[index].state {
             Place::Cancelled { timed_out } => Some(timed_out),
             _ => None,
@@ -276,10 +275,9 @@ impl Uring {
     }
     // ANCHOR: uring_accept
     fn submit_accept(&mut self) -> io::Result<()> {
-        self.accept = match self.shell.listener() {
-            Some(listener) => Some(self.ring.accept(ACCEPT, listener)?),
-            None => None,
-        };
+        if let Some(listener) = self.shell.listener() {
+            self.accept = Some(self.ring.accept(ACCEPT, listener)?);
+        }
         Ok(())
     }
 
