@@ -1,10 +1,7 @@
 //! Taking connections off a listener, and turning away those that cannot
-//! be served. [`Acceptor`], for the master (`pass`) and for a worker
-//! (`shared`, `reuseport`): one accept loop's worth of expected conditions,
-//! and the reserve-descriptor trick of stage02 for the moment the process
-//! runs out of descriptors. [`Refused`], for a worker: the connections it
-//! answers with 503 because every slot is taken, lingering so that the
-//! answer is not lost.
+//! be served: [`Acceptor`], an accept loop's expected conditions and
+//! stage02's reserve descriptor, and [`Refused`], a worker's 503s when
+//! every slot is taken, lingering so that the answer is not lost.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -16,10 +13,9 @@ use std::time::{Duration, Instant};
 use crate::http::response;
 use crate::sys;
 
-/// Accepts connections, and sheds them when out of descriptors.
-///
-/// Created by whoever owns a listener (the master, or a worker's Reactor),
-/// and dropped with it.
+/// Accepts connections, and sheds them when out of descriptors. Created by
+/// whoever owns a listener (the master under `pass`, a worker's shell under
+/// `shared` and `reuseport`), and dropped with it.
 pub struct Acceptor {
     /// A descriptor kept open for the moment the process runs out (EMFILE):
     /// see [`Acceptor::shed_one`]. `None` only while it is in use, or if it
@@ -41,10 +37,8 @@ impl Acceptor {
 
     // ANCHOR: next
     /// The next connection waiting on `listener`, or `None` when there is
-    /// nothing more to take now: the queue is empty (EAGAIN, the end of an
-    /// edge-triggered drain), or the process is out of descriptors and
-    /// cannot even shed, or `accept` failed in a way retrying will not fix
-    /// (logged).
+    /// nothing more to take now: the queue is empty, or the process cannot
+    /// shed, or `accept` failed in a way retrying will not fix (logged).
     pub fn next(&mut self, listener: &TcpListener) -> Option<TcpStream> {
         loop {
             match sys::accept_nonblocking(listener) {
@@ -74,18 +68,12 @@ impl Acceptor {
     /// not an option: under LT the listener stays readable and the loop
     /// would spin at 100% CPU; under ET the queued clients would hang
     /// forever. So free the reserve descriptor, accept the connection with
-    /// it and close it at once (the client sees the connection closed, a
-    /// clear answer), then take the reserve back. Returns false if that was
-    /// impossible.
+    /// it and close it at once (a clear answer), then take the reserve
+    /// back. False if that was impossible.
     fn shed_one(&mut self, listener: &TcpListener) -> bool {
         drop(self.reserve.take());
-        let shed = match sys::accept_nonblocking(listener) {
-            Ok(stream) => {
-                drop(stream);
-                true
-            }
-            Err(_) => false,
-        };
+        // The accepted stream, if any, is a temporary: closed at once.
+        let shed = sys::accept_nonblocking(listener).is_ok();
         self.reserve = open_reserve().ok();
         shed
     }
@@ -104,13 +92,12 @@ const LINGER: Duration = Duration::from_secs(2);
 
 // ANCHOR: refused
 /// Closing a socket whose request is still unread makes the kernel send a
-/// reset, and a reset can destroy the 503 before the client has read it.
-/// So a refused connection gets the 503 in one best-effort write (it fits
-/// an empty socket buffer), its sending side is shut down, and the socket
-/// is kept, without a slot, for `LINGER`; then what it sent is read and it
-/// is closed, with a FIN. nginx closes that way whenever the client may
-/// still be sending (its `lingering_close`; `ngx_http_set_lingering_close`
-/// in src/http/ngx_http_request.c).
+/// reset, which can destroy the 503 before the client has read it. So a
+/// refused connection gets the 503 in one best-effort write (it fits an
+/// empty socket buffer), its sending side is shut down, and it is kept,
+/// without a slot, for `LINGER`; then what it sent is read and it is
+/// closed with a FIN, as nginx closes whenever the client may still be
+/// sending (`ngx_http_set_lingering_close`, src/http/ngx_http_request.c).
 ///
 /// The refused connections, oldest first, each with the end of its linger.
 #[derive(Default)]

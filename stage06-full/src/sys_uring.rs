@@ -1,27 +1,19 @@
 //! A safe io_uring for the Proactor (`worker::uring`).
 //!
-//! The danger of a completion-based interface: the kernel writes into a
-//! buffer (or reads from one) *after* the call that asked for it has
-//! returned, until the completion says it is done. Freeing, moving or
-//! reusing the buffer in between is a use-after-free by the kernel, which
-//! no borrow checker sees. This wrapper makes that impossible to write:
+//! The kernel writes into a buffer (or reads from one) *after* the call
+//! that asked for it has returned, until the completion says it is done:
+//! freeing, moving or reusing the buffer in between is a use-after-free by
+//! the kernel, which no borrow checker sees. Here that cannot be written:
 //!
 //! - an operation that points into memory takes the *owner* of that memory
-//!   ([`Ring::submit`]): a value `T` (here, the whole connection) that the
-//!   ring keeps, boxed and untouched, until the completion hands it back
-//!   ([`Completion::owner`]). The buffers are built from `&mut T` by the
-//!   caller's closure after `T` is in the ring, so nothing can point
-//!   elsewhere; the `iovec`s of a `writev` live in the same box;
-//! - operations that point into no memory (a poll, an accept, a cancel)
-//!   need no owner;
+//!   ([`Ring::submit`]), here the whole connection, and hands it back only
+//!   with the completion ([`Completion::owner`]); a poll, an accept or a
+//!   cancel points into none and needs no owner;
 //! - a receive takes no buffer of its own: the kernel picks one from a ring
 //!   of provided buffers (`IORING_REGISTER_PBUF_RING`, Linux 5.19) when
-//!   data arrives, so a receive waiting on an idle connection holds no
-//!   memory. The buffer is the caller's to read until the next
-//!   [`Ring::submit_and_wait`], which gives it back to the kernel;
-//! - when the ring is dropped, what is still in flight is cancelled and
-//!   waited for (briefly); an owner whose operation never completed is
-//!   leaked, never freed, so the kernel cannot write into freed memory.
+//!   data arrives, so a receive waiting on an idle connection holds none;
+//! - a dropped ring leaks, never frees, an owner whose operation it did not
+//!   see complete.
 //!
 //! tokio-uring and monoio take the same "owned buffer" approach.
 
@@ -35,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use nix::libc::{self, EBUSY, EINTR, ETIME};
 
 /// An operation, built from the memory of its owner.
 pub enum Op<'a> {
@@ -54,9 +47,8 @@ pub enum Op<'a> {
     },
 }
 
-/// Names an operation while it is in flight, to cancel it. Valid from the
-/// call that started it until its completion is reaped; after that the
-/// number may name another operation.
+/// Names an operation in flight, to cancel it: from its submission until
+/// its completion is reaped, after which the number may name another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpId(usize);
 
@@ -79,7 +71,7 @@ pub struct Completion<T> {
 struct InFlight<T> {
     tag: u64,
     owner: Option<T>,
-    iov: [nix::libc::iovec; 2],
+    iov: [libc::iovec; 2],
     kind: Kind,
 }
 
@@ -200,16 +192,11 @@ impl Provided {
     /// The first `n` bytes of lent buffer `bid`.
     fn bytes(&self, bid: u16, n: usize) -> &[u8] {
         let n = n.min(PROVIDED_SIZE);
+        let start = usize::from(bid % PROVIDED) * PROVIDED_SIZE;
         // SAFETY: `bid` came from a completion, so it is < PROVIDED and the
         // buffer is lent: the kernel wrote it and will not touch it again
         // until `give_back`, which needs `&mut self`.
-        unsafe {
-            let start = self
-                .memory
-                .as_ptr()
-                .add(usize::from(bid % PROVIDED) * PROVIDED_SIZE);
-            std::slice::from_raw_parts(start, n)
-        }
+        unsafe { std::slice::from_raw_parts(self.memory.as_ptr().add(start), n) }
     }
 }
 
@@ -224,21 +211,15 @@ impl Drop for Provided {
 }
 // ANCHOR_END: provided
 
-const NO_IOVEC: nix::libc::iovec = nix::libc::iovec {
-    iov_base: std::ptr::null_mut(),
-    iov_len: 0,
-};
-
-fn iovec(bytes: &[u8]) -> nix::libc::iovec {
-    nix::libc::iovec {
+fn iovec(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
         iov_base: bytes.as_ptr() as *mut _,
         iov_len: bytes.len(),
     }
 }
 
 impl<T> Ring<T> {
-    /// A ring with room for `entries` submissions at once (the completion
-    /// queue gets twice as many).
+    /// A ring of `entries` submissions (and twice as many completions).
     pub fn new(entries: u32) -> io::Result<Ring<T>> {
         let ring = IoUring::new(entries)?;
         let provided = Provided::new(&ring)?;
@@ -261,24 +242,17 @@ impl<T> Ring<T> {
 
     // ANCHOR: submit
     /// Starts the I/O that `build` describes in the memory of `owner`. The
-    /// ring keeps `owner` until the operation completes.
+    /// ring keeps `owner`, boxed and untouched, until the operation
+    /// completes; `build` gets it once it is in the box, so the operation
+    /// can point nowhere else.
     pub fn submit(
         &mut self,
         tag: u64,
         owner: T,
         build: impl FnOnce(&mut T) -> Op<'_>,
     ) -> io::Result<OpId> {
-        let mut flight = Box::new(InFlight {
-            tag,
-            owner: Some(owner),
-            iov: [NO_IOVEC; 2],
-            kind: Kind::Bytes,
-        });
-        let InFlight { owner, iov, .. } = &mut *flight;
-        let Some(owner) = owner.as_mut() else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        let entry = match build(owner) {
+        let mut flight = Self::plain(tag, Kind::Bytes);
+        let entry = match build(flight.owner.insert(owner)) {
             Op::Recv { socket } => {
                 let fd = types::Fd(socket.as_raw_fd());
                 opcode::Recv::new(fd, std::ptr::null_mut(), PROVIDED_SIZE as u32)
@@ -287,9 +261,10 @@ impl<T> Ring<T> {
                     .flags(squeue::Flags::BUFFER_SELECT)
             }
             Op::Send { socket, head, body } => {
-                *iov = [iovec(head), iovec(body)];
+                flight.iov = [iovec(head), iovec(body)];
                 let count = if body.is_empty() { 1 } else { 2 };
-                opcode::Writev::new(types::Fd(socket.as_raw_fd()), iov.as_ptr(), count).build()
+                let fd = types::Fd(socket.as_raw_fd());
+                opcode::Writev::new(fd, flight.iov.as_ptr(), count).build()
             }
             Op::Read { file, offset, buf } => {
                 let fd = types::Fd(file.as_raw_fd());
@@ -304,17 +279,15 @@ impl<T> Ring<T> {
 
     /// Waits for `fd` to be readable (one-shot).
     pub fn poll(&mut self, tag: u64, fd: BorrowedFd<'_>) -> io::Result<OpId> {
-        let entry =
-            opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32).build();
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build();
         self.push(entry, Self::plain(tag, Kind::Bytes))
     }
 
-    /// Accepts one connection from `listener`, non-blocking and
-    /// close-on-exec.
+    /// Accepts one connection, non-blocking and close-on-exec.
     pub fn accept(&mut self, tag: u64, listener: &TcpListener) -> io::Result<OpId> {
         let fd = types::Fd(listener.as_raw_fd());
         let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build();
         self.push(entry, Self::plain(tag, Kind::Accept))
     }
@@ -336,7 +309,7 @@ impl<T> Ring<T> {
         Box::new(InFlight {
             tag,
             owner: None,
-            iov: [NO_IOVEC; 2],
+            iov: [iovec(&[]); 2],
             kind,
         })
     }
@@ -352,7 +325,6 @@ impl<T> Ring<T> {
         // neither moved nor touched, until the completion with this user
         // data is reaped; if it never is, `Drop` leaks it.
         while unsafe { self.ring.submission().push(&entry) }.is_err() {
-            // The submission queue is full: hand it to the kernel first.
             if let Err(e) = self.ring.submit() {
                 self.free.push(index);
                 return Err(e);
@@ -380,9 +352,7 @@ impl<T> Ring<T> {
         let waited = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(t) => {
-                let ts = types::Timespec::new()
-                    .sec(t.as_secs())
-                    .nsec(t.subsec_nanos());
+                let ts = types::Timespec::from(t);
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -392,11 +362,7 @@ impl<T> Ring<T> {
             // The timeout passed, a signal came (blocked ones go to the
             // signalfd), or the completion queue is full: reap what there
             // is and go round again.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::ETIME | nix::libc::EINTR | nix::libc::EBUSY)
-                ) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(ETIME | EINTR | EBUSY)) => {}
             Err(e) => return Err(e),
         }
         self.reap(out);
@@ -404,23 +370,13 @@ impl<T> Ring<T> {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion<T>>) {
-        let done: Vec<(u64, i32, Option<u16>)> = self
-            .ring
-            .completion()
-            .map(|cqe| {
-                (
-                    cqe.user_data(),
-                    cqe.result(),
-                    cqueue::buffer_select(cqe.flags()),
-                )
-            })
-            .collect();
-        for (data, result, provided) in done {
+        for cqe in self.ring.completion() {
+            let bid = cqueue::buffer_select(cqe.flags());
             // A filled provided buffer is lent, whoever reads it.
-            if let (Some(bid), Some(p)) = (provided, self.provided.as_mut()) {
+            if let (Some(bid), Some(p)) = (bid, self.provided.as_mut()) {
                 p.lent.push(bid);
             }
-            let index = data as usize;
+            let index = cqe.user_data() as usize;
             let Some(flight) = self.ops.get_mut(index).and_then(Option::take) else {
                 continue;
             };
@@ -428,7 +384,7 @@ impl<T> Ring<T> {
             if flight.kind == Kind::Cancel {
                 continue;
             }
-            out.push(complete(*flight, result, provided));
+            out.push(complete(*flight, cqe.result(), bid));
         }
     }
     // ANCHOR_END: reap
@@ -467,18 +423,14 @@ impl<T> Drop for Ring<T> {
             let _ = self.cancel(OpId(op));
         }
         let until = Instant::now() + Duration::from_secs(1);
-        let mut out = Vec::new();
+        let (mut out, step) = (Vec::new(), Duration::from_millis(10));
         while self.owners_in_flight() > 0 && Instant::now() < until {
-            if self
-                .submit_and_wait(&mut out, Some(Duration::from_millis(10)))
-                .is_err()
-            {
+            if self.submit_and_wait(&mut out, Some(step)).is_err() {
                 break;
             }
             out.clear();
         }
-        let unfinished = self.ops.iter().flatten().any(|f| f.kind != Kind::Cancel);
-        if unfinished {
+        if self.ops.iter().flatten().any(|f| f.kind != Kind::Cancel) {
             // The kernel may yet fill a provided buffer: leak them too.
             std::mem::forget(self.provided.take());
         } else if self.provided.is_some() {

@@ -1,13 +1,7 @@
 //! A worker process: what it is told ([`Config`]), and which of the three
-//! I/O models runs it ([`Model`]).
-//!
-//! Everything a worker does apart from a connection's I/O is written once,
-//! in [`shell`]: signals, the timerfd and the timer heap, the connection
-//! slots, accepting (and the 503 when every slot is taken,
-//! [`crate::accept::Refused`]), the master's channel, load reports,
-//! stopping, and what it lends its HTTP sessions
-//! ([`Resources`](shell::Resources)). Each model is a driver around the
-//! shell and the sans-I/O [`Session`]:
+//! I/O models runs it ([`Model`]). Everything a worker does apart from a
+//! connection's I/O is written once, in [`shell`]; each model is a driver
+//! around the shell and the sans-I/O [`Session`]:
 //!
 //! - [`reactor`]: readiness (epoll); the loop reads, processes and writes;
 //! - [`proactor_sim`]: the same loop does the I/O, and a thread pool
@@ -57,7 +51,6 @@ pub struct Config {
     /// Connection slots, allocated up front; past them a new connection
     /// gets 503 and is closed.
     pub max_conns: usize,
-    /// The document root.
     pub root: PathBuf,
     pub timeouts: Timeouts,
     /// Request bodies past this many bytes get 413.
@@ -66,14 +59,12 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// After SIGTERM, how long in-flight responses may take to finish.
     pub grace: Duration,
-    /// Pooled buffers (the design), or buffers each connection owns for its
-    /// whole life (the naive one, kept for the measurement in the chapter on pools).
+    /// Pooled, or the naive design, kept for the chapter on pools.
     pub buffers: Buffers,
     /// How long an opened file is served from the open-file cache; zero
     /// turns the cache off.
     pub open_file_cache: Duration,
-    /// Who does the I/O and who processes requests (chapter "Reactor vs
-    /// Proactor").
+    /// Who does the I/O (chapter "Reactor vs Proactor").
     pub model: Model,
     /// `Model::ProactorSim`: the pool's threads.
     pub threads: usize,
@@ -109,9 +100,8 @@ impl std::str::FromStr for Model {
 pub enum Buffers {
     /// Borrowed from the worker's pools while busy, given back when idle.
     Pooled,
-    /// The naive design: the read buffer is allocated by each connection,
-    /// kept while it lives and freed with it; response buffers are
-    /// allocated for each response and freed after it.
+    /// The naive design: each connection allocates its read buffer for its
+    /// whole life, and each response its own buffers.
     PerConnection,
 }
 
@@ -136,17 +126,14 @@ const OPEN_FILES: usize = 512;
 impl Resources {
     /// The root, the open-file cache, the pools and the log of a new worker.
     pub fn new(config: &Config) -> io::Result<Resources> {
-        // Without pooling nothing is kept: every buffer is allocated when
-        // needed and freed when done.
+        // Without pooling nothing is kept: every buffer is freed when done.
         let keep = match config.buffers {
             Buffers::Pooled => config.max_conns.min(1024),
             Buffers::PerConnection => 0,
         };
-        let log = match &config.access_log {
-            Some(path) => Some(Arc::new(AccessLog::open(path)?)),
-            None => None,
-        };
+        let log = config.access_log.as_deref().map(AccessLog::open);
         let mut res = Resources {
+            log: log.transpose()?.map(Arc::new),
             root: Arc::new(Root::open(&config.root)?),
             files: FileCache::new(config.open_file_cache, OPEN_FILES, SMALL_BODY),
             pools: Pools {
@@ -155,7 +142,6 @@ impl Resources {
                 outputs: BufferPool::new(WRITE_BUF, keep * 2, false),
                 pooled: config.buffers == Buffers::Pooled,
             },
-            log,
             now: Instant::now(),
             date: DateCache::default(),
             stopping: false,
@@ -197,10 +183,9 @@ pub struct Counts {
     pub misses: u64,
 }
 
-/// A worker process's whole life: set up the model's loop, run it, and
-/// return the exit status for `process::exit`. `listener`: what the worker
-/// accepts from, or `None` under `pass`, where connections come down the
-/// master's `channel`.
+/// A worker process's whole life: run the model's loop, and return the
+/// exit status for `process::exit`. `listener`: `None` under `pass`, where
+/// connections come down the master's `channel`.
 pub fn run_worker(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> i32 {
     let result = match config.model {
         Model::Reactor | Model::ProactorSim => reactor::run(config, listener, channel),

@@ -1,30 +1,21 @@
 //! `--model proactor-sim`: the half-sync/half-reactive thread pool of the
 //! write-ups, with a *simulated* Proactor.
 //!
-//! The event loop is the Reactor's ([`super::reactor`]), and it does every
-//! read and write itself; what it hands off is the session's CPU work. When
-//! a session asks to parse (`Next::Process`) or to open a file
-//! (`Next::Open`), the loop stops watching the socket and sends the whole
-//! connection to a fixed pool of threads through a queue. A pool thread
-//! runs the session until it asks for I/O again, then sends the connection
-//! back through a second queue and writes to an `eventfd` that the loop
-//! watches. The loop, woken, puts the connection back in its slot and does
-//! the I/O.
-//!
-//! From the loop's side this looks like a Proactor: it learns that a
-//! request has been *processed*, not that a socket is ready. But the I/O is
-//! still synchronous and still done by the loop, which is why it is called
-//! simulated; `uring` is the real thing. Boost.Asio does the same on Linux:
-//! its "Proactor" is emulated over epoll (a reactor) and a thread that
-//! completes the operations.
+//! The loop is the Reactor's ([`super::reactor`]) and does every read and
+//! write; a session's CPU work (`Next::Process`, `Next::Open`) goes with
+//! its connection through a queue to a fixed pool of threads, and comes
+//! back through a second queue and an `eventfd` the loop watches. So the
+//! loop learns that a request was *processed*, as in a Proactor, but the
+//! I/O is still its own and synchronous, hence "simulated" (`uring` is the
+//! real thing). Boost.Asio's "Proactor" on Linux is emulated the same way,
+//! over epoll (a reactor) and a thread that completes the operations.
 //!
 //! What it costs, per request: two queue hand-offs (a mutex and a
-//! condition variable each way; a thread wakes, which costs a context
-//! switch only when it was asleep), an `eventfd` write and read, and two
-//! `epoll_ctl` calls to stop and restart watching the socket. What it
-//! buys: a slow request (a cold disk read, an expensive page) does not
-//! stall the other connections of the loop, up to `--threads` of them at
-//! once.
+//! condition variable each way; a context switch only when the thread was
+//! asleep), an `eventfd` write and read, and two `epoll_ctl` to stop and
+//! restart watching the socket. What it buys: a slow request (a cold disk
+//! read, an expensive page) stalls one pool thread, not the loop's other
+//! connections, up to `--threads` of them at once.
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -34,10 +25,9 @@ use std::time::Instant;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::Config;
-use super::Counts;
 use super::reactor::{Conn, Place, Reactor};
-use super::shell::Resources;
+use super::shell::{READ, Resources};
+use super::{Config, Counts};
 use crate::file_cache::FileCache;
 use crate::http::date::DateCache;
 use crate::http::session::{Env, Next, SMALL_BODY};
@@ -49,8 +39,7 @@ use crate::sys::Root;
 pub const OFFLOAD: Token = Token(u64::MAX - 4);
 
 // ANCHOR: offload
-/// The loop's two steps of this model: a connection goes to the pool, and
-/// comes back.
+/// The loop's two steps of this model: to the pool, and back.
 impl Reactor {
     /// `--model proactor-sim`: sends the connection to the pool. The socket
     /// is not watched while it is away (level-triggered, unread bytes would
@@ -75,8 +64,7 @@ impl Reactor {
             let _ = self.poller.modify(&conn.stream, token, none, trigger);
         }
         if !pool.send(index, conn, &mut self.shell.res) {
-            // The pool is gone (only while stopping): the connection is
-            // dropped with its job.
+            // The pool is gone: the connection was dropped with its job.
             self.shell.release(index);
         }
     }
@@ -124,9 +112,8 @@ impl Pool {
     /// (nothing shared, so nothing locked while a file is opened), and
     /// watches their eventfd as `OFFLOAD`.
     pub fn start(config: &Config, res: &Resources, poller: &Poller) -> io::Result<Pool> {
-        let wake = Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-        )?);
+        let flags = EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+        let wake = Arc::new(EventFd::from_flags(flags)?);
         let (jobs, queue) = mpsc::channel::<Job>();
         // One queue, many consumers: the receiver behind a mutex, as in the
         // Rust Book's thread pool. A thread holds the lock only while it
@@ -149,11 +136,7 @@ impl Pool {
                 .spawn(move || context.serve())?;
             threads.push(handle);
         }
-        let read = Interest {
-            read: true,
-            write: false,
-        };
-        poller.add(&*wake, OFFLOAD, read, Trigger::Level)?;
+        poller.add(&*wake, OFFLOAD, READ, Trigger::Level)?;
         Ok(Pool {
             jobs: Some(jobs),
             done,
@@ -164,9 +147,8 @@ impl Pool {
     // ANCHOR_END: pool_start
 
     /// Sends the connection of slot `index` to a pool thread, with buffers
-    /// lent from the loop's pools for the job. False if the pool is gone
-    /// (only while stopping): the connection is dropped, and the buffers
-    /// are back in the loop's pools.
+    /// lent from the loop's pools. False if the pool is gone (only while
+    /// stopping): the connection is dropped, its buffers taken back.
     pub fn send(&self, index: usize, conn: Box<Conn>, res: &mut Resources) -> bool {
         let job = Job {
             index,
@@ -179,13 +161,11 @@ impl Pool {
             Some(jobs) => jobs.send(job).map_err(|mpsc::SendError(job)| job),
             None => Err(job),
         };
-        match sent {
-            Ok(()) => true,
-            Err(job) => {
-                res.pools.absorb(job.pools);
-                false
-            }
-        }
+        let Err(job) = sent else {
+            return true;
+        };
+        res.pools.absorb(job.pools);
+        false
     }
 
     /// Consumes the eventfd's count, before the queue is read: a job sent
@@ -194,15 +174,13 @@ impl Pool {
         let _ = self.wake.read();
     }
 
-    /// A connection the pool is done with: its slot, itself, and the
-    /// buffers it was lent.
+    /// A connection the pool is done with, with its slot and lent buffers.
     pub fn next_done(&self) -> Option<(usize, Box<Conn>, Pools)> {
         let job = self.done.try_recv().ok()?;
         Some((job.index, job.conn, job.pools))
     }
 
-    /// Ends every thread once it has finished its job, and adds up what
-    /// their caches and loans counted.
+    /// Ends every thread once its job is done; adds up their cache counts.
     pub fn stop(&mut self) -> Counts {
         self.jobs = None;
         let mut total = Counts::default();

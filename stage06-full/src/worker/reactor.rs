@@ -1,24 +1,13 @@
 //! `--model reactor` and `--model proactor-sim`: the session driven by
-//! readiness.
+//! readiness. One thread, one epoll instance, every socket non-blocking:
+//! the loop waits until the kernel says some sockets are *ready*, then does
+//! for each what its session asks (`Session::next`: read, parse, open,
+//! `writev`, `sendfile`) until a call would block. That is the Reactor
+//! pattern: the kernel reports readiness, the application does the I/O.
 //!
-//! One thread, one epoll instance, every socket non-blocking. The loop
-//! waits until the kernel says some sockets are *ready*, then, for each,
-//! does what the connection's session asks (`Session::next`) as far as the
-//! socket allows: read, parse, open, `writev`, `sendfile`, until a call
-//! would block. That is the Reactor pattern: the kernel reports readiness,
-//! the application performs the I/O. (In a Proactor, `uring`, the kernel
-//! does the I/O and reports its completion.)
-//!
-//! Readiness is remembered per connection (`Conn::readable`,
-//! `Conn::writable`) until a call says `EAGAIN`: edge-triggered epoll says
-//! "ready" once, and a read the session stopped must resume without it.
-//!
-//! `--model proactor-sim` runs this same loop with a thread pool beside it
-//! ([`super::proactor_sim`]): the loop still does every read and write, but
-//! hands a session's CPU work (parsing, opening the file) to the pool and
-//! takes the connection back when it is done. That is the loop's only
-//! difference between the two models: where `drive` stops (`Processing`),
-//! and one more event, connections coming back.
+//! `--model proactor-sim` runs this same loop with a thread pool for the
+//! sessions' CPU work ([`super::proactor_sim`]): `drive` stops before it
+//! (`Processing`), and connections come back as one more event.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,8 +15,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use super::proactor_sim::{OFFLOAD, Pool};
-use super::shell::Resources;
-use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
+use super::shell::{ALARM, CHANNEL, LISTENER, Own, READ, Resources, SIGNALS, Shell};
 use super::{Config, Model};
 use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
@@ -40,7 +28,9 @@ const EVENTS_PER_WAIT: usize = 1024;
 const AWAY_GRACE: Duration = Duration::from_millis(10);
 
 /// A connection of a readiness model: its socket, its session, and the
-/// readiness the kernel reported that is not used up yet.
+/// readiness the kernel reported that is not used up yet (edge-triggered
+/// epoll says "ready" once, and a read the session stopped must resume
+/// without it).
 pub struct Conn {
     pub stream: TcpStream,
     pub session: Session,
@@ -56,9 +46,8 @@ pub struct Conn {
     pub interest: Interest,
 }
 
-/// What became of a connection after `drive`: it waits for its socket (or
-/// its timer); its session has CPU work for the simulated Proactor's pool;
-/// it is done.
+/// What became of a connection after `drive`: it waits (for its socket or
+/// its timer), has CPU work for the pool, or is done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Wait,
@@ -67,8 +56,7 @@ pub enum Step {
 }
 
 /// Where a session's CPU work (parsing, deciding, opening the file) runs:
-/// in the loop between two I/O calls (the Reactor), or elsewhere (the
-/// simulated Proactor's loop does only the I/O).
+/// in the loop (the Reactor), or in the simulated Proactor's pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Processing {
     InLoop,
@@ -76,17 +64,17 @@ pub enum Processing {
 }
 
 impl Conn {
-    /// A new connection waits for its first request: reading is watched.
+    /// A new connection waits for its first request: reading is watched,
+    /// and the request assumed to be there already (see `Reactor::admit`).
     pub fn new(stream: TcpStream, session: Session) -> Conn {
-        let (read, write) = (true, false);
         Conn {
             stream,
             session,
-            readable: false,
+            readable: true,
             // A new socket's send buffer is empty.
             writable: true,
             fin: false,
-            interest: Interest { read, write },
+            interest: READ,
         }
     }
 
@@ -99,23 +87,16 @@ impl Conn {
 
     // ANCHOR: wanted
     /// What to watch while the connection waits. Edge-triggered, both,
-    /// always, as nginx registers its connections: an edge comes once, when
-    /// the socket *becomes* readable or writable, so watching writes costs
-    /// nothing while sends go through, and the interest never changes (no
-    /// `epoll_ctl` per response that fills the socket's buffer).
-    /// Level-triggered, only what the session waits for: a socket with
-    /// unread bytes, or room to write, would be reported on every wait.
+    /// always, as nginx registers its connections: an edge comes only when
+    /// the socket *becomes* ready, so watching writes costs nothing while
+    /// sends go through, and no response that fills the buffer costs an
+    /// `epoll_ctl`. Level-triggered, only what the session waits for, or
+    /// every wait would report a socket with unread bytes or room to write.
     pub fn wanted(&self, trigger: Trigger) -> Interest {
-        if trigger == Trigger::Edge {
-            return Interest {
-                read: true,
-                write: true,
-            };
-        }
-        let next = self.session.next();
+        let (edge, next) = (trigger == Trigger::Edge, self.session.next());
         Interest {
-            read: matches!(next, Next::Recv),
-            write: matches!(next, Next::Send { .. } | Next::SendFile { .. }),
+            read: edge || matches!(next, Next::Recv),
+            write: edge || matches!(next, Next::Send { .. } | Next::SendFile { .. }),
         }
     }
     // ANCHOR_END: wanted
@@ -130,11 +111,9 @@ impl Conn {
             Ok(0) => self.session.received(0, res.now),
             Ok(n) => {
                 self.session.received(n, res.now);
-                // A short read means the receive queue was empty: it is
-                // drained, and bytes that arrive later raise a new event,
-                // edge-triggered or not. Reading on to see EAGAIN would
-                // cost a system call per request for nothing. Not so when a
-                // FIN came with the data: EOF raises no new edge.
+                // A short read emptied the receive queue: later bytes raise
+                // a new event, so reading on to EAGAIN would cost a system
+                // call per request. Not after a FIN: EOF raises no new edge.
                 if n < room && !self.fin {
                     self.readable = false;
                 }
@@ -187,9 +166,8 @@ pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> St
                 Ok(())
             }
             Next::NoDelay => {
-                // Kept alive: a later response may go out while this one is
-                // unacknowledged, and Nagle would hold it for the client's
-                // delayed ACK (40 ms or more). nginx sets it at this moment.
+                // Kept alive: Nagle would hold a later response for the
+                // client's delayed ACK (40 ms or more). nginx sets it here.
                 let _ = conn.stream.set_nodelay(true);
                 conn.session.nodelay_set();
                 Ok(())
@@ -220,10 +198,9 @@ pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> St
 // ANCHOR_END: drive
 
 /// Head and small body in one system call: no Nagle stall between two
-/// writes, and half the calls. When a small file follows (`more`, see
-/// `CORK_MAX`), `MSG_MORE` holds the head back to share its packet with the
-/// file's first bytes (`TCP_CORK` without the two extra `setsockopt` calls;
-/// `sendfile` sets it itself for all but its last page).
+/// writes, and half the calls. Before a small file (`more`, see
+/// `CORK_MAX`), `MSG_MORE` holds the head back to share a packet with the
+/// file's first bytes (`TCP_CORK` without its two `setsockopt` calls).
 pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
     if more {
         sys::send_more(stream, head)
@@ -238,9 +215,8 @@ pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Res
 pub enum Place {
     #[default]
     Free,
-    /// In the loop: the loop does its I/O. Boxed, so that the hand-off to
-    /// the simulated Proactor's pool and back moves a pointer, not the
-    /// connection.
+    /// In the loop, which does its I/O; boxed, so that the hand-off to the
+    /// pool and back moves a pointer, not the connection.
     Here(Box<Conn>),
     /// In the pool (`--model proactor-sim`), being processed; it comes
     /// back through the pool's queue, and is not watched meanwhile.
@@ -248,14 +224,12 @@ pub enum Place {
 }
 // ANCHOR_END: place
 
-/// The loop: a shell, an epoll instance, a connection per slot, and, for
-/// `--model proactor-sim`, the pool that processes.
+/// The loop: a shell (its slots hold the connections), an epoll instance,
+/// and the pool of `--model proactor-sim`.
 pub struct Reactor {
     pub(super) shell: Shell<Place>,
     pub(super) poller: Poller,
-    /// `Some` under `--model proactor-sim`: sessions' CPU work goes there
-    /// (`offload`, and `on_processed` when it comes back, both in
-    /// `proactor_sim.rs`).
+    /// `Some` under `--model proactor-sim` (see `proactor_sim.rs`).
     pub(super) pool: Option<Pool>,
     /// Accepted or passed connections waiting for a slot.
     incoming: Vec<TcpStream>,
@@ -323,8 +297,7 @@ impl Reactor {
     }
     // ANCHOR_END: run
 
-    /// One wait: the alarm armed for the nearest deadline, `epoll_wait`,
-    /// and the clock read once for the whole batch.
+    /// Arms the alarm, waits, and reads the clock once for the whole batch.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
         self.shell.arm_alarm();
         loop {
@@ -336,7 +309,7 @@ impl Reactor {
                 Err(e) => return Err(e),
             }
         }
-        self.shell.tick();
+        self.shell.res.tick();
         Ok(())
     }
 
@@ -350,22 +323,16 @@ impl Reactor {
 
     // ANCHOR: admit
     /// A new connection: a slot and a session, one `drive` before epoll
-    /// hears of it, then a registration and a timer.
-    ///
-    /// The first drive reads at once (`readable` is assumed): a client sends
-    /// its request right after connecting, so by the time the connection is
-    /// accepted, or passed by the master, the request is usually there. A
-    /// `Connection: close` request is then read, answered and closed before
-    /// epoll ever hears of the socket: no `epoll_ctl` and no wake-up for it.
-    /// When nothing has arrived yet, the read costs one `EAGAIN`.
+    /// hears of it, then a registration and a timer. The drive reads at once
+    /// (`readable` is assumed): a client sends its request right after
+    /// connecting, so it is usually there, and a `Connection: close` request
+    /// costs no `epoll_ctl` and no wake-up; when it is not, one `EAGAIN`.
     fn admit(&mut self, stream: TcpStream) {
-        let processing = self.processing();
+        let (processing, trigger) = (self.processing(), self.shell.config.trigger);
         let Some((index, token, stream)) = self.shell.admit(stream) else {
             return; // refused with 503: every slot is taken
         };
-        let trigger = self.shell.config.trigger;
         let mut conn = Box::new(Conn::new(stream, Session::new(self.shell.res.now)));
-        conn.readable = true;
         let step = drive(&mut conn, &mut self.shell.res, processing);
         conn.interest = conn.wanted(trigger);
         let added = match step {
@@ -438,8 +405,7 @@ impl Reactor {
                     conn.session.timed_out(&mut self.shell.res.env());
                     self.step(index);
                 }
-                // In the pool: look again when it is back (its deadline is
-                // recomputed then).
+                // In the pool: put off; `step` sets it anew when it is back.
                 Place::Away => {
                     let later = self.shell.res.now + AWAY_GRACE;
                     self.shell.set_deadline(index, later);
@@ -451,8 +417,7 @@ impl Reactor {
     // ANCHOR_END: expire
 
     /// SIGTERM, SIGINT or the master's exit: stop accepting and close the
-    /// idle connections now; busy ones finish their response (the session
-    /// closes after it) within the grace period.
+    /// idle connections now; busy ones finish within the grace period.
     fn begin_stop(&mut self) {
         if let Some(listener) = self.shell.begin_stop() {
             let _ = self.poller.delete(&listener);
@@ -469,11 +434,10 @@ impl Reactor {
     /// Closes a connection in the loop; one in the pool is closed when the
     /// worker exits (its job is dropped with the pool).
     fn close(&mut self, index: usize) {
-        // No EPOLL_CTL_DEL: closing the last descriptor of a socket removes
-        // it from every epoll set, and ours is the last (the master closed
-        // its copy after passing it; no fork happens while a worker holds
-        // connections). Were a copy left somewhere, its events would carry
-        // this slot's old generation and be ignored.
+        // No EPOLL_CTL_DEL: closing a socket's last descriptor removes it
+        // from every epoll set, and ours is the last (the master closed its
+        // copy after passing it; no fork happens while a worker holds
+        // connections). A copy left somewhere would report a stale token.
         let state = &mut self.shell.slots[index].state;
         if let Place::Here(_) = state
             && let Place::Here(conn) = std::mem::take(state)

@@ -2,13 +2,11 @@
 //! I/O, written once for the three models. It owns the listener (or the
 //! master's channel that brings connections), the signalfd, the timerfd
 //! and the timer heap, the connection slots, and the [`Resources`] that
-//! sessions borrow. A driver owns a shell and calls it: to accept, to take
-//! a slot, to arm a deadline, to read the clock after each wait, to learn
-//! which deadlines passed, to report the load, to stop.
+//! sessions borrow; a driver owns a shell and calls it.
 //!
 //! The shell knows nothing of a connection's state: a slot holds whatever
-//! the model keeps there (`S`: where the connection is, the `Place` of each
-//! driver), and `S::default()` is the empty slot.
+//! the model keeps there (`S`, each driver's `Place`: where the connection
+//! is), and `S::default()` is the empty slot.
 
 use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
@@ -41,12 +39,19 @@ pub const ALARM: Token = Token(u64::MAX - 2);
 /// The channel to the master: passed connections arrive on it.
 pub const CHANNEL: Token = Token(u64::MAX - 3);
 
+/// What the worker's own descriptors are watched for.
+pub const READ: Interest = Interest {
+    read: true,
+    write: false,
+};
+
 // ANCHOR: slot
 /// A connection slot. `generation` grows each time the slot is reused and is
 /// part of the token, so an event meant for a connection that was closed
 /// earlier in the same batch (and whose slot was taken by a newer one) is
 /// recognised as stale and ignored. nginx keeps one "instance" bit for the
 /// same reason.
+#[derive(Default)]
 pub struct Slot<S> {
     generation: u32,
     /// The connection's timer; set while the slot is taken.
@@ -67,14 +72,12 @@ fn split_token(token: Token) -> (usize, u32) {
 /// Everything of a worker but its connections' I/O.
 pub struct Shell<S> {
     pub config: Config,
-    /// Given by the master under `shared` and `reuseport`; `None` under
-    /// `pass` (connections arrive on `channel`), and once stopping has
-    /// begun.
+    /// Given under `shared` and `reuseport`; `None` under `pass`
+    /// (connections arrive on `channel`), and once stopping has begun.
     listener: Option<TcpListener>,
     /// `shared` or `reuseport`: the worker accepts for itself, and the
     /// master, which chooses no worker, needs no load reports.
     listener_mode: bool,
-    /// Accepts from `listener`, and sheds when out of descriptors.
     acceptor: Acceptor,
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.
@@ -101,76 +104,57 @@ pub struct Shell<S> {
     armed_for: Option<Instant>,
     /// After SIGTERM: when the loop stops, finished or not.
     drain_until: Option<Instant>,
-    /// What sessions borrow.
     pub res: Resources,
 }
 
 impl<S: Default> Shell<S> {
-    /// Sets up a worker, after the fork: its signalfd and timerfd, the
-    /// root, the caches, the access log, and every connection slot. The
-    /// driver registers the descriptors with its own poller or ring, then
-    /// calls [`Shell::ready`].
+    /// Sets up a worker, after the fork: its signalfd and timerfd, its
+    /// [`Resources`], and every connection slot. The driver registers the
+    /// descriptors with its poller or ring, then calls [`Shell::ready`].
     pub fn new(
         config: Config,
         listener: Option<TcpListener>,
         channel: OwnedFd,
     ) -> io::Result<Shell<S>> {
         sys::ignore_sigpipe()?;
-        let signals = sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?;
-        let res = Resources::new(&config)?;
-        let slots = (0..config.max_conns)
-            .map(|_| Slot {
-                generation: 0,
-                timer: None,
-                state: S::default(),
-            })
-            .collect();
         Ok(Shell {
+            signals: sys::signal_fd(&[Signal::SIGTERM, Signal::SIGINT])?,
+            res: Resources::new(&config)?,
             listener_mode: listener.is_some(),
             listener,
             acceptor: Acceptor::new()?,
             channel: WorkerEnd::new(channel),
             report_due: None,
-            slots,
+            slots: (0..config.max_conns).map(|_| Slot::default()).collect(),
             free: (0..config.max_conns).rev().collect(),
             live: 0,
             taken: 0,
             timers: TimerHeap::new(),
             refused: Refused::default(),
-            signals,
             alarm: Alarm::new()?,
             armed_for: None,
             drain_until: None,
-            res,
             config,
         })
     }
-}
 
-impl<S: Default> Shell<S> {
-    /// Registers the worker's own descriptors with an epoll instance (the
-    /// Reactor models): the listener, the channel, the signalfd and the
-    /// timerfd. Level-triggered except where `--listen-trigger` says.
+    /// Registers the worker's own descriptors with epoll (the Reactor
+    /// models), level-triggered but for the listener (`--listen-trigger`).
     pub fn watch(&self, poller: &Poller) -> io::Result<()> {
-        let read = Interest {
-            read: true,
-            write: false,
-        };
         let trigger = self.config.listen_trigger;
         match &self.listener {
             Some(listener) if self.config.exclusive => {
                 poller.add_exclusive(listener, LISTENER, trigger)?
             }
-            Some(listener) => poller.add(listener, LISTENER, read, trigger)?,
+            Some(listener) => poller.add(listener, LISTENER, READ, trigger)?,
             None => {}
         }
-        poller.add(&self.channel, CHANNEL, read, Trigger::Level)?;
-        poller.add(&self.signals, SIGNALS, read, Trigger::Level)?;
-        poller.add(&self.alarm, ALARM, read, Trigger::Level)
+        poller.add(&self.channel, CHANNEL, READ, Trigger::Level)?;
+        poller.add(&self.signals, SIGNALS, READ, Trigger::Level)?;
+        poller.add(&self.alarm, ALARM, READ, Trigger::Level)
     }
 
-    /// The descriptor behind one of the worker's own tokens (`SIGNALS`,
-    /// `ALARM`, `CHANNEL`), for a driver without epoll to poll another way.
+    /// The descriptor behind one of the worker's own tokens, for io_uring.
     pub fn own_fd(&self, token: Token) -> Option<BorrowedFd<'_>> {
         match token {
             SIGNALS => Some(self.signals.as_fd()),
@@ -195,8 +179,8 @@ impl<S: Default> Shell<S> {
     /// refuses it with 503 when every slot is taken.
     pub fn admit(&mut self, stream: TcpStream) -> Option<(usize, Token, TcpStream)> {
         let Some(index) = self.free.pop() else {
-            let (now, date) = (self.res.now, self.res.date.current());
-            self.refused.refuse(stream, date, now);
+            self.refused
+                .refuse(stream, self.res.date.current(), self.res.now);
             return None;
         };
         let slot = &mut self.slots[index];
@@ -205,7 +189,6 @@ impl<S: Default> Shell<S> {
         self.taken += 1;
         Some((index, token_of(index, slot.generation), stream))
     }
-
     // ANCHOR_END: admit
 
     /// The slot an event's token is for, unless the token is stale: the
@@ -248,24 +231,18 @@ impl<S: Default> Shell<S> {
     }
 
     // ANCHOR: alarm
-    /// Keeps the timerfd armed for the nearest deadline, lazily.
-    ///
-    /// Re-arming on every change would cost a `timerfd_settime` per event,
-    /// because activity on the connection at the top of the heap moves the
-    /// nearest deadline later each time. So the alarm is re-armed only when
-    /// the nearest deadline is *earlier* than what it is armed for. When the
-    /// deadline moved later, the alarm fires early, expires nothing, and is
-    /// re-armed here for the new nearest one: one spare wake-up at most per
-    /// timeout, not a system call per event. With no timers at all, the
-    /// alarm is disarmed and an idle server sleeps until something happens.
+    /// Keeps the timerfd armed for the nearest deadline, lazily: re-armed
+    /// only when that is *earlier* than what it is armed for. Re-arming on
+    /// every change would cost a `timerfd_settime` per event (activity on
+    /// the connection at the top of the heap moves the nearest deadline
+    /// later each time); armed too early, the alarm fires, expires nothing
+    /// and is re-armed here: one spare wake-up at most per timeout. With no
+    /// deadline it is disarmed, and an idle worker sleeps.
     pub fn arm_alarm(&mut self) {
-        // While draining, the end of the grace period is a deadline too, and
-        // so is the end of the oldest refused connection's linger.
-        let refused = self.refused.next_deadline();
         let next = [
             self.timers.next_deadline(),
             self.drain_until,
-            refused,
+            self.refused.next_deadline(),
             self.report_due,
         ]
         .into_iter()
@@ -308,9 +285,8 @@ impl<S: Default> Shell<S> {
     // ANCHOR_END: alarm
 
     // ANCHOR: on_own
-    /// An event on one of the worker's own descriptors (`LISTENER`,
-    /// `CHANNEL`, `SIGNALS`, `ALARM`): accepted or passed connections go
-    /// into `incoming`, and the answer says what the driver must do.
+    /// An event on one of the worker's own descriptors: accepted or passed
+    /// connections go into `incoming`; the answer says what the driver does.
     pub fn on_own(&mut self, token: Token, incoming: &mut Vec<TcpStream>) -> Own {
         match token {
             LISTENER => self.accept(incoming),
@@ -323,8 +299,7 @@ impl<S: Default> Shell<S> {
     }
     // ANCHOR_END: on_own
 
-    /// The signalfd is readable. True if SIGTERM or SIGINT is among what
-    /// was pending: the driver then stops.
+    /// The signalfd is readable: true if SIGTERM or SIGINT was pending.
     fn on_signals(&mut self) -> bool {
         let mut stop = false;
         let drained = sys::drain_signal_fd(&self.signals, |signal| {
@@ -338,10 +313,10 @@ impl<S: Default> Shell<S> {
 
     // ANCHOR: stop
     /// SIGTERM, SIGINT or the master's exit: stop taking connections and
-    /// give the busy ones the grace period to finish. Returns the listener,
-    /// for the driver to unregister before it is dropped (a listener shared
-    /// with other processes stays registered while any of them holds it).
-    /// The driver closes its idle connections itself.
+    /// give the busy ones the grace period; the driver closes the idle ones.
+    /// Returns the listener, for the driver to unregister before dropping it
+    /// (a listener shared with other processes stays registered while any
+    /// of them holds it).
     pub fn begin_stop(&mut self) -> Option<TcpListener> {
         if self.res.stopping {
             return None;
@@ -351,8 +326,7 @@ impl<S: Default> Shell<S> {
         self.listener.take()
     }
 
-    /// Stopping, and either every connection is done or the grace period
-    /// is over.
+    /// Stopping, and every connection done or the grace period over.
     pub fn finished(&self) -> bool {
         self.res.stopping && (self.live == 0 || self.drain_until.is_some_and(|t| self.res.now >= t))
     }
@@ -360,12 +334,10 @@ impl<S: Default> Shell<S> {
 
     // ANCHOR: on_channel
     /// The master's channel is readable: passed connections go into
-    /// `incoming`. False when the master is gone: the worker must stop.
-    ///
-    /// One message per event. The channel is watched level-triggered (and
-    /// polled again, under io_uring), so a second message is reported by
-    /// the next wait; reading on to EAGAIN, as stage05 does, costs a
-    /// `recvmsg` per wake-up for nothing when, as mostly, one message came.
+    /// `incoming`. False when the master is gone: the worker must stop. One
+    /// message per event: the channel is level-triggered (polled again under
+    /// io_uring), so the next wait reports a second; reading on to EAGAIN,
+    /// as stage05 does, costs a `recvmsg` per wake-up, mostly for nothing.
     fn on_channel(&mut self, incoming: &mut Vec<TcpStream>) -> bool {
         loop {
             match self.channel.receive() {
@@ -390,10 +362,9 @@ impl<S: Default> Shell<S> {
         }
     }
 
-    /// Tells the master the current load, in `pass` mode (where the master
-    /// chooses), once per loop iteration: `WorkerEnd::report` sends it when
-    /// it changed and its rate limit allows, and otherwise says when it is
-    /// due, which `arm_alarm` then counts among the deadlines.
+    /// Tells the master the current load, once per loop iteration, under
+    /// `pass` (where the master chooses): sent when it changed and the rate
+    /// limit allows, else held back until `report_due`.
     pub fn report_load(&mut self) {
         if self.listener_mode {
             return;
@@ -403,11 +374,9 @@ impl<S: Default> Shell<S> {
     // ANCHOR_END: on_channel
 
     // ANCHOR: accept
-    /// The listener is readable: accept into `incoming`, until the queue is
-    /// empty under an edge-triggered listener, one under a level-triggered
-    /// one (it stays readable while more wait, and the next wait says so).
-    /// Out of descriptors, the acceptor sheds waiting connections (stage
-    /// 2's reserve descriptor) rather than leave them hanging.
+    /// The listener is readable: accept into `incoming` until the queue is
+    /// empty (edge-triggered), or one (level-triggered: the next wait
+    /// reports the rest). Out of descriptors, the acceptor sheds.
     fn accept(&mut self, incoming: &mut Vec<TcpStream>) {
         let Some(listener) = self.listener.as_ref() else {
             return;
@@ -420,11 +389,6 @@ impl<S: Default> Shell<S> {
         }
     }
     // ANCHOR_END: accept
-
-    /// Reads the clock, once per loop iteration, after the wait.
-    pub fn tick(&mut self) {
-        self.res.tick();
-    }
 }
 
 /// What a worker lends its sessions: the root and the open-file cache, the
@@ -436,11 +400,9 @@ pub struct Resources {
     pub files: FileCache,
     pub pools: Pools,
     pub log: Option<Arc<AccessLog>>,
-    /// The time, read once per loop iteration after the wait returns (nginx
-    /// does the same): every event of a batch happened "now" as far as
-    /// timers are concerned, and the clock is read once, not per event.
+    /// The time, read once per loop iteration after the wait (as nginx
+    /// does): every event of a batch happens "now", for one clock read.
     pub now: Instant,
-    /// The `Date` value.
     pub date: DateCache,
     /// SIGTERM, SIGINT or the master's exit: finish, keep nothing alive.
     pub stopping: bool,
@@ -460,7 +422,7 @@ impl Resources {
         }
     }
 
-    /// Reads the clock, once per loop iteration.
+    /// Reads the clock, once per loop iteration, after the wait.
     pub(super) fn tick(&mut self) {
         self.now = Instant::now();
         self.date.refresh();

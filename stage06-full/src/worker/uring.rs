@@ -1,36 +1,31 @@
 //! `--model uring`: the session driven by completions, a true Proactor.
 //!
-//! The Reactor asks the kernel "tell me when this socket is ready" and then
-//! does the I/O itself. Here the worker asks the kernel to *do* the I/O
-//! (accept, receive, send, read a file) and is told when each operation has
-//! completed, with its result. One `io_uring_enter` submits every queued
-//! operation and waits for a completion; the loop then reaps the completion
-//! queue: one system call per batch, in place of `epoll_wait` plus a `read`
-//! and a `writev` per request.
+//! The worker asks the kernel to *do* the I/O (accept, receive, send, read
+//! a file) and is told when each operation has completed. One
+//! `io_uring_enter` submits every queued operation and waits; the loop
+//! then reaps the completions: one system call per batch, in place of
+//! `epoll_wait` plus a `read` and a `writev` per request.
 //!
-//! The session is the Reactor's; what differs is who holds the connection.
-//! While an operation is in flight, the connection (socket, session,
-//! buffers) is *in the ring*: `sys::uring::Ring` owns it, so the kernel
-//! writes into memory nobody else can touch or free, and the completion
-//! hands it back. Closing it means cancelling its operation first
-//! (`Place::Cancelled`). io_uring has no `sendfile`: a large file is read
-//! into a 64 KiB chunk and sent from there, a copy through user memory the
-//! Reactor does not pay (`splice` through a pipe would avoid it).
+//! While an operation is in flight the connection is *in the ring*
+//! (`sys::uring` owns it), so closing it means cancelling that operation
+//! first (`Place::Cancelled`). io_uring has no `sendfile`: a large file is
+//! read into a 64 KiB chunk and sent from there, a copy through user
+//! memory the Reactor does not pay (`splice` through a pipe would avoid it).
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::Config;
-use super::Counts;
+use nix::libc::{ECANCELED, ENOBUFS};
+
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, SIGNALS, Shell};
+use super::{Config, Counts};
 use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::sys;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
 
-/// Submission queue entries (the completion queue gets twice as many), and
-/// bytes of a large file read per operation.
+/// Submission queue entries, and bytes of a large file read per operation.
 const RING_ENTRIES: u32 = 4096;
 const FILE_CHUNK: u64 = 64 * 1024;
 
@@ -58,8 +53,6 @@ enum Pending {
     Send,
     /// Reading the file, from this offset, into `chunk`.
     ReadFile(u64),
-    /// Sending from `chunk`.
-    SendChunk,
 }
 
 // ANCHOR: uring_slot
@@ -92,9 +85,8 @@ pub struct Uring {
 
 /// Sets up a worker's Proactor and runs it until it stops.
 pub fn run(config: Config, listener: Option<TcpListener>, channel: OwnedFd) -> io::Result<()> {
-    let shell = Shell::new(config, listener, channel)?;
     let mut uring = Uring {
-        shell,
+        shell: Shell::new(config, listener, channel)?,
         ring: Ring::new(RING_ENTRIES)?,
         accept: None,
         incoming: Vec::new(),
@@ -117,7 +109,7 @@ impl Uring {
         while !self.shell.finished() {
             self.shell.arm_alarm();
             self.ring.submit_and_wait(&mut completions, None)?;
-            self.shell.tick();
+            self.shell.res.tick();
             for completion in completions.drain(..) {
                 self.on_completion(completion)?;
             }
@@ -143,16 +135,18 @@ impl Uring {
             }
             ACCEPT => self.on_accept(c)?,
             LISTEN => self.submit_accept()?,
-            // A connection's operation; its owner, the connection, is back,
-            // and what a receive brought is copied into its session.
+            // A connection's operation, which has the connection as owner:
+            // what a receive brought is copied into its session.
             index => {
-                let (mut conn, data) = (c.owner.take(), self.ring.received(&c));
-                if let (Some(conn), false) = (conn.as_mut(), data.is_empty()) {
-                    let buf = conn.session.read_buf(&mut self.shell.res.pools, data.len());
-                    let n = data.len().min(buf.len());
-                    buf[..n].copy_from_slice(&data[..n]);
+                if let Some(mut conn) = c.owner.take() {
+                    let data = self.ring.received(&c);
+                    if !data.is_empty() {
+                        let buf = conn.session.read_buf(&mut self.shell.res.pools, data.len());
+                        let n = data.len().min(buf.len());
+                        buf[..n].copy_from_slice(&data[..n]);
+                    }
+                    self.on_conn(index as usize, c.result, conn);
                 }
-                self.on_conn(index as usize, c.result, conn);
             }
         }
         while let Some(stream) = self.incoming.pop() {
@@ -181,10 +175,7 @@ impl Uring {
     // ANCHOR: on_completion
     /// A connection's operation completed: tell its session what the
     /// kernel did, then let it go on.
-    fn on_conn(&mut self, index: usize, result: io::Result<usize>, conn: Option<Box<Conn>>) {
-        let Some(mut conn) = conn else {
-            return; // every submission of a connection has an owner
-        };
+    fn on_conn(&mut self, index: usize, result: io::Result<usize>, mut conn: Box<Conn>) {
         let cancelled = match self.shell.slots[index].state {
             Place::Cancelled { timed_out } => Some(timed_out),
             _ => None,
@@ -193,34 +184,25 @@ impl Uring {
             return self.close_now(index, conn);
         }
         let res = &mut self.shell.res;
-        let ok = match (conn.pending, result) {
+        match (conn.pending, result) {
             // Cancelled before it did anything: its deadline, below.
-            (_, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => cancelled.is_some(),
+            (_, Err(e)) if e.raw_os_error() == Some(ECANCELED) && cancelled.is_some() => {}
             // Every provided buffer was in use: receive again.
-            (Pending::Recv, Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => true,
-            // A reset, a broken pipe, a file that cannot be read.
-            (_, Err(_)) => false,
-            // Nothing sent, or the file shrank under us: the promised
-            // length cannot be kept.
-            (Pending::Send | Pending::SendChunk | Pending::ReadFile(_), Ok(0)) => false,
-            (Pending::Recv, Ok(n)) => {
-                conn.session.received(n, res.now);
-                true
-            }
-            (Pending::Send | Pending::SendChunk, Ok(n)) => {
+            (Pending::Recv, Err(e)) if e.raw_os_error() == Some(ENOBUFS) => {}
+            (Pending::Recv, Ok(n)) => conn.session.received(n, res.now),
+            (Pending::Send, Ok(n)) if n > 0 => {
                 if let Some(exchange) = conn.session.sent(n, &mut res.env()) {
                     res.log(&conn.stream, exchange);
                 }
-                true
             }
-            (Pending::ReadFile(at), Ok(n)) => {
+            (Pending::ReadFile(at), Ok(n)) if n > 0 => {
                 conn.chunk.truncate(n);
                 conn.chunk_at = at;
-                true
             }
-        };
-        if !ok {
-            return self.close_now(index, conn);
+            // A reset, a broken pipe, a file that cannot be read; nothing
+            // sent, or the file shrank under us: the promised length cannot
+            // be kept.
+            _ => return self.close_now(index, conn),
         }
         if cancelled == Some(true) {
             conn.session.timed_out(&mut res.env());
@@ -270,7 +252,6 @@ impl Uring {
 
     /// Done with: its buffers go back, its socket closes.
     fn close_now(&mut self, index: usize, conn: Box<Conn>) {
-        let conn = *conn;
         conn.session.release(&mut self.shell.res.pools);
         self.shell.release(index);
     }
@@ -294,10 +275,9 @@ impl Uring {
     }
     // ANCHOR: uring_accept
     fn submit_accept(&mut self) -> io::Result<()> {
-        self.accept = match self.shell.listener() {
-            Some(listener) => Some(self.ring.accept(ACCEPT, listener)?),
-            None => None,
-        };
+        if let Some(listener) = self.shell.listener() {
+            self.accept = Some(self.ring.accept(ACCEPT, listener)?);
+        }
         Ok(())
     }
 
@@ -309,11 +289,9 @@ impl Uring {
                 self.submit_accept()
             }
             // Out of descriptors. An accept (io_uring's, like accept4)
-            // takes a descriptor *before* it looks for a connection, so it
-            // fails at once whether one is waiting or not: resubmitting it
-            // would spin. Let the shell's acceptor take what waits (it
-            // sheds when it must), then wait for the next connection with a
-            // poll, which needs no descriptor.
+            // takes a descriptor *before* it looks for a connection, so
+            // resubmitting it would spin. The shell's acceptor takes what
+            // waits (or sheds it); a poll, which needs none, waits for more.
             (None, Err(e)) if sys::is_out_of_descriptors(&e) => {
                 let _ = self.shell.on_own(LISTENER, &mut self.incoming);
                 if let Some(listener) = self.shell.listener() {
@@ -322,7 +300,7 @@ impl Uring {
                 Ok(())
             }
             // Cancelled: the worker is stopping.
-            (None, Err(e)) if e.raw_os_error() == Some(nix::libc::ECANCELED) => Ok(()),
+            (None, Err(e)) if e.raw_os_error() == Some(ECANCELED) => Ok(()),
             (None, _) => self.submit_accept(),
         }
     }
@@ -363,43 +341,29 @@ impl Conn {
     /// The operation the session asks for, in this connection's memory.
     /// Called by the ring once the connection is in it.
     fn operation(&mut self) -> Op<'_> {
-        self.pending = match self.session.next() {
-            Next::SendFile { offset, .. } if self.holds(offset) => Pending::SendChunk,
-            Next::SendFile { offset, .. } => Pending::ReadFile(offset),
-            Next::Send { .. } => Pending::Send,
-            // `advance` submits only the three I/O arms: this is `Recv`.
-            _ => Pending::Recv,
-        };
         let socket = self.stream.as_fd();
-        // Sending nothing completes with 0, which closes the connection: the
-        // answer to a session that asked for something else (it cannot).
-        let nothing = Op::Send {
-            socket,
-            head: &[],
-            body: &[],
-        };
-        match self.pending {
-            Pending::Recv => Op::Recv { socket },
-            Pending::Send => match self.session.next() {
-                Next::Send { head, body, .. } => Op::Send { socket, head, body },
-                _ => nothing,
-            },
-            Pending::SendChunk => match self.session.next() {
-                Next::SendFile { offset, .. } => {
-                    let from = (offset - self.chunk_at) as usize;
-                    let (head, body) = (&self.chunk[from..], &[][..]);
-                    Op::Send { socket, head, body }
-                }
-                _ => nothing,
-            },
-            Pending::ReadFile(offset) => match self.session.next() {
-                Next::SendFile { file, len, .. } => {
-                    self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
-                    let (file, buf) = (file.as_fd(), &mut self.chunk[..]);
-                    Op::Read { file, offset, buf }
-                }
-                _ => nothing,
-            },
+        match self.session.next() {
+            Next::SendFile { offset, .. } if self.holds(offset) => {
+                self.pending = Pending::Send;
+                let from = (offset - self.chunk_at) as usize;
+                let (head, body) = (&self.chunk[from..], &[][..]);
+                Op::Send { socket, head, body }
+            }
+            Next::SendFile { file, offset, len } => {
+                self.pending = Pending::ReadFile(offset);
+                self.chunk.resize(len.min(FILE_CHUNK) as usize, 0);
+                let (file, buf) = (file.as_fd(), &mut self.chunk[..]);
+                Op::Read { file, offset, buf }
+            }
+            Next::Send { head, body, .. } => {
+                self.pending = Pending::Send;
+                Op::Send { socket, head, body }
+            }
+            // `advance` submits only the three I/O arms: this is `Recv`.
+            _ => {
+                self.pending = Pending::Recv;
+                Op::Recv { socket }
+            }
         }
     }
     // ANCHOR_END: operation
