@@ -213,19 +213,11 @@ fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
     }
 }
 
-/// A whole response with `Connection: close`, for the moments when there is
-/// no session to build one: 503 when every slot is taken, 408 when a client
-/// was too slow with its head.
+/// A whole error response with `Connection: close`, for when there is no
+/// session to build one (503: every slot is taken).
 pub fn complete(status: u16, date: &str) -> Vec<u8> {
-    let page = error_page(status);
-    let mut out = Vec::with_capacity(256 + page.len());
-    begin(&mut out, status, date);
-    field(&mut out, "Content-Type", "text/html; charset=utf-8");
-    field(&mut out, "Content-Length", page.len());
-    field(&mut out, "Connection", "close");
-    end(&mut out);
-    out.extend_from_slice(page.as_bytes());
-    out
+    let r = error(status, false, true, date, &mut BufferPool::new(0, 0, false));
+    [r.head, r.body].concat()
 }
 
 /// An error response: a small HTML page (none for HEAD).
@@ -322,11 +314,10 @@ fn for_file(
     if changed_since(head, &file) {
         return error(412, head_only, close, date, outputs);
     }
-    if not_modified(head, &file) {
-        return not_modified_response(head.version, &file, close, date, outputs);
-    }
     let len = file.len;
     let (status, start, end) = match head.header("range") {
+        // Before Range (§13.2.2): a head with the file's time, no body.
+        _ if not_modified(head, &file) => (304, 0, 0),
         // If-Range names a validator this server does not check (it sends
         // no ETag): the safe reading is "send the whole file".
         Some(r) if head.header("if-range").is_none() => match range::answer(r, len) {
@@ -341,17 +332,10 @@ fn for_file(
         _ => (200, 0, len),
     };
     let mut out = outputs.take();
-    file_head(
-        &mut out,
-        head.version,
-        &file,
-        (status, start, end),
-        close,
-        date,
-    );
+    file_head(&mut out, head, &file, (status, start, end), close, date);
     let mut body = outputs.take();
     let mut large = None;
-    if !head_only {
+    if !head_only && status != 304 {
         large = file_body(file, start, end, &mut body);
     }
     Response {
@@ -363,31 +347,6 @@ fn for_file(
         close,
         status,
         length: if head_only { 0 } else { end - start },
-    }
-}
-
-/// The 304: a head with the file's time, and no body.
-fn not_modified_response(
-    version: Version,
-    file: &OpenFile,
-    close: bool,
-    date: &str,
-    outputs: &mut BufferPool,
-) -> Response {
-    let mut out = outputs.take();
-    begin(&mut out, 304, date);
-    field(&mut out, "Last-Modified", &file.last_modified);
-    connection_field(&mut out, version, close);
-    end(&mut out);
-    Response {
-        head: out,
-        head_sent: 0,
-        body: outputs.take(),
-        body_sent: 0,
-        file: None,
-        close,
-        status: 304,
-        length: 0,
     }
 }
 
@@ -433,31 +392,27 @@ fn date_secs(head: &Head, name: &str) -> Option<u64> {
     Some(date.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
-/// The head of a 200 or 206 for bytes `from..to` of `file`.
+/// The head of a 304, or of a 200 or 206 for bytes `from..to` of `file`.
 fn file_head(
     out: &mut Vec<u8>,
-    version: Version,
+    request: &Head,
     file: &OpenFile,
     (status, from, to): (u16, u64, u64),
     close: bool,
     date: &str,
 ) {
     begin(out, status, date);
-    if status == 200 {
-        out.extend_from_slice(&file.fields);
-    } else {
-        field(out, "Content-Type", file.content_type);
-        field(out, "Content-Length", to - from);
-        field(out, "Last-Modified", &file.last_modified);
-        field(out, "Accept-Ranges", "bytes");
-        let last = to - 1;
-        field(
-            out,
-            "Content-Range",
-            format!("bytes {from}-{last}/{}", file.len),
-        );
+    match status {
+        304 => field(out, "Last-Modified", &file.last_modified),
+        200 => out.extend_from_slice(&file.fields),
+        _ => {
+            let fields = file_fields(file.content_type, to - from, &file.last_modified);
+            out.extend_from_slice(&fields);
+            let range = format!("bytes {from}-{}/{}", to - 1, file.len);
+            field(out, "Content-Range", range);
+        }
     }
-    connection_field(out, version, close);
+    connection_field(out, request.version, close);
     end(out);
 }
 
