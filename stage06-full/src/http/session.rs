@@ -2,14 +2,11 @@
 //!
 //! A [`Session`] is told what happened (bytes arrived, bytes went out, a
 //! file was opened, a deadline passed) and says what should happen next
-//! ([`Session::next`]): receive, parse, open a file, send these bytes, send
-//! that range of a file, shut down, close. It never touches a socket or a
-//! clock; the caller passes the time in. This is the sans-I/O design of h11
-//! (`Connection.receive_data`, `next_event`), quinn-proto and rustls: the
-//! protocol is written once, tested without sockets, and driven by any I/O
-//! model. stage06 drives it three ways (`worker::reactor`,
-//! `worker::proactor_sim`, `worker::uring`), and each driver is a loop of
-//! `match session.next()` arms, one system call per arm.
+//! ([`Session::next`]); it never touches a socket or a clock. This is the
+//! sans-I/O design of h11 (`Connection.receive_data`, `next_event`),
+//! quinn-proto and rustls: the protocol is written once, tested without
+//! sockets, and driven by `worker::reactor`, `worker::proactor_sim` and
+//! `worker::uring`, each a loop of `match session.next()` arms.
 //!
 //! A session moves through these phases:
 //!
@@ -27,11 +24,10 @@
 //!                                                                    closed
 //! ```
 //!
-//! Requests that arrive pipelined wait in the read buffer and are parsed one
-//! at a time, after the previous response has gone, so they are answered in
-//! order and at most one response is held in memory. While a response is
-//! being sent nothing is read: a client that pipelines without reading its
-//! answers stops being read (back-pressure).
+//! Pipelined requests wait in the read buffer and are parsed one at a time,
+//! each after the previous response has gone: they are answered in order,
+//! one response is held at most, and a client that pipelines without
+//! reading its answers stops being read (back-pressure).
 
 use std::fs::File;
 use std::time::{Duration, Instant};
@@ -229,14 +225,12 @@ impl Session {
         let file = r.file.as_ref().filter(|f| f.offset < f.end);
         if !head.is_empty() || !body.is_empty() {
             // The head waits for the file (`MSG_MORE`) only before a small
-            // file, where its own packet would be one in two or three: the
-            // 64 KiB row ran 0.92x as fast without the wait. Before a large
-            // file, the held head made the worker push the whole file out
-            // inside its own `sendfile`, with the woken reader preempting
-            // it about four times per response; sent at once, the head lets
-            // the reader's ACKs release the file. The 1 MiB row ran 1.12x
-            // to 1.18x as fast (chapter 6, part 2, "The head before a large
-            // file").
+            // file, where its own packet would be one in two or three (the
+            // 64 KiB row ran 0.92x as fast without the wait). Held before a
+            // large file, it made the worker push the whole file in its own
+            // `sendfile`, preempted by the woken reader; sent at once, it ran
+            // the 1 MiB row 1.12x to 1.18x as fast (chapter 6, part 2, "The
+            // head before a large file").
             let more = file.is_some_and(|f| f.end - f.offset <= CORK_MAX);
             return Next::Send { head, body, more };
         }
@@ -435,11 +429,8 @@ impl Session {
 
     /// Once every byte of it is consumed, the read buffer goes back to the
     /// pool: an idle keep-alive connection, and one in the middle of a slow
-    /// head (the parser keeps what it has seen in fields of its own), hold
-    /// no buffer. Ten thousand such connections hold ten thousand sessions
-    /// and no buffers; one that sent a single byte costs a few hundred
-    /// bytes, not 32 KiB. (nginx starts a connection with a 1 KiB header
-    /// buffer, `client_header_buffer_size`, and grows it.)
+    /// head (the parser keeps what it has seen), hold no buffer; one that
+    /// sent a single byte costs a few hundred bytes, not 32 KiB.
     fn give_back_if_consumed(&mut self, pools: &mut Pools) {
         if pools.pooled && self.start == self.end && !self.input.is_empty() {
             pools.give_input(std::mem::take(&mut self.input));

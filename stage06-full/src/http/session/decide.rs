@@ -5,7 +5,6 @@
 use super::{Env, Phase, Session};
 use crate::http::body::{self, BodySkipper};
 use crate::http::parser::{Head, Version};
-
 use crate::http::path::{self, Opened, Resolved};
 use crate::http::response::{self, Response};
 
@@ -70,17 +69,13 @@ impl Session {
             }
             Err(e) => {
                 let head_only = head.method == "HEAD";
-                let r = response::error(
-                    e.status(),
-                    head_only,
-                    close,
-                    env.date,
-                    &mut env.pools.outputs,
-                );
+                let outputs = &mut env.pools.outputs;
+                let r = response::error(e.status(), head_only, close, env.date, outputs);
                 self.respond(r, skipper);
             }
         }
     }
+
     /// The file named by [`Next::Open`](super::Next::Open) was opened (or could not be).
     pub fn opened(&mut self, opened: Opened, env: &mut Env<'_>) {
         let Phase::Open(rq) = std::mem::replace(&mut self.phase, Phase::Send) else {
