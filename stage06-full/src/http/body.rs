@@ -6,7 +6,7 @@
 //! a front proxy and this server must agree on it, so every ambiguous case
 //! is refused and the connection closed.
 
-use super::parser::{Head, Version};
+use super::parser::{Head, Progress, Version};
 
 /// How the body of a request is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,18 +22,17 @@ pub enum Framing {
 // ANCHOR: framing
 /// Decides the framing of a request's body, or the status that refuses it.
 ///
+/// - `Transfer-Encoding` in an HTTP/1.0 request: 400, whatever
+///   `Content-Length` says (RFC 9112 §6.1: its framing is faulty, as
+///   HTTP/1.0 has no transfer codings).
 /// - `Content-Length` and `Transfer-Encoding` together: 400 (RFC 9112
 ///   §6.1 allows processing it, but the two readings disagree on where the
 ///   body ends, which is how smuggling works).
 /// - Two `Content-Length` values that differ, or one that is not a number:
 ///   400.
 /// - A transfer coding other than plain `chunked`: 501.
-/// - `Transfer-Encoding` in an HTTP/1.0 request: 400.
 pub fn framing(head: &Head) -> Result<Framing, u16> {
     let te: Vec<&[u8]> = head.headers_named("transfer-encoding").collect();
-    // HTTP/1.0 has no transfer codings: a 1.0 message that names one must
-    // be treated as if its framing were faulty (RFC 9112 §6.1), whatever
-    // Content-Length says. Refused, and the connection closes.
     if head.version == Version::Http10 && !te.is_empty() {
         return Err(400);
     }
@@ -128,13 +127,6 @@ pub struct BodySkipper {
     line: usize,
 }
 
-/// What one call to [`BodySkipper::skip`] achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    pub consumed: usize,
-    pub done: bool,
-}
-
 impl BodySkipper {
     /// Starts reading a body; a `Content-Length` over `limit` is refused
     /// before a byte of it is read.
@@ -154,34 +146,26 @@ impl BodySkipper {
         })
     }
 
+    /// Nothing is left to skip: no body, or all of a `Content-Length` one.
     pub fn is_done(&self) -> bool {
-        match self.framing {
-            Framing::None => true,
-            Framing::Length(_) => self.remaining == 0,
-            Framing::Chunked => false,
-        }
+        self.framing != Framing::Chunked && self.remaining == 0
     }
 
     /// Consumes as much of `input` as belongs to the body.
-    pub fn skip(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
-        match self.framing {
-            Framing::None => Ok(Skipped {
-                consumed: 0,
-                done: true,
-            }),
-            Framing::Length(_) => {
-                let n = (input.len() as u64).min(self.remaining);
-                self.remaining -= n;
-                Ok(Skipped {
-                    consumed: n as usize,
-                    done: self.remaining == 0,
-                })
-            }
-            Framing::Chunked => self.skip_chunked(input),
+    pub fn skip(&mut self, input: &[u8]) -> Result<Progress, BodyError> {
+        if self.framing == Framing::Chunked {
+            return self.skip_chunked(input);
         }
+        // No body (`remaining` is 0), or a `Content-Length` one.
+        let n = (input.len() as u64).min(self.remaining);
+        self.remaining -= n;
+        Ok(Progress {
+            consumed: n as usize,
+            done: self.remaining == 0,
+        })
     }
 
-    fn skip_chunked(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
+    fn skip_chunked(&mut self, input: &[u8]) -> Result<Progress, BodyError> {
         use Chunk::*;
         let mut i = 0;
         while i < input.len() {
@@ -219,7 +203,7 @@ impl BodySkipper {
                 }
                 (TrailerStart, b'\r') => FinalLf,
                 (TrailerStart, b'\n') | (FinalLf, b'\n') => {
-                    return Ok(Skipped {
+                    return Ok(Progress {
                         consumed: i,
                         done: true,
                     });
@@ -230,7 +214,7 @@ impl BodySkipper {
                 _ => return Err(BodyError::Malformed),
             };
         }
-        Ok(Skipped {
+        Ok(Progress {
             consumed: input.len(),
             done: false,
         })

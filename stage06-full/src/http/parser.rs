@@ -133,13 +133,13 @@ enum State {
     Done,
 }
 
-/// What one call to [`Parser::feed`] achieved.
+/// What one call to [`Parser::feed`] (or `BodySkipper::skip`) achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
-    /// Bytes of the input that belong to this head (all of them unless it
-    /// completed: the rest is the body or the next request).
+    /// Bytes of the input that belong to this head or body (all of them
+    /// unless it completed: the rest is what follows it).
     pub consumed: usize,
-    /// The head is complete; take it with [`Parser::take`].
+    /// The head (take it with [`Parser::take`]) or body is complete.
     pub done: bool,
 }
 
