@@ -33,42 +33,31 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Formats `t` as an IMF-fixdate (whole seconds).
-pub fn format(t: SystemTime) -> String {
+/// `t` in whole seconds since the epoch, as days and seconds into the day.
+fn days_and_secs(t: SystemTime) -> (i64, i64) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+    (secs.div_euclid(86_400), secs.rem_euclid(86_400))
+}
+
+/// Formats `t` as an IMF-fixdate (whole seconds).
+pub fn format(t: SystemTime) -> String {
+    let (days, secs) = days_and_secs(t);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let wday = DAYS[days.rem_euclid(7) as usize];
+    let month = MONTHS[(m - 1) as usize];
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{wday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} GMT")
 }
 
 /// Formats `t` for the Common Log Format: `10/Oct/2000:13:55:36 +0000`.
 pub fn format_clf(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (days, secs) = days_and_secs(t);
+    let (y, m, d) = civil_from_days(days);
+    let month = MONTHS[(m - 1) as usize];
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000")
 }
 
 /// Parses an IMF-fixdate. Other (obsolete) formats give `None`, and a
