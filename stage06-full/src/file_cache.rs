@@ -1,24 +1,17 @@
 //! The open-file cache: a worker keeps the files it served recently open,
 //! with their metadata and (for small files) their contents, for a short
-//! validity period.
-//!
-//! Without it every request costs `openat2`, `statx`, a `pread` for a small
-//! body and a `close`: four system calls around the one `writev` that does
-//! the work. With it a repeated request for a small file costs the `writev`
-//! alone. nginx's `open_file_cache` makes the same trade.
+//! validity period. A repeated request for a small file then costs its
+//! `writev` alone, not `openat2`, `statx`, `pread` and `close` around it
+//! too; nginx's `open_file_cache` makes the same trade.
 //!
 //! The price is staleness: for up to `valid` after a file was opened, a
-//! changed file is served as it was (its old length, `Last-Modified` and,
-//! for a small file, its old bytes), and a deleted file is still served.
-//! Rejected alternatives: `fstat` on every hit to notice in-place changes
-//! (one system call back per request, and it still misses a file replaced
-//! by `rename`); inotify (exact, but a watch per directory, a queue that can
-//! overflow, and a descriptor in every worker's loop). A validity of a
-//! second is invisible to people editing a site and saves nearly every
-//! open under load; `--open-file-cache 0` turns the cache off.
-//!
-//! Only successful opens of regular files are cached; a miss (404, 403) is
-//! looked up again each time, so a file that appears is served at once.
+//! changed file is served as it was, and a deleted file still is. Rejected:
+//! `fstat` on every hit (a system call back per request, and it still
+//! misses a file replaced by `rename`); inotify (exact, but a watch per
+//! directory, a queue that can overflow, and a descriptor in every worker's
+//! loop). A second is invisible to people editing a site and saves nearly
+//! every open under load; `--open-file-cache 0` turns the cache off. A miss
+//! (404, 403) is not cached, so a file that appears is served at once.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -134,8 +127,6 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
     };
     if meta.is_dir() {
         if !trailing_slash {
-            // `/docs` → `/docs/`, so the page's relative links resolve
-            // inside the directory.
             return Opened::Redirect;
         }
         name = if name.is_empty() {
