@@ -1,11 +1,9 @@
 //! The access log: Common Log Format lines, written by a thread of their
-//! own so that the event loop never waits for the disk.
-//!
-//! The loop hands each line to a bounded queue with `try_send`. When the
-//! queue is full (the disk is slow, or the log is on a network share that
-//! hangs), the line is counted as dropped and the loop carries on: losing a
-//! log line is better than stalling every connection of the worker. The
-//! writer thread notes the count in the log when it next gets a line.
+//! own so that the event loop never waits for the disk. The loop hands each
+//! line to a bounded queue with `try_send`; when it is full (a slow disk, a
+//! network share that hangs), the line is counted as dropped and the loop
+//! carries on: losing a log line is better than stalling every connection
+//! of the worker. The writer notes the count in the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -130,11 +128,8 @@ fn write_lines(receiver: &Receiver<String>, file: File, dropped: &AtomicU64) {
         }
         let now = dropped.load(Ordering::Relaxed);
         if now > noted {
-            let _ = writeln!(
-                out,
-                "# {} lines dropped: the log could not keep up",
-                now - noted
-            );
+            let lost = now - noted;
+            let _ = writeln!(out, "# {lost} lines dropped: the log could not keep up");
             noted = now;
         }
         let _ = out.flush();
