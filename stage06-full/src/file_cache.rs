@@ -92,15 +92,6 @@ impl FileCache {
         opened
     }
     // ANCHOR_END: cache_open
-
-    /// Descriptors held open by the cache.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Maps a failure to open a path to a status.
@@ -223,7 +214,7 @@ mod tests {
         assert_eq!(body(cache.open(&root, "docs", true, now)), b"<p>docs</p>");
         assert_eq!(body(cache.open(&root, "docs", false, now)), b"redirect");
         assert_eq!(body(cache.open(&root, "missing", false, now)), b"404");
-        assert_eq!(cache.len(), 1, "only files are cached");
+        assert_eq!(cache.entries.len(), 1, "only files are cached");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -250,12 +241,12 @@ mod tests {
         let mut cache = FileCache::new(Duration::from_secs(60), 4, 1024);
         for i in 0..10 {
             cache.open(&root, &format!("{i}.txt"), false, now);
-            assert!(cache.len() <= 4);
+            assert!(cache.entries.len() <= 4);
         }
         let mut off = FileCache::new(Duration::ZERO, 4, 1024);
         off.open(&root, "a.txt", false, now);
         off.open(&root, "a.txt", false, now);
-        assert_eq!((off.hits, off.misses, off.len()), (0, 2, 0));
+        assert_eq!((off.hits, off.misses, off.entries.len()), (0, 2, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -74,21 +74,19 @@ fn parse_length(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-/// Why a body was refused while reading it.
+/// Why a body was refused while reading it, each with its status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum BodyError {
-    /// 413: more than the limit.
-    TooLarge,
-    /// 400: not valid chunked coding.
-    Malformed,
+    /// More than the limit.
+    TooLarge = 413,
+    /// Not valid chunked coding.
+    Malformed = 400,
 }
 
 impl BodyError {
     pub fn status(self) -> u16 {
-        match self {
-            BodyError::TooLarge => 413,
-            BodyError::Malformed => 400,
-        }
+        self as u16
     }
 }
 

@@ -85,27 +85,23 @@ impl Head {
     }
 }
 
-/// Why a head was rejected; each maps to its status code.
+/// Why a head was rejected, each with its status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum ParseError {
-    /// 400: a byte that cannot stand where it does.
-    BadRequest,
-    /// 414: the request line is longer than [`MAX_REQUEST_LINE`].
-    UriTooLong,
-    /// 431: header fields over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`].
-    HeadersTooLarge,
-    /// 505: a well-formed version other than HTTP/1.0 and HTTP/1.1.
-    VersionNotSupported,
+    /// A byte that cannot stand where it does.
+    BadRequest = 400,
+    /// The request line is longer than [`MAX_REQUEST_LINE`].
+    UriTooLong = 414,
+    /// Header fields over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`].
+    HeadersTooLarge = 431,
+    /// A well-formed version other than HTTP/1.0 and HTTP/1.1.
+    VersionNotSupported = 505,
 }
 
 impl ParseError {
     pub fn status(self) -> u16 {
-        match self {
-            ParseError::BadRequest => 400,
-            ParseError::UriTooLong => 414,
-            ParseError::HeadersTooLarge => 431,
-            ParseError::VersionNotSupported => 505,
-        }
+        self as u16
     }
 }
 

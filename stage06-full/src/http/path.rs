@@ -10,25 +10,22 @@
 use std::fs::File;
 use std::sync::Arc;
 
-/// Why a target does not name a file we may serve.
+/// Why a target does not name a file we may serve, each with its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum PathError {
-    /// 400: not an origin-form or absolute-form target, a NUL byte, bad
+    /// Not an origin-form or absolute-form target, a NUL byte, bad
     /// percent-encoding.
-    BadRequest,
-    /// 403: climbs out of the root.
-    Forbidden,
-    /// 404: cannot name a file (an encoded `/` inside a segment).
-    NotFound,
+    BadRequest = 400,
+    /// Climbs out of the root.
+    Forbidden = 403,
+    /// Cannot name a file (an encoded `/` inside a segment).
+    NotFound = 404,
 }
 
 impl PathError {
     pub fn status(self) -> u16 {
-        match self {
-            PathError::BadRequest => 400,
-            PathError::Forbidden => 403,
-            PathError::NotFound => 404,
-        }
+        self as u16
     }
 }
 
