@@ -1,8 +1,6 @@
-//! Request bodies: how long they are, and reading past them.
-//!
-//! GET and HEAD have no use for a body, but a request may carry one, and its
-//! bytes must be read and thrown away, or they would be parsed as the next
-//! request. Knowing where a body ends is also where request smuggling hides:
+//! Request bodies: how long they are, and reading past them. A GET may
+//! carry one, and its bytes must be thrown away, or they would be parsed
+//! as the next request. Where a body ends is where request smuggling hides:
 //! a front proxy and this server must agree on it, so every ambiguous case
 //! is refused and the connection closed.
 

@@ -66,14 +66,9 @@ pub fn format_clf(t: SystemTime) -> String {
 pub fn parse(s: &[u8]) -> Option<SystemTime> {
     let s = std::str::from_utf8(s).ok()?;
     let mut parts = s.split(' ');
-    let (_wday, day, month, year, time, gmt) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
+    let mut part = || parts.next();
+    let (_wday, day, month) = (part()?, part()?, part()?);
+    let (year, time, gmt) = (part()?, part()?, part()?);
     if parts.next().is_some() || gmt != "GMT" || day.len() != 2 || year.len() != 4 {
         return None;
     }
@@ -81,11 +76,8 @@ pub fn parse(s: &[u8]) -> Option<SystemTime> {
     let m = MONTHS.iter().position(|&x| x == month)? as u32 + 1;
     let y: i64 = year.parse().ok()?;
     let mut hms = time.split(':');
-    let (h, mi, se): (i64, i64, i64) = (
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-    );
+    let mut number = || hms.next()?.parse::<i64>().ok();
+    let (h, mi, se) = (number()?, number()?, number()?);
     if !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }

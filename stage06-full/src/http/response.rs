@@ -1,11 +1,8 @@
 //! Every response this server sends, built as bytes and nothing else: the
 //! status line and fields, error pages, redirects, conditional (304, 412)
-//! and range (206, 416) answers, and the keep-alive decision.
-//!
-//! A [`Response`] is a head, perhaps a small body, and perhaps a range of an
-//! open file. Sending it is the driver's business (`writev`, `sendfile`, an
-//! io_uring submission); building it needs no system call, which is why the
-//! session's unit tests can check every byte without a socket.
+//! and range (206, 416) answers, and the keep-alive decision. Sending one
+//! is the driver's business (`writev`, `sendfile`, an io_uring submission),
+//! so the session's unit tests can check every byte without a socket.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -121,8 +118,7 @@ pub fn begin(out: &mut Vec<u8>, status: u16, date: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A status code as its three digits (every code this server sends has
-/// three).
+/// A status code's three digits (every code this server sends has three).
 fn three_digits(status: u16) -> [u8; 3] {
     let s = status.min(999);
     [

@@ -316,8 +316,7 @@ impl Session {
                 if progress.done
                     && let Some(mut parser) = self.parser.take()
                 {
-                    let head = parser.take();
-                    self.on_head(head, env);
+                    self.on_head(parser.take(), env);
                 }
             }
         }
