@@ -61,14 +61,11 @@ pub struct Head {
 impl Head {
     /// The first value of the named field (`name` in lower case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers_named(name).next()
     }
 
     /// Every value of the named field, in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub fn headers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.headers
             .iter()
             .filter(move |(n, _)| n == name)

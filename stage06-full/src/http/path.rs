@@ -1,11 +1,9 @@
-//! From a request-target to a file: the path inside the document root,
-//! and what opening it gave.
-//!
-//! The first line of defence against path traversal: the target is
-//! percent-decoded segment by segment, then normalised (`.` dropped, `..`
-//! climbing one level), and a `..` that would climb above the root is
-//! refused. The second line is in `sys::open_beneath`: the kernel itself
-//! refuses to resolve a path (or a symbolic link) that leaves the root.
+//! From a request-target to a file: the path inside the document root, and
+//! what opening it gave. The first line of defence against path traversal:
+//! the target is percent-decoded segment by segment, then normalised (`.`
+//! dropped, `..` climbing one level), and a `..` that would climb above the
+//! root is refused. The second line is in `sys::open_beneath`: the kernel
+//! itself refuses to resolve a path (or a symbolic link) that leaves it.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -171,8 +169,7 @@ pub struct OpenFile {
     /// The fields of a 200 for the whole file, built once
     /// (`response::file_fields`).
     pub fields: Vec<u8>,
-    /// The whole file when it is at most `small` bytes: it goes out in the
-    /// same `writev` as the head, with no read per request.
+    /// The whole file, when it is small enough to go with its head.
     pub contents: Option<Vec<u8>>,
 }
 

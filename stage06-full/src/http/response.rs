@@ -50,6 +50,21 @@ pub struct FilePart {
 }
 
 impl Response {
+    /// A response none of which has gone yet.
+    fn new(head: Vec<u8>, body: Vec<u8>, file: Option<FilePart>, close: bool, status: u16) -> Self {
+        let length = body.len() as u64 + file.as_ref().map_or(0, |f| f.end - f.offset);
+        Response {
+            head,
+            head_sent: 0,
+            body,
+            body_sent: 0,
+            file,
+            close,
+            status,
+            length,
+        }
+    }
+
     /// Everything has gone: head, small body and file range.
     pub fn all_sent(&self) -> bool {
         self.head_sent == self.head.len()
@@ -101,11 +116,10 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Starts a head: the status line, `Date` and `Server`. Responses are
-/// always `HTTP/1.1`, whatever the request's version (RFC 9110 §6.2).
-/// Every response starts here, so the pieces are copied as they are, not
-/// run through `write!`, whose formatting (an argument list walked at run
-/// time, a call per piece) costs more than the copying.
+/// Starts a head: the status line (always `HTTP/1.1`, whatever the
+/// request's, RFC 9110 §6.2), `Date` and `Server`. The pieces are copied,
+/// not run through `write!`, whose formatting (an argument list walked at
+/// run time, a call per piece) costs every response more than the copying.
 pub fn begin(out: &mut Vec<u8>, status: u16, date: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&three_digits(status));
@@ -255,16 +269,7 @@ fn error_with(
     if !head_only {
         body.extend_from_slice(page.as_bytes());
     }
-    Response {
-        head,
-        head_sent: 0,
-        body,
-        body_sent: 0,
-        file: None,
-        close,
-        status,
-        length: if head_only { 0 } else { page.len() as u64 },
-    }
+    Response::new(head, body, None, close, status)
 }
 
 // ANCHOR: for_request
@@ -334,21 +339,11 @@ fn for_file(
     if !head_only && status != 304 {
         large = file_body(file, start, end, &mut body);
     }
-    Response {
-        head: out,
-        head_sent: 0,
-        body,
-        body_sent: 0,
-        file: large,
-        close,
-        status,
-        length: if head_only { 0 } else { end - start },
-    }
+    Response::new(out, body, large, close, status)
 }
 
-/// How bytes `start..end` of `file` travel: a small file's are in its cache
-/// entry, so they are copied into `body` (a copy, not a read); a large
-/// file's are left in the file, for `sendfile`, as the part returned.
+/// Bytes `start..end` of `file`: copied into `body` from a small file's
+/// cached contents (a copy, not a read), or left to `sendfile` as a part.
 fn file_body(file: Arc<OpenFile>, start: u64, end: u64, body: &mut Vec<u8>) -> Option<FilePart> {
     match &file.contents {
         Some(contents) => {

@@ -427,9 +427,8 @@ impl Session {
     }
 
     /// Once every byte of it is consumed, the read buffer goes back to the
-    /// pool: an idle keep-alive connection, and one in the middle of a slow
-    /// head (the parser keeps what it has seen), hold no buffer; one that
-    /// sent a single byte costs a few hundred bytes, not 32 KiB.
+    /// pool, even in the middle of a slow head (the parser keeps what it
+    /// has seen): a byte of a head costs a few hundred bytes, not 32 KiB.
     fn give_back_if_consumed(&mut self, pools: &mut Pools) {
         if pools.pooled && self.start == self.end && !self.input.is_empty() {
             pools.give_input(std::mem::take(&mut self.input));
