@@ -168,11 +168,10 @@ pub fn end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The body of an error response: a small page that says what happened, in
-/// the demo site's colours and type, with a way back to the front page.
-/// Its style is inline and it fetches nothing: linking the site's
-/// `style.css` instead would cost every error page a second request, and
-/// under another `--root` that request would be a 404 of its own.
+/// The body of an error response: a small page in the demo site's colours
+/// and type, with a link to the front page. Its style is inline: linking
+/// the site's `style.css` would cost every error page a second request,
+/// and under another `--root` that request would be a 404 of its own.
 pub fn error_page(status: u16) -> String {
     let reason = reason(status);
     format!(
@@ -230,7 +229,8 @@ pub fn complete(status: u16, date: &str) -> Vec<u8> {
     [r.head, r.body].concat()
 }
 
-/// An error response: a small HTML page (none for HEAD).
+/// An error response: a small HTML page (none for HEAD); a 405 names the
+/// methods allowed (RFC 9110 §15.5.6).
 pub fn error(
     status: u16,
     head_only: bool,
@@ -238,7 +238,8 @@ pub fn error(
     date: &str,
     outputs: &mut BufferPool,
 ) -> Response {
-    error_with(status, head_only, close, date, outputs, None)
+    let allow = (status == 405).then_some(("Allow", "GET, HEAD"));
+    error_with(status, head_only, close, date, outputs, allow)
 }
 
 /// An error response with one more field (`Location`, `Content-Range`).
@@ -255,9 +256,6 @@ fn error_with(
     begin(&mut head, status, date);
     field(&mut head, "Content-Type", "text/html; charset=utf-8");
     field(&mut head, "Content-Length", page.len());
-    if status == 405 {
-        field(&mut head, "Allow", "GET, HEAD");
-    }
     if let Some((name, value)) = extra {
         field(&mut head, name, value);
     }

@@ -225,12 +225,11 @@ impl Session {
         let file = r.file.as_ref().filter(|f| f.offset < f.end);
         if !head.is_empty() || !body.is_empty() {
             // The head waits for the file (`MSG_MORE`) only before a small
-            // file, where its own packet would be one in two or three (the
-            // 64 KiB row ran 0.92x as fast without the wait). Held before a
-            // large file, it made the worker push the whole file in its own
-            // `sendfile`, preempted by the woken reader; sent at once, it ran
-            // the 1 MiB row 1.12x to 1.18x as fast (chapter 6, part 2, "The
-            // head before a large file").
+            // one, where its own packet would be one in two or three (without
+            // the wait, the 64 KiB row ran 0.92x as fast). Held before a large
+            // file, it made the worker push the file in its own `sendfile`;
+            // sent at once, it ran the 1 MiB row 1.12x to 1.18x as fast
+            // (chapter 6, part 2, "The head before a large file").
             let more = file.is_some_and(|f| f.end - f.offset <= CORK_MAX);
             return Next::Send { head, body, more };
         }
@@ -247,10 +246,8 @@ impl Session {
     // ANCHOR_END: session_next
 
     // ANCHOR: session_input
-    /// Where the next bytes go: the read buffer's free end, with room for at
-    /// least `at_least` bytes (0: whatever the session finds best). A first
-    /// read goes into a small buffer (`FIRST_READ`); after a read that
-    /// filled it, or for more than it holds, into a `READ_BUF` one.
+    /// Where the next bytes go: the read buffer's free end, with room for
+    /// at least `at_least` bytes (0: whatever suits, as `FIRST_READ` says).
     pub fn read_buf(&mut self, pools: &mut Pools, at_least: usize) -> &mut [u8] {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
