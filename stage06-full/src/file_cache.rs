@@ -1,17 +1,14 @@
 //! The open-file cache: a worker keeps the files it served recently open,
-//! with their metadata and (for small files) their contents, for a short
-//! validity period. A repeated request for a small file then costs its
-//! `writev` alone, not `openat2`, `statx`, `pread` and `close` around it
-//! too; nginx's `open_file_cache` makes the same trade.
-//!
-//! The price is staleness: for up to `valid` after a file was opened, a
-//! changed file is served as it was, and a deleted file still is. Rejected:
-//! `fstat` on every hit (a system call back per request, and it still
-//! misses a file replaced by `rename`); inotify (exact, but a watch per
-//! directory, a queue that can overflow, and a descriptor in every worker's
-//! loop). A second is invisible to people editing a site and saves nearly
-//! every open under load; `--open-file-cache 0` turns the cache off. A miss
-//! (404, 403) is not cached, so a file that appears is served at once.
+//! with their metadata and (for small files) their contents, for `valid`.
+//! A repeated small file then costs its `writev` alone, not `openat2`,
+//! `statx`, `pread` and `close` too (nginx's `open_file_cache` makes the
+//! same trade). The price is staleness: a changed or deleted file is served
+//! as it was for up to `valid`. Rejected: `fstat` on every hit (a system
+//! call back per request, still blind to a file replaced by `rename`);
+//! inotify (a watch per directory, a queue that can overflow, a descriptor
+//! in every worker's loop). A second is invisible to people editing a site
+//! and saves nearly every open under load; `--open-file-cache 0` turns the
+//! cache off. A miss (404, 403) is not cached: a new file is served at once.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;

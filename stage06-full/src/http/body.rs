@@ -48,15 +48,13 @@ pub fn framing(head: &Head) -> Result<Framing, u16> {
     match (te.is_empty(), length) {
         (false, Some(_)) => Err(400),
         (false, None) => {
-            let codings: Vec<&[u8]> = te
+            let mut codings = te
                 .iter()
                 .flat_map(|v| v.split(|&b| b == b','))
-                .map(|c| c.trim_ascii())
-                .collect();
-            if codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked") {
-                Ok(Framing::Chunked)
-            } else {
-                Err(501)
+                .map(|c| c.trim_ascii());
+            match (codings.next(), codings.next()) {
+                (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+                _ => Err(501),
             }
         }
         (true, Some(0)) | (true, None) => Ok(Framing::None),

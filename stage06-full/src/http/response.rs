@@ -135,11 +135,7 @@ pub fn begin(out: &mut Vec<u8>, status: u16, date: &str) {
 /// A status code's three digits (every code this server sends has three).
 fn three_digits(status: u16) -> [u8; 3] {
     let s = status.min(999);
-    [
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ]
+    [s / 100, s / 10 % 10, s % 10].map(|digit| b'0' + digit as u8)
 }
 
 // ANCHOR: file_fields

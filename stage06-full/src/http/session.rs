@@ -393,8 +393,7 @@ impl Session {
     }
 
     /// The deadline passed. A client in the middle of a request head gets a
-    /// 408 and a lingering close (it may still be sending: closing at once
-    /// could reset the connection and destroy the 408); else, just close.
+    /// 408 and a lingering close (see `Phase::Linger`); else, just close.
     pub fn timed_out(&mut self, env: &mut Env<'_>) {
         if matches!(self.phase, Phase::Head) && self.started() {
             self.refuse(408, None, env);
