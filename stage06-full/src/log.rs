@@ -71,13 +71,11 @@ impl AccessLog {
     /// `PEER - - [DATE] "REQUEST LINE" STATUS BYTES`.
     pub fn record(&self, peer: Option<IpAddr>, exchange: &Exchange, when: SystemTime) {
         let peer = peer.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        self.line(format!(
-            "{peer} - - [{}] \"{}\" {} {}\n",
-            date::format_clf(when),
-            escape(&exchange.request_line),
-            exchange.status,
-            exchange.length
-        ));
+        let when = date::format_clf(when);
+        let request = escape(&exchange.request_line);
+        let (status, length) = (exchange.status, exchange.length);
+        let line = format!("{peer} - - [{when}] \"{request}\" {status} {length}\n");
+        self.line(line);
     }
 
     pub fn dropped(&self) -> u64 {

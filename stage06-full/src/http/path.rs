@@ -81,8 +81,7 @@ pub fn resolve(target: &[u8]) -> Result<Resolved, PathError> {
 /// Whether a `Host` field value is an authority without userinfo (RFC 9112
 /// §3.2, RFC 3986 §3.2.2): an IP literal in brackets, or a reg-name or IPv4
 /// address (unreserved characters, sub-delims and %XX), then an optional
-/// `:port`. Empty is allowed (a target without authority). `a b` and `a/b`
-/// are not hosts.
+/// `:port`; or empty (a target without authority). `a b` is not a host.
 pub fn valid_host(value: &[u8]) -> bool {
     let (host, port) = match value.iter().rposition(|&b| b == b':' || b == b']') {
         Some(i) if value[i] == b':' => (&value[..i], &value[i + 1..]),
@@ -166,8 +165,7 @@ pub struct OpenFile {
     /// The `Last-Modified` value, formatted once.
     pub last_modified: String,
     pub content_type: &'static str,
-    /// The fields of a 200 for the whole file, built once
-    /// (`response::file_fields`).
+    /// A 200's fields for the whole file, built once (`response::file_fields`).
     pub fields: Vec<u8>,
     /// The whole file, when it is small enough to go with its head.
     pub contents: Option<Vec<u8>>,
@@ -176,7 +174,8 @@ pub struct OpenFile {
 /// What opening a request's path gave.
 pub enum Opened {
     File(Arc<OpenFile>),
-    /// A directory asked for without its trailing slash: redirect to it.
+    /// A directory asked for without its trailing slash: redirect to it, so
+    /// the page's relative links resolve inside it.
     Redirect,
     /// Not servable: 403, 404 or 500.
     Status(u16),

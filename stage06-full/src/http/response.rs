@@ -280,8 +280,6 @@ pub fn for_request(
     match opened {
         Opened::File(file) => for_file(head, file, close, date, outputs),
         Opened::Redirect => {
-            // `/docs` is a directory: send the client to `/docs/`, so the
-            // page's relative links resolve inside it.
             let location = format!("{}/", super::path::location(&path.relative));
             let extra = Some(("Location", location.as_str()));
             error_with(301, head_only, close, date, outputs, extra)
