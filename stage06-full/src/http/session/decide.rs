@@ -14,12 +14,9 @@ pub(super) struct Request {
     pub(super) path: Resolved,
     skipper: BodySkipper,
     close: bool,
-    /// `Expect: 100-continue`: the client waits for a word before it sends
-    /// the body it announced.
-    expects_continue: bool,
 }
 
-/// The interim response that tells such a client to send its body.
+/// The interim response that asks for an announced body (see `opened`).
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Session {
@@ -56,14 +53,11 @@ impl Session {
         self.line = line;
         match path::resolve(&head.target) {
             Ok(path) => {
-                let expects_continue =
-                    head.version == Version::Http11 && head.has_token("expect", "100-continue");
                 let rq = Request {
                     head,
                     path,
                     skipper,
                     close,
-                    expects_continue,
                 };
                 self.phase = Phase::Open(Box::new(rq));
             }
@@ -83,7 +77,10 @@ impl Session {
         };
         let outputs = &mut env.pools.outputs;
         let mut r = response::for_request(&rq.head, &rq.path, opened, rq.close, env.date, outputs);
-        if rq.expects_continue && !rq.skipper.is_done() {
+        // `Expect: 100-continue`: the client waits for a word before it
+        // sends the body it announced.
+        let expects = rq.head.has_token("expect", "100-continue");
+        if expects && rq.head.version == Version::Http11 && !rq.skipper.is_done() {
             if r.status / 100 == 2 {
                 // The body will be read: ask for it (RFC 9110 §10.1.1).
                 self.continue_sent = Some(0);
