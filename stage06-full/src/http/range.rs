@@ -12,7 +12,6 @@ pub enum RangeAnswer {
     Unsatisfiable,
 }
 
-/// What to send for a `Range` field's value, given the file's length.
 pub fn answer(header: &[u8], len: u64) -> RangeAnswer {
     let Ok(s) = std::str::from_utf8(header) else {
         return RangeAnswer::Full;
