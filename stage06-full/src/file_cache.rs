@@ -1,24 +1,14 @@
 //! The open-file cache: a worker keeps the files it served recently open,
-//! with their metadata and (for small files) their contents, for a short
-//! validity period.
-//!
-//! Without it every request costs `openat2`, `statx`, a `pread` for a small
-//! body and a `close`: four system calls around the one `writev` that does
-//! the work. With it a repeated request for a small file costs the `writev`
-//! alone. nginx's `open_file_cache` makes the same trade.
-//!
-//! The price is staleness: for up to `valid` after a file was opened, a
-//! changed file is served as it was (its old length, `Last-Modified` and,
-//! for a small file, its old bytes), and a deleted file is still served.
-//! Rejected alternatives: `fstat` on every hit to notice in-place changes
-//! (one system call back per request, and it still misses a file replaced
-//! by `rename`); inotify (exact, but a watch per directory, a queue that can
-//! overflow, and a descriptor in every worker's loop). A validity of a
-//! second is invisible to people editing a site and saves nearly every
-//! open under load; `--open-file-cache 0` turns the cache off.
-//!
-//! Only successful opens of regular files are cached; a miss (404, 403) is
-//! looked up again each time, so a file that appears is served at once.
+//! with their metadata and (for small files) their contents, for `valid`.
+//! A repeated small file then costs its `writev` alone, not `openat2`,
+//! `statx`, `pread` and `close` too (nginx's `open_file_cache` makes the
+//! same trade). The price is staleness: a changed or deleted file is served
+//! as it was for up to `valid`. Rejected: `fstat` on every hit (a system
+//! call back per request, still blind to a file replaced by `rename`);
+//! inotify (a watch per directory, a queue that can overflow, a descriptor
+//! in every worker's loop). A second is invisible to people editing a site
+//! and saves nearly every open under load; `--open-file-cache 0` turns the
+//! cache off. A miss (404, 403) is not cached: a new file is served at once.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -99,15 +89,6 @@ impl FileCache {
         opened
     }
     // ANCHOR_END: cache_open
-
-    /// Descriptors held open by the cache.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Maps a failure to open a path to a status.
@@ -134,8 +115,6 @@ fn open_uncached(root: &Root, relative: &str, trailing_slash: bool, small: usize
     };
     if meta.is_dir() {
         if !trailing_slash {
-            // `/docs` → `/docs/`, so the page's relative links resolve
-            // inside the directory.
             return Opened::Redirect;
         }
         name = if name.is_empty() {
@@ -232,7 +211,7 @@ mod tests {
         assert_eq!(body(cache.open(&root, "docs", true, now)), b"<p>docs</p>");
         assert_eq!(body(cache.open(&root, "docs", false, now)), b"redirect");
         assert_eq!(body(cache.open(&root, "missing", false, now)), b"404");
-        assert_eq!(cache.len(), 1, "only files are cached");
+        assert_eq!(cache.entries.len(), 1, "only files are cached");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -259,12 +238,12 @@ mod tests {
         let mut cache = FileCache::new(Duration::from_secs(60), 4, 1024);
         for i in 0..10 {
             cache.open(&root, &format!("{i}.txt"), false, now);
-            assert!(cache.len() <= 4);
+            assert!(cache.entries.len() <= 4);
         }
         let mut off = FileCache::new(Duration::ZERO, 4, 1024);
         off.open(&root, "a.txt", false, now);
         off.open(&root, "a.txt", false, now);
-        assert_eq!((off.hits, off.misses, off.len()), (0, 2, 0));
+        assert_eq!((off.hits, off.misses, off.entries.len()), (0, 2, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,11 +1,9 @@
 //! The access log: Common Log Format lines, written by a thread of their
-//! own so that the event loop never waits for the disk.
-//!
-//! The loop hands each line to a bounded queue with `try_send`. When the
-//! queue is full (the disk is slow, or the log is on a network share that
-//! hangs), the line is counted as dropped and the loop carries on: losing a
-//! log line is better than stalling every connection of the worker. The
-//! writer thread notes the count in the log when it next gets a line.
+//! own so that the event loop never waits for the disk. The loop hands each
+//! line to a bounded queue with `try_send`; when it is full (a slow disk, a
+//! network share that hangs), the line is counted as dropped and the loop
+//! carries on: losing a log line is better than stalling every connection
+//! of the worker. The writer notes the count in the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -73,13 +71,11 @@ impl AccessLog {
     /// `PEER - - [DATE] "REQUEST LINE" STATUS BYTES`.
     pub fn record(&self, peer: Option<IpAddr>, exchange: &Exchange, when: SystemTime) {
         let peer = peer.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        self.line(format!(
-            "{peer} - - [{}] \"{}\" {} {}\n",
-            date::format_clf(when),
-            escape(&exchange.request_line),
-            exchange.status,
-            exchange.length
-        ));
+        let when = date::format_clf(when);
+        let request = escape(&exchange.request_line);
+        let (status, length) = (exchange.status, exchange.length);
+        let line = format!("{peer} - - [{when}] \"{request}\" {status} {length}\n");
+        self.line(line);
     }
 
     pub fn dropped(&self) -> u64 {
@@ -130,11 +126,8 @@ fn write_lines(receiver: &Receiver<String>, file: File, dropped: &AtomicU64) {
         }
         let now = dropped.load(Ordering::Relaxed);
         if now > noted {
-            let _ = writeln!(
-                out,
-                "# {} lines dropped: the log could not keep up",
-                now - noted
-            );
+            let lost = now - noted;
+            let _ = writeln!(out, "# {lost} lines dropped: the log could not keep up");
             noted = now;
         }
         let _ = out.flush();

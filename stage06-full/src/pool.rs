@@ -1,12 +1,8 @@
-//! Per-worker pools of buffers.
-//!
-//! A connection takes a read buffer when bytes arrive and an output buffer
-//! when it has a response to send, and gives both back as soon as it is
-//! idle between requests. Ten thousand idle keep-alive connections then hold
-//! ten thousand slab entries and no buffers; the buffers in use at any
-//! moment are those of the connections actually doing something. Reusing
-//! them also spares the allocator a malloc and a free (and, for big
-//! buffers, an mmap and a munmap) per request.
+//! Per-worker pools of buffers. A connection takes a read buffer when bytes
+//! arrive and an output buffer when it has a response to send, and gives
+//! both back as soon as it is idle: ten thousand idle keep-alive
+//! connections hold ten thousand slab entries and no buffers. Reuse also
+//! spares the allocator a malloc and a free per request.
 
 /// A free list of equally sized buffers.
 pub struct BufferPool {
@@ -26,8 +22,6 @@ pub struct BufferPool {
 }
 
 impl BufferPool {
-    /// A pool of read buffers (`filled`: `size` bytes long) or of output
-    /// buffers (empty, with room for `size`).
     pub fn new(size: usize, keep: usize, filled: bool) -> BufferPool {
         BufferPool {
             free: Vec::new(),
@@ -39,22 +33,17 @@ impl BufferPool {
         }
     }
 
-    /// A buffer: `size` bytes long if the pool is `filled`, else empty with
-    /// room for `size` bytes.
+    /// A buffer, from the free list if one is there (see `filled`).
     pub fn take(&mut self) -> Vec<u8> {
-        match self.free.pop() {
-            Some(buf) => {
-                self.reused += 1;
-                buf
-            }
-            None => {
-                self.allocated += 1;
-                if self.filled {
-                    vec![0; self.size]
-                } else {
-                    Vec::with_capacity(self.size)
-                }
-            }
+        if let Some(buf) = self.free.pop() {
+            self.reused += 1;
+            return buf;
+        }
+        self.allocated += 1;
+        if self.filled {
+            vec![0; self.size]
+        } else {
+            Vec::with_capacity(self.size)
         }
     }
 
@@ -81,13 +70,9 @@ impl BufferPool {
     pub fn lend(&mut self, n: usize) -> BufferPool {
         let free = self.free.split_off(self.free.len().saturating_sub(n));
         BufferPool {
-            // Everything goes back to the lender, whose own bound applies.
-            keep: usize::MAX,
             free,
-            size: self.size,
-            filled: self.filled,
-            reused: 0,
-            allocated: 0,
+            // Everything goes back to the lender, whose own bound applies.
+            ..BufferPool::new(self.size, usize::MAX, self.filled)
         }
     }
 
@@ -102,9 +87,10 @@ impl BufferPool {
     }
 }
 
-/// A worker's two pools: read buffers and output buffers, and whether an
-/// idle connection gives its read buffer back (`--buffers pooled`) or keeps
-/// it for life (`per-connection`, the naive design kept for comparison).
+/// A worker's pools (read buffers of two sizes, output buffers), and
+/// whether an idle connection gives its read buffer back (`--buffers
+/// pooled`) or keeps it for life (`per-connection`, the naive design kept
+/// for comparison).
 pub struct Pools {
     /// Small read buffers (`FIRST_READ`), for a connection's first read.
     pub small: BufferPool,

@@ -1,12 +1,10 @@
-//! Request bodies: how long they are, and reading past them.
-//!
-//! GET and HEAD have no use for a body, but a request may carry one, and its
-//! bytes must be read and thrown away, or they would be parsed as the next
-//! request. Knowing where a body ends is also where request smuggling hides:
+//! Request bodies: how long they are, and reading past them. A GET may
+//! carry one, and its bytes must be thrown away, or they would be parsed
+//! as the next request. Where a body ends is where request smuggling hides:
 //! a front proxy and this server must agree on it, so every ambiguous case
 //! is refused and the connection closed.
 
-use super::parser::{Head, Version};
+use super::parser::{Head, Progress, Version};
 
 /// How the body of a request is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,18 +20,17 @@ pub enum Framing {
 // ANCHOR: framing
 /// Decides the framing of a request's body, or the status that refuses it.
 ///
+/// - `Transfer-Encoding` in an HTTP/1.0 request: 400, whatever
+///   `Content-Length` says (RFC 9112 §6.1: its framing is faulty, as
+///   HTTP/1.0 has no transfer codings).
 /// - `Content-Length` and `Transfer-Encoding` together: 400 (RFC 9112
 ///   §6.1 allows processing it, but the two readings disagree on where the
 ///   body ends, which is how smuggling works).
 /// - Two `Content-Length` values that differ, or one that is not a number:
 ///   400.
 /// - A transfer coding other than plain `chunked`: 501.
-/// - `Transfer-Encoding` in an HTTP/1.0 request: 400.
 pub fn framing(head: &Head) -> Result<Framing, u16> {
     let te: Vec<&[u8]> = head.headers_named("transfer-encoding").collect();
-    // HTTP/1.0 has no transfer codings: a 1.0 message that names one must
-    // be treated as if its framing were faulty (RFC 9112 §6.1), whatever
-    // Content-Length says. Refused, and the connection closes.
     if head.version == Version::Http10 && !te.is_empty() {
         return Err(400);
     }
@@ -51,15 +48,13 @@ pub fn framing(head: &Head) -> Result<Framing, u16> {
     match (te.is_empty(), length) {
         (false, Some(_)) => Err(400),
         (false, None) => {
-            let codings: Vec<&[u8]> = te
+            let mut codings = te
                 .iter()
                 .flat_map(|v| v.split(|&b| b == b','))
-                .map(|c| c.trim_ascii())
-                .collect();
-            if codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked") {
-                Ok(Framing::Chunked)
-            } else {
-                Err(501)
+                .map(|c| c.trim_ascii());
+            match (codings.next(), codings.next()) {
+                (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+                _ => Err(501),
             }
         }
         (true, Some(0)) | (true, None) => Ok(Framing::None),
@@ -75,21 +70,19 @@ fn parse_length(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-/// Why a body was refused while reading it.
+/// Why a body was refused while reading it, each with its status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum BodyError {
-    /// 413: more than the limit.
-    TooLarge,
-    /// 400: not valid chunked coding.
-    Malformed,
+    /// More than the limit.
+    TooLarge = 413,
+    /// Not valid chunked coding.
+    Malformed = 400,
 }
 
 impl BodyError {
     pub fn status(self) -> u16 {
-        match self {
-            BodyError::TooLarge => 413,
-            BodyError::Malformed => 400,
-        }
+        self as u16
     }
 }
 
@@ -128,13 +121,6 @@ pub struct BodySkipper {
     line: usize,
 }
 
-/// What one call to [`BodySkipper::skip`] achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    pub consumed: usize,
-    pub done: bool,
-}
-
 impl BodySkipper {
     /// Starts reading a body; a `Content-Length` over `limit` is refused
     /// before a byte of it is read.
@@ -154,34 +140,26 @@ impl BodySkipper {
         })
     }
 
+    /// Nothing is left to skip: no body, or all of a `Content-Length` one.
     pub fn is_done(&self) -> bool {
-        match self.framing {
-            Framing::None => true,
-            Framing::Length(_) => self.remaining == 0,
-            Framing::Chunked => false,
-        }
+        self.framing != Framing::Chunked && self.remaining == 0
     }
 
     /// Consumes as much of `input` as belongs to the body.
-    pub fn skip(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
-        match self.framing {
-            Framing::None => Ok(Skipped {
-                consumed: 0,
-                done: true,
-            }),
-            Framing::Length(_) => {
-                let n = (input.len() as u64).min(self.remaining);
-                self.remaining -= n;
-                Ok(Skipped {
-                    consumed: n as usize,
-                    done: self.remaining == 0,
-                })
-            }
-            Framing::Chunked => self.skip_chunked(input),
+    pub fn skip(&mut self, input: &[u8]) -> Result<Progress, BodyError> {
+        if self.framing == Framing::Chunked {
+            return self.skip_chunked(input);
         }
+        // No body (`remaining` is 0), or a `Content-Length` one.
+        let n = (input.len() as u64).min(self.remaining);
+        self.remaining -= n;
+        Ok(Progress {
+            consumed: n as usize,
+            done: self.remaining == 0,
+        })
     }
 
-    fn skip_chunked(&mut self, input: &[u8]) -> Result<Skipped, BodyError> {
+    fn skip_chunked(&mut self, input: &[u8]) -> Result<Progress, BodyError> {
         use Chunk::*;
         let mut i = 0;
         while i < input.len() {
@@ -219,7 +197,7 @@ impl BodySkipper {
                 }
                 (TrailerStart, b'\r') => FinalLf,
                 (TrailerStart, b'\n') | (FinalLf, b'\n') => {
-                    return Ok(Skipped {
+                    return Ok(Progress {
                         consumed: i,
                         done: true,
                     });
@@ -230,7 +208,7 @@ impl BodySkipper {
                 _ => return Err(BodyError::Malformed),
             };
         }
-        Ok(Skipped {
+        Ok(Progress {
             consumed: input.len(),
             done: false,
         })

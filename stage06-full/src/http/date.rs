@@ -33,42 +33,31 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Formats `t` as an IMF-fixdate (whole seconds).
-pub fn format(t: SystemTime) -> String {
+/// `t` in whole seconds since the epoch, as days and seconds into the day.
+fn days_and_secs(t: SystemTime) -> (i64, i64) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+    (secs.div_euclid(86_400), secs.rem_euclid(86_400))
+}
+
+/// Formats `t` as an IMF-fixdate (whole seconds).
+pub fn format(t: SystemTime) -> String {
+    let (days, secs) = days_and_secs(t);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let wday = DAYS[days.rem_euclid(7) as usize];
+    let month = MONTHS[(m - 1) as usize];
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{wday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} GMT")
 }
 
 /// Formats `t` for the Common Log Format: `10/Oct/2000:13:55:36 +0000`.
 pub fn format_clf(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (days, secs) = days_and_secs(t);
+    let (y, m, d) = civil_from_days(days);
+    let month = MONTHS[(m - 1) as usize];
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000")
 }
 
 /// Parses an IMF-fixdate. Other (obsolete) formats give `None`, and a
@@ -77,14 +66,9 @@ pub fn format_clf(t: SystemTime) -> String {
 pub fn parse(s: &[u8]) -> Option<SystemTime> {
     let s = std::str::from_utf8(s).ok()?;
     let mut parts = s.split(' ');
-    let (_wday, day, month, year, time, gmt) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
+    let mut part = || parts.next();
+    let (_wday, day, month) = (part()?, part()?, part()?);
+    let (year, time, gmt) = (part()?, part()?, part()?);
     if parts.next().is_some() || gmt != "GMT" || day.len() != 2 || year.len() != 4 {
         return None;
     }
@@ -92,11 +76,8 @@ pub fn parse(s: &[u8]) -> Option<SystemTime> {
     let m = MONTHS.iter().position(|&x| x == month)? as u32 + 1;
     let y: i64 = year.parse().ok()?;
     let mut hms = time.split(':');
-    let (h, mi, se): (i64, i64, i64) = (
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-    );
+    let mut number = || hms.next()?.parse::<i64>().ok();
+    let (h, mi, se) = (number()?, number()?, number()?);
     if !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }

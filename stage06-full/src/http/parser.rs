@@ -1,12 +1,8 @@
-//! An incremental parser for the request line and header fields.
-//!
-//! It is a state machine fed whatever bytes have arrived: it consumes them,
-//! remembers where it stopped (the state, and what it has collected so far),
-//! and resumes with the next bytes, so a request sent one byte at a time
-//! parses exactly as one sent in a single write. It checks every byte where
-//! it stands and rejects the first one that cannot belong there, at once,
-//! rather than waiting for a line to end: a client sending garbage is
-//! answered after one bad byte, not after 8 KiB of it.
+//! An incremental parser for the request line and header fields: a state
+//! machine that consumes whatever bytes have arrived and resumes where it
+//! stopped, so a request sent a byte at a time parses as one sent whole. It
+//! refuses the first byte that cannot stand where it does, at once, not at
+//! the end of its line: garbage is answered after one bad byte, not 8 KiB.
 //!
 //! ```text
 //!            tchar            VCHAR                "HTTP/1.1"
@@ -65,14 +61,11 @@ pub struct Head {
 impl Head {
     /// The first value of the named field (`name` in lower case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers_named(name).next()
     }
 
     /// Every value of the named field, in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub fn headers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.headers
             .iter()
             .filter(move |(n, _)| n == name)
@@ -89,33 +82,30 @@ impl Head {
     }
 }
 
-/// Why a head was rejected; each maps to its status code.
+/// Why a head was rejected, each with its status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum ParseError {
-    /// 400: a byte that cannot stand where it does.
-    BadRequest,
-    /// 414: the request line is longer than [`MAX_REQUEST_LINE`].
-    UriTooLong,
-    /// 431: header fields over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`].
-    HeadersTooLarge,
-    /// 505: a well-formed version other than HTTP/1.0 and HTTP/1.1.
-    VersionNotSupported,
+    /// A byte that cannot stand where it does.
+    BadRequest = 400,
+    /// The request line is longer than [`MAX_REQUEST_LINE`].
+    UriTooLong = 414,
+    /// Header fields over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`].
+    HeadersTooLarge = 431,
+    /// A well-formed version other than HTTP/1.0 and HTTP/1.1.
+    VersionNotSupported = 505,
 }
 
 impl ParseError {
     pub fn status(self) -> u16 {
-        match self {
-            ParseError::BadRequest => 400,
-            ParseError::UriTooLong => 414,
-            ParseError::HeadersTooLarge => 431,
-            ParseError::VersionNotSupported => 505,
-        }
+        self as u16
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
     /// Before the method: empty lines are skipped (RFC 9112 §2.2).
+    #[default]
     Start,
     Method,
     Target,
@@ -136,19 +126,18 @@ enum State {
     Done,
 }
 
-/// What one call to [`Parser::feed`] achieved.
+/// What one call to [`Parser::feed`] (or `BodySkipper::skip`) achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
-    /// Bytes of the input that belong to this head (all of them unless it
-    /// completed: the rest is the body or the next request).
+    /// Bytes of the input that belong to this head or body (all of them
+    /// unless it completed: the rest is what follows it).
     pub consumed: usize,
-    /// The head is complete; take it with [`Parser::take`].
+    /// The head (take it with [`Parser::take`]) or body is complete.
     pub done: bool,
 }
 
-/// The parser's state between calls. Reused for every request of a
-/// connection ([`Parser::take`] resets it).
-#[derive(Debug)]
+/// The parser's state between calls; [`Parser::take`] resets it.
+#[derive(Debug, Default)]
 pub struct Parser {
     state: State,
     method: String,
@@ -159,12 +148,6 @@ pub struct Parser {
     value: Vec<u8>,
     line_bytes: usize,
     header_bytes: usize,
-}
-
-impl Default for Parser {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -185,17 +168,7 @@ fn is_value_char(b: u8) -> bool {
 
 impl Parser {
     pub fn new() -> Parser {
-        Parser {
-            state: State::Start,
-            method: String::new(),
-            target: Vec::new(),
-            version: [0; 8],
-            headers: Vec::new(),
-            name: String::new(),
-            value: Vec::new(),
-            line_bytes: 0,
-            header_bytes: 0,
-        }
+        Parser::default()
     }
 
     /// True once any byte of a request has arrived (empty lines before a
@@ -350,9 +323,8 @@ impl Parser {
 
     fn end_field(&mut self) {
         let mut value = std::mem::take(&mut self.value);
-        while value.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            value.pop();
-        }
+        // Only spaces and tabs can trail: a value holds no other white space.
+        value.truncate(value.trim_ascii_end().len());
         let name = std::mem::take(&mut self.name);
         self.headers.push((name, value));
     }
@@ -360,31 +332,17 @@ impl Parser {
     /// Returns the completed head and resets the parser for the next
     /// request. Call only after `feed` reported `done`.
     pub fn take(&mut self) -> Head {
-        let head = Head {
-            method: std::mem::take(&mut self.method),
-            target: std::mem::take(&mut self.target),
-            version: if &self.version == b"HTTP/1.0" {
+        let done = std::mem::take(self);
+        Head {
+            method: done.method,
+            target: done.target,
+            version: if &done.version == b"HTTP/1.0" {
                 Version::Http10
             } else {
                 Version::Http11
             },
-            headers: std::mem::take(&mut self.headers),
-        };
-        self.reset();
-        head
-    }
-
-    /// Forgets everything, for the next request.
-    pub fn reset(&mut self) {
-        self.state = State::Start;
-        self.method.clear();
-        self.target.clear();
-        self.headers.clear();
-        self.name.clear();
-        self.value.clear();
-        self.version = [0; 8];
-        self.line_bytes = 0;
-        self.header_bytes = 0;
+            headers: done.headers,
+        }
     }
 }
 

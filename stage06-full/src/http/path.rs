@@ -1,34 +1,29 @@
-//! From a request-target to a file: the path inside the document root,
-//! and what opening it gave.
-//!
-//! The first line of defence against path traversal: the target is
-//! percent-decoded segment by segment, then normalised (`.` dropped, `..`
-//! climbing one level), and a `..` that would climb above the root is
-//! refused. The second line is in `sys::open_beneath`: the kernel itself
-//! refuses to resolve a path (or a symbolic link) that leaves the root.
+//! From a request-target to a file: the path inside the document root, and
+//! what opening it gave. The first line of defence against path traversal:
+//! the target is percent-decoded segment by segment, then normalised (`.`
+//! dropped, `..` climbing one level), and a `..` that would climb above the
+//! root is refused. The second line is in `sys::open_beneath`: the kernel
+//! itself refuses to resolve a path (or a symbolic link) that leaves it.
 
 use std::fs::File;
 use std::sync::Arc;
 
-/// Why a target does not name a file we may serve.
+/// Why a target does not name a file we may serve, each with its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
 pub enum PathError {
-    /// 400: not an origin-form or absolute-form target, a NUL byte, bad
+    /// Not an origin-form or absolute-form target, a NUL byte, bad
     /// percent-encoding.
-    BadRequest,
-    /// 403: climbs out of the root.
-    Forbidden,
-    /// 404: cannot name a file (an encoded `/` inside a segment).
-    NotFound,
+    BadRequest = 400,
+    /// Climbs out of the root.
+    Forbidden = 403,
+    /// Cannot name a file (an encoded `/` inside a segment).
+    NotFound = 404,
 }
 
 impl PathError {
     pub fn status(self) -> u16 {
-        match self {
-            PathError::BadRequest => 400,
-            PathError::Forbidden => 403,
-            PathError::NotFound => 404,
-        }
+        self as u16
     }
 }
 
@@ -86,8 +81,7 @@ pub fn resolve(target: &[u8]) -> Result<Resolved, PathError> {
 /// Whether a `Host` field value is an authority without userinfo (RFC 9112
 /// §3.2, RFC 3986 §3.2.2): an IP literal in brackets, or a reg-name or IPv4
 /// address (unreserved characters, sub-delims and %XX), then an optional
-/// `:port`. Empty is allowed (a target without authority). `a b` and `a/b`
-/// are not hosts.
+/// `:port`; or empty (a target without authority). `a b` is not a host.
 pub fn valid_host(value: &[u8]) -> bool {
     let (host, port) = match value.iter().rposition(|&b| b == b':' || b == b']') {
         Some(i) if value[i] == b':' => (&value[..i], &value[i + 1..]),
@@ -171,18 +165,17 @@ pub struct OpenFile {
     /// The `Last-Modified` value, formatted once.
     pub last_modified: String,
     pub content_type: &'static str,
-    /// The fields of a 200 for the whole file, built once
-    /// (`response::file_fields`).
+    /// A 200's fields for the whole file, built once (`response::file_fields`).
     pub fields: Vec<u8>,
-    /// The whole file when it is at most `small` bytes: it goes out in the
-    /// same `writev` as the head, with no read per request.
+    /// The whole file, when it is small enough to go with its head.
     pub contents: Option<Vec<u8>>,
 }
 
 /// What opening a request's path gave.
 pub enum Opened {
     File(Arc<OpenFile>),
-    /// A directory asked for without its trailing slash: redirect to it.
+    /// A directory asked for without its trailing slash: redirect to it, so
+    /// the page's relative links resolve inside it.
     Redirect,
     /// Not servable: 403, 404 or 500.
     Status(u16),

@@ -26,34 +26,26 @@ pub fn answer(header: &[u8], len: u64) -> RangeAnswer {
         return RangeAnswer::Full;
     };
     let (a, b) = (a.trim(), b.trim());
+    // Digits only (`parse` alone would take a sign); "" is no number.
     let parse = |x: &str| -> Option<u64> {
-        if x.is_empty() || !x.bytes().all(|c| c.is_ascii_digit()) {
-            None
-        } else {
-            x.parse().ok()
-        }
+        let digits = x.bytes().all(|c| c.is_ascii_digit());
+        digits.then(|| x.parse().ok()).flatten()
     };
     match (a.is_empty(), parse(a), parse(b)) {
         // bytes=-N: the last N bytes.
-        (true, _, Some(n)) => {
-            if n == 0 || len == 0 {
-                RangeAnswer::Unsatisfiable
-            } else {
-                RangeAnswer::Partial {
-                    start: len.saturating_sub(n),
-                    end: len - 1,
-                }
-            }
-        }
+        (true, _, Some(n)) if n == 0 || len == 0 => RangeAnswer::Unsatisfiable,
+        (true, _, Some(n)) => RangeAnswer::Partial {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        },
         // bytes=A- and bytes=A-B.
         (false, Some(start), end) if b.is_empty() || end.is_some() => {
             let end = end.map_or(len.saturating_sub(1), |e| e.min(len.saturating_sub(1)));
-            if start >= len || end < start {
-                if end < start && start < len {
-                    // A-B with B < A is invalid syntax: ignore the header.
-                    return RangeAnswer::Full;
-                }
+            if start >= len {
                 RangeAnswer::Unsatisfiable
+            } else if end < start {
+                // A-B with B < A is invalid syntax: ignore the header.
+                RangeAnswer::Full
             } else {
                 RangeAnswer::Partial { start, end }
             }

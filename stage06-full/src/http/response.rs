@@ -1,11 +1,8 @@
 //! Every response this server sends, built as bytes and nothing else: the
 //! status line and fields, error pages, redirects, conditional (304, 412)
-//! and range (206, 416) answers, and the keep-alive decision.
-//!
-//! A [`Response`] is a head, perhaps a small body, and perhaps a range of an
-//! open file. Sending it is the driver's business (`writev`, `sendfile`, an
-//! io_uring submission); building it needs no system call, which is why the
-//! session's unit tests can check every byte without a socket.
+//! and range (206, 416) answers, and the keep-alive decision. Sending one
+//! is the driver's business (`writev`, `sendfile`, an io_uring submission),
+//! so the session's unit tests can check every byte without a socket.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -53,6 +50,21 @@ pub struct FilePart {
 }
 
 impl Response {
+    /// A response none of which has gone yet.
+    fn new(head: Vec<u8>, body: Vec<u8>, file: Option<FilePart>, close: bool, status: u16) -> Self {
+        let length = body.len() as u64 + file.as_ref().map_or(0, |f| f.end - f.offset);
+        Response {
+            head,
+            head_sent: 0,
+            body,
+            body_sent: 0,
+            file,
+            close,
+            status,
+            length,
+        }
+    }
+
     /// Everything has gone: head, small body and file range.
     pub fn all_sent(&self) -> bool {
         self.head_sent == self.head.len()
@@ -104,11 +116,10 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Starts a head: the status line, `Date` and `Server`. Responses are
-/// always `HTTP/1.1`, whatever the request's version (RFC 9110 §6.2).
-/// Every response starts here, so the pieces are copied as they are, not
-/// run through `write!`, whose formatting (an argument list walked at run
-/// time, a call per piece) costs more than the copying.
+/// Starts a head: the status line (always `HTTP/1.1`, whatever the
+/// request's, RFC 9110 §6.2), `Date` and `Server`. The pieces are copied,
+/// not run through `write!`, whose formatting (an argument list walked at
+/// run time, a call per piece) costs every response more than the copying.
 pub fn begin(out: &mut Vec<u8>, status: u16, date: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&three_digits(status));
@@ -121,15 +132,10 @@ pub fn begin(out: &mut Vec<u8>, status: u16, date: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A status code as its three digits (every code this server sends has
-/// three).
+/// A status code's three digits (every code this server sends has three).
 fn three_digits(status: u16) -> [u8; 3] {
     let s = status.min(999);
-    [
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ]
+    [s / 100, s / 10 % 10, s % 10].map(|digit| b'0' + digit as u8)
 }
 
 // ANCHOR: file_fields
@@ -158,11 +164,10 @@ pub fn end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The body of an error response: a small page that says what happened, in
-/// the demo site's colours and type, with a way back to the front page.
-/// Its style is inline and it fetches nothing: linking the site's
-/// `style.css` instead would cost every error page a second request, and
-/// under another `--root` that request would be a 404 of its own.
+/// The body of an error response: a small page in the demo site's colours
+/// and type, with a link to the front page. Its style is inline: linking
+/// the site's `style.css` would cost every error page a second request,
+/// and under another `--root` that request would be a 404 of its own.
 pub fn error_page(status: u16) -> String {
     let reason = reason(status);
     format!(
@@ -213,22 +218,15 @@ fn connection_field(out: &mut Vec<u8>, version: Version, close: bool) {
     }
 }
 
-/// A whole response with `Connection: close`, for the moments when there is
-/// no session to build one: 503 when every slot is taken, 408 when a client
-/// was too slow with its head.
+/// A whole error response with `Connection: close`, for when there is no
+/// session to build one (503: every slot is taken).
 pub fn complete(status: u16, date: &str) -> Vec<u8> {
-    let page = error_page(status);
-    let mut out = Vec::with_capacity(256 + page.len());
-    begin(&mut out, status, date);
-    field(&mut out, "Content-Type", "text/html; charset=utf-8");
-    field(&mut out, "Content-Length", page.len());
-    field(&mut out, "Connection", "close");
-    end(&mut out);
-    out.extend_from_slice(page.as_bytes());
-    out
+    let r = error(status, false, true, date, &mut BufferPool::new(0, 0, false));
+    [r.head, r.body].concat()
 }
 
-/// An error response: a small HTML page (none for HEAD).
+/// An error response: a small HTML page (none for HEAD); a 405 names the
+/// methods allowed (RFC 9110 §15.5.6).
 pub fn error(
     status: u16,
     head_only: bool,
@@ -236,7 +234,8 @@ pub fn error(
     date: &str,
     outputs: &mut BufferPool,
 ) -> Response {
-    error_with(status, head_only, close, date, outputs, None)
+    let allow = (status == 405).then_some(("Allow", "GET, HEAD"));
+    error_with(status, head_only, close, date, outputs, allow)
 }
 
 /// An error response with one more field (`Location`, `Content-Range`).
@@ -253,9 +252,6 @@ fn error_with(
     begin(&mut head, status, date);
     field(&mut head, "Content-Type", "text/html; charset=utf-8");
     field(&mut head, "Content-Length", page.len());
-    if status == 405 {
-        field(&mut head, "Allow", "GET, HEAD");
-    }
     if let Some((name, value)) = extra {
         field(&mut head, name, value);
     }
@@ -267,16 +263,7 @@ fn error_with(
     if !head_only {
         body.extend_from_slice(page.as_bytes());
     }
-    Response {
-        head,
-        head_sent: 0,
-        body,
-        body_sent: 0,
-        file: None,
-        close,
-        status,
-        length: if head_only { 0 } else { page.len() as u64 },
-    }
+    Response::new(head, body, None, close, status)
 }
 
 // ANCHOR: for_request
@@ -293,8 +280,6 @@ pub fn for_request(
     match opened {
         Opened::File(file) => for_file(head, file, close, date, outputs),
         Opened::Redirect => {
-            // `/docs` is a directory: send the client to `/docs/`, so the
-            // page's relative links resolve inside it.
             let location = format!("{}/", super::path::location(&path.relative));
             let extra = Some(("Location", location.as_str()));
             error_with(301, head_only, close, date, outputs, extra)
@@ -322,11 +307,10 @@ fn for_file(
     if changed_since(head, &file) {
         return error(412, head_only, close, date, outputs);
     }
-    if not_modified(head, &file) {
-        return not_modified_response(head.version, &file, close, date, outputs);
-    }
     let len = file.len;
     let (status, start, end) = match head.header("range") {
+        // Before Range (§13.2.2): a head with the file's time, no body.
+        _ if not_modified(head, &file) => (304, 0, 0),
         // If-Range names a validator this server does not check (it sends
         // no ETag): the safe reading is "send the whole file".
         Some(r) if head.header("if-range").is_none() => match range::answer(r, len) {
@@ -341,59 +325,17 @@ fn for_file(
         _ => (200, 0, len),
     };
     let mut out = outputs.take();
-    file_head(
-        &mut out,
-        head.version,
-        &file,
-        (status, start, end),
-        close,
-        date,
-    );
+    file_head(&mut out, head, &file, (status, start, end), close, date);
     let mut body = outputs.take();
     let mut large = None;
-    if !head_only {
+    if !head_only && status != 304 {
         large = file_body(file, start, end, &mut body);
     }
-    Response {
-        head: out,
-        head_sent: 0,
-        body,
-        body_sent: 0,
-        file: large,
-        close,
-        status,
-        length: if head_only { 0 } else { end - start },
-    }
+    Response::new(out, body, large, close, status)
 }
 
-/// The 304: a head with the file's time, and no body.
-fn not_modified_response(
-    version: Version,
-    file: &OpenFile,
-    close: bool,
-    date: &str,
-    outputs: &mut BufferPool,
-) -> Response {
-    let mut out = outputs.take();
-    begin(&mut out, 304, date);
-    field(&mut out, "Last-Modified", &file.last_modified);
-    connection_field(&mut out, version, close);
-    end(&mut out);
-    Response {
-        head: out,
-        head_sent: 0,
-        body: outputs.take(),
-        body_sent: 0,
-        file: None,
-        close,
-        status: 304,
-        length: 0,
-    }
-}
-
-/// How bytes `start..end` of `file` travel: a small file's are in its cache
-/// entry, so they are copied into `body` (a copy, not a read); a large
-/// file's are left in the file, for `sendfile`, as the part returned.
+/// Bytes `start..end` of `file`: copied into `body` from a small file's
+/// cached contents (a copy, not a read), or left to `sendfile` as a part.
 fn file_body(file: Arc<OpenFile>, start: u64, end: u64, body: &mut Vec<u8>) -> Option<FilePart> {
     match &file.contents {
         Some(contents) => {
@@ -433,31 +375,27 @@ fn date_secs(head: &Head, name: &str) -> Option<u64> {
     Some(date.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
-/// The head of a 200 or 206 for bytes `from..to` of `file`.
+/// The head of a 304, or of a 200 or 206 for bytes `from..to` of `file`.
 fn file_head(
     out: &mut Vec<u8>,
-    version: Version,
+    request: &Head,
     file: &OpenFile,
     (status, from, to): (u16, u64, u64),
     close: bool,
     date: &str,
 ) {
     begin(out, status, date);
-    if status == 200 {
-        out.extend_from_slice(&file.fields);
-    } else {
-        field(out, "Content-Type", file.content_type);
-        field(out, "Content-Length", to - from);
-        field(out, "Last-Modified", &file.last_modified);
-        field(out, "Accept-Ranges", "bytes");
-        let last = to - 1;
-        field(
-            out,
-            "Content-Range",
-            format!("bytes {from}-{last}/{}", file.len),
-        );
+    match status {
+        304 => field(out, "Last-Modified", &file.last_modified),
+        200 => out.extend_from_slice(&file.fields),
+        _ => {
+            let fields = file_fields(file.content_type, to - from, &file.last_modified);
+            out.extend_from_slice(&fields);
+            let range = format!("bytes {from}-{}/{}", to - 1, file.len);
+            field(out, "Content-Range", range);
+        }
     }
-    connection_field(out, version, close);
+    connection_field(out, request.version, close);
     end(out);
 }
 

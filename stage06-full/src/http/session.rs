@@ -2,14 +2,11 @@
 //!
 //! A [`Session`] is told what happened (bytes arrived, bytes went out, a
 //! file was opened, a deadline passed) and says what should happen next
-//! ([`Session::next`]): receive, parse, open a file, send these bytes, send
-//! that range of a file, shut down, close. It never touches a socket or a
-//! clock; the caller passes the time in. This is the sans-I/O design of h11
-//! (`Connection.receive_data`, `next_event`), quinn-proto and rustls: the
-//! protocol is written once, tested without sockets, and driven by any I/O
-//! model. stage06 drives it three ways (`worker::reactor`,
-//! `worker::proactor_sim`, `worker::uring`), and each driver is a loop of
-//! `match session.next()` arms, one system call per arm.
+//! ([`Session::next`]); it never touches a socket or a clock. This is the
+//! sans-I/O design of h11 (`Connection.receive_data`, `next_event`),
+//! quinn-proto and rustls: the protocol is written once, tested without
+//! sockets, and driven by `worker::reactor`, `worker::proactor_sim` and
+//! `worker::uring`, each a loop of `match session.next()` arms.
 //!
 //! A session moves through these phases:
 //!
@@ -27,11 +24,10 @@
 //!                                                                    closed
 //! ```
 //!
-//! Requests that arrive pipelined wait in the read buffer and are parsed one
-//! at a time, after the previous response has gone, so they are answered in
-//! order and at most one response is held in memory. While a response is
-//! being sent nothing is read: a client that pipelines without reading its
-//! answers stops being read (back-pressure).
+//! Pipelined requests wait in the read buffer and are parsed one at a time,
+//! each after the previous response has gone: they are answered in order,
+//! one response is held at most, and a client that pipelines without
+//! reading its answers stops being read (back-pressure).
 
 use std::fs::File;
 use std::time::{Duration, Instant};
@@ -229,14 +225,11 @@ impl Session {
         let file = r.file.as_ref().filter(|f| f.offset < f.end);
         if !head.is_empty() || !body.is_empty() {
             // The head waits for the file (`MSG_MORE`) only before a small
-            // file, where its own packet would be one in two or three: the
-            // 64 KiB row ran 0.92x as fast without the wait. Before a large
-            // file, the held head made the worker push the whole file out
-            // inside its own `sendfile`, with the woken reader preempting
-            // it about four times per response; sent at once, the head lets
-            // the reader's ACKs release the file. The 1 MiB row ran 1.12x
-            // to 1.18x as fast (chapter 6, part 2, "The head before a large
-            // file").
+            // one, where its own packet would be one in two or three (without
+            // the wait, the 64 KiB row ran 0.92x as fast). Held before a large
+            // file, it made the worker push the file in its own `sendfile`;
+            // sent at once, it ran the 1 MiB row 1.12x to 1.18x as fast
+            // (chapter 6, part 2, "The head before a large file").
             let more = file.is_some_and(|f| f.end - f.offset <= CORK_MAX);
             return Next::Send { head, body, more };
         }
@@ -253,10 +246,8 @@ impl Session {
     // ANCHOR_END: session_next
 
     // ANCHOR: session_input
-    /// Where the next bytes go: the read buffer's free end, with room for at
-    /// least `at_least` bytes (0: whatever the session finds best). A first
-    /// read goes into a small buffer (`FIRST_READ`); after a read that
-    /// filled it, or for more than it holds, into a `READ_BUF` one.
+    /// Where the next bytes go: the read buffer's free end, with room for
+    /// at least `at_least` bytes (0: whatever suits, as `FIRST_READ` says).
     pub fn read_buf(&mut self, pools: &mut Pools, at_least: usize) -> &mut [u8] {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
@@ -322,8 +313,7 @@ impl Session {
                 if progress.done
                     && let Some(mut parser) = self.parser.take()
                 {
-                    let head = parser.take();
-                    self.on_head(head, env);
+                    self.on_head(parser.take(), env);
                 }
             }
         }
@@ -403,8 +393,7 @@ impl Session {
     }
 
     /// The deadline passed. A client in the middle of a request head gets a
-    /// 408 and a lingering close (it may still be sending: closing at once
-    /// could reset the connection and destroy the 408); else, just close.
+    /// 408 and a lingering close (see `Phase::Linger`); else, just close.
     pub fn timed_out(&mut self, env: &mut Env<'_>) {
         if matches!(self.phase, Phase::Head) && self.started() {
             self.refuse(408, None, env);
@@ -434,12 +423,8 @@ impl Session {
     }
 
     /// Once every byte of it is consumed, the read buffer goes back to the
-    /// pool: an idle keep-alive connection, and one in the middle of a slow
-    /// head (the parser keeps what it has seen in fields of its own), hold
-    /// no buffer. Ten thousand such connections hold ten thousand sessions
-    /// and no buffers; one that sent a single byte costs a few hundred
-    /// bytes, not 32 KiB. (nginx starts a connection with a 1 KiB header
-    /// buffer, `client_header_buffer_size`, and grows it.)
+    /// pool, even in the middle of a slow head (the parser keeps what it
+    /// has seen): a byte of a head costs a few hundred bytes, not 32 KiB.
     fn give_back_if_consumed(&mut self, pools: &mut Pools) {
         if pools.pooled && self.start == self.end && !self.input.is_empty() {
             pools.give_input(std::mem::take(&mut self.input));

@@ -5,7 +5,6 @@
 use super::{Env, Phase, Session};
 use crate::http::body::{self, BodySkipper};
 use crate::http::parser::{Head, Version};
-
 use crate::http::path::{self, Opened, Resolved};
 use crate::http::response::{self, Response};
 
@@ -15,12 +14,9 @@ pub(super) struct Request {
     pub(super) path: Resolved,
     skipper: BodySkipper,
     close: bool,
-    /// `Expect: 100-continue`: the client waits for a word before it sends
-    /// the body it announced.
-    expects_continue: bool,
 }
 
-/// The interim response that tells such a client to send its body.
+/// The interim response that asks for an announced body (see `opened`).
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Session {
@@ -57,30 +53,23 @@ impl Session {
         self.line = line;
         match path::resolve(&head.target) {
             Ok(path) => {
-                let expects_continue =
-                    head.version == Version::Http11 && head.has_token("expect", "100-continue");
                 let rq = Request {
                     head,
                     path,
                     skipper,
                     close,
-                    expects_continue,
                 };
                 self.phase = Phase::Open(Box::new(rq));
             }
             Err(e) => {
                 let head_only = head.method == "HEAD";
-                let r = response::error(
-                    e.status(),
-                    head_only,
-                    close,
-                    env.date,
-                    &mut env.pools.outputs,
-                );
+                let outputs = &mut env.pools.outputs;
+                let r = response::error(e.status(), head_only, close, env.date, outputs);
                 self.respond(r, skipper);
             }
         }
     }
+
     /// The file named by [`Next::Open`](super::Next::Open) was opened (or could not be).
     pub fn opened(&mut self, opened: Opened, env: &mut Env<'_>) {
         let Phase::Open(rq) = std::mem::replace(&mut self.phase, Phase::Send) else {
@@ -88,7 +77,10 @@ impl Session {
         };
         let outputs = &mut env.pools.outputs;
         let mut r = response::for_request(&rq.head, &rq.path, opened, rq.close, env.date, outputs);
-        if rq.expects_continue && !rq.skipper.is_done() {
+        // `Expect: 100-continue`: the client waits for a word before it
+        // sends the body it announced.
+        let expects = rq.head.has_token("expect", "100-continue");
+        if expects && rq.head.version == Version::Http11 && !rq.skipper.is_done() {
             if r.status / 100 == 2 {
                 // The body will be read: ask for it (RFC 9110 §10.1.1).
                 self.continue_sent = Some(0);
