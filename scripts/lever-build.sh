@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds stage06 with one of its levers undone, for measuring the lever
+# against its absence (BASELINE in bench-http.sh), and prints the binary's
+# path. The lever is a constant in the source; the build is made from a
+# scratch copy of the workspace with that one line changed, so the
+# repository's code carries no switch for it.
+#
+#   scripts/lever-build.sh batch1     # one connection per CONN message (channel.rs: BATCH = 1)
+#   scripts/lever-build.sh cork-all   # every head held back with MSG_MORE (http/mod.rs: CORK_MAX = u64::MAX)
+#   scripts/lever-build.sh report0    # a load report for every change (channel/message.rs: REPORT_EVERY = 0)
+#
+#   BASELINE=$(scripts/lever-build.sh batch1) ROWS="1 2 5" scripts/bench-http.sh
+#
+# The binary is $TARGET/levers/NAME/release/stage06-full (its own target
+# folder, so the scratch copy's builds never mix with the repository's).
+. "$(dirname "$0")/lib.sh"
+
+script_start 1 "$@"
+name=$1
+case $name in
+    batch1)
+        file=stage06-full/src/channel.rs
+        edits=('s/^pub const BATCH: usize = 32;$/pub const BATCH: usize = 1;/'
+            's/^pub const QUEUE_BOUND: usize = 4 \* BATCH;$/pub const QUEUE_BOUND: usize = 128;/') ;;
+    cork-all)
+        file=stage06-full/src/http/mod.rs
+        edits=('s/^pub const CORK_MAX: u64 = 64 \* 1024;$/pub const CORK_MAX: u64 = u64::MAX;/') ;;
+    report0)
+        file=stage06-full/src/channel/message.rs
+        edits=('s/^const REPORT_EVERY: Duration = Duration::from_millis(1);$/const REPORT_EVERY: Duration = Duration::ZERO;/') ;;
+    *) echo "unknown lever $name: batch1, cork-all or report0" >&2; exit 1 ;;
+esac
+
+make_tmp
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes \
+    --exclude=./stage06-full/www/big.bin -cf - . | tar -C "$tmp" -xf -
+for e in "${edits[@]}"; do
+    before=$(md5sum <"$tmp/$file")
+    sed -i "$e" "$tmp/$file"
+    if [ "$(md5sum <"$tmp/$file")" = "$before" ]; then
+        echo "lever $name: '$e' changed nothing in $file (the constant moved?)" >&2
+        exit 1
+    fi
+done
+out="$TARGET/levers/$name"
+(cd "$tmp" && CARGO_TARGET_DIR="$out" cargo build --release --quiet -p stage06-full) >&2
+echo "$out/release/stage06-full"
