@@ -63,7 +63,10 @@ impl Reactor {
             conn.interest = none;
             let _ = self.poller.modify(&conn.stream, token, none, trigger);
         }
-        if !pool.send(index, conn, &mut self.shell.res) {
+        // Boxed for the trip, so that each queue moves a pointer, not the
+        // connection: one allocation per hand-off, where keeping it boxed
+        // in its slot would cost every connection one, in both models.
+        if !pool.send(index, Box::new(conn), &mut self.shell.res) {
             // The pool is gone: the connection was dropped with its job.
             self.shell.release(index);
         }
@@ -77,7 +80,7 @@ impl Reactor {
         }
         while let Some((index, conn, pools)) = self.pool.as_ref().and_then(Pool::next_done) {
             self.shell.res.pools.absorb(pools);
-            self.shell.slots[index].state = Place::Here(conn);
+            self.shell.slots[index].state = Place::Here(*conn);
             self.step(index);
         }
     }

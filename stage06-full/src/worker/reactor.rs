@@ -211,13 +211,19 @@ pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Res
 
 // ANCHOR: place
 /// Where a slot's connection is.
+// The variants differ in size by the whole connection, and clippy would
+// box it; boxed, every connection would cost an allocation, and the slots
+// allocated at start would hold pointers instead of connections.
+#[allow(clippy::large_enum_variant)]
 #[derive(Default)]
 pub enum Place {
     #[default]
     Free,
-    /// In the loop, which does its I/O; boxed, so that the hand-off to the
-    /// pool and back moves a pointer, not the connection.
-    Here(Box<Conn>),
+    /// In the loop, which does its I/O. Inline: the slots are allocated
+    /// once, at start, and a connection taking one allocates nothing
+    /// (chapter 6, part 2, "Pools"); it is boxed only for its trips to the
+    /// pool (`offload`).
+    Here(Conn),
     /// In the pool (`--model proactor-sim`), being processed; it comes
     /// back through the pool's queue, and is not watched meanwhile.
     Away,
@@ -332,7 +338,7 @@ impl Reactor {
         let Some((index, token, stream)) = self.shell.admit(stream) else {
             return; // refused with 503: every slot is taken
         };
-        let mut conn = Box::new(Conn::new(stream, Session::new(self.shell.res.now)));
+        let mut conn = Conn::new(stream, Session::new(self.shell.res.now));
         let step = drive(&mut conn, &mut self.shell.res, processing);
         conn.interest = conn.wanted(trigger);
         let added = match step {
