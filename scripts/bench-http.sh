@@ -106,9 +106,12 @@ label() {
 # CSV_ROW (csv_row in lib.sh) names the one row a run measures for its
 # CSV; under shared placement that row is measured with each wrk thread
 # count, so each gets the count added, as the label does.
+# CSV_ROW_PREFIX goes before every row's name, so that runs of several
+# configurations can share one CSV (measure-all.sh's dispatch-placement).
 csv_name=${CSV_ROW:-}
 unset CSV_ROW
 csv_label() { # CASE
+    printf '%s' "${CSV_ROW_PREFIX:-}"
     if [ -z "$csv_name" ]; then
         label "$1"
     elif [ "$PLACEMENT" = shared ]; then

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Builds stage06 with one of its levers undone, for measuring the lever
 # against its absence (BASELINE in bench-http.sh), and prints the binary's
-# path. The lever is a constant in the source; the build is made from a
+# path. The lever is a line of the source; the build is made from a
 # scratch copy of the workspace with that one line changed, so the
 # repository's code carries no switch for it.
 #
-#   scripts/lever-build.sh batch1     # one connection per CONN message (channel.rs: BATCH = 1)
-#   scripts/lever-build.sh cork-all   # every head held back with MSG_MORE (http/mod.rs: CORK_MAX = u64::MAX)
-#   scripts/lever-build.sh report0    # a load report for every change (channel/message.rs: REPORT_EVERY = 0)
+#   scripts/lever-build.sh batch1       # one connection per CONN message (channel.rs: BATCH = 1)
+#   scripts/lever-build.sh head-alone   # the head sent alone before a file of more than
+#                                       # 64 KiB (http/session.rs: `more`), as stage06 did
+#                                       # until the head before every file waited for it
+#
+# (Two levers measured with this script are gone from the code, and so
+# from here: cork-all, every head held back, is now the default; report0,
+# a load report for every change, too. The tables that removed them say
+# at which commit their builds can still be made.)
 #
 #   BASELINE=$(scripts/lever-build.sh batch1) ROWS="1 2 5" scripts/bench-http.sh
 #
@@ -22,13 +28,10 @@ case $name in
         file=stage06-full/src/channel.rs
         edits=('s/^pub const BATCH: usize = 32;$/pub const BATCH: usize = 1;/'
             's/^pub const QUEUE_BOUND: usize = 4 \* BATCH;$/pub const QUEUE_BOUND: usize = 128;/') ;;
-    cork-all)
-        file=stage06-full/src/http/mod.rs
-        edits=('s/^pub const CORK_MAX: u64 = 64 \* 1024;$/pub const CORK_MAX: u64 = u64::MAX;/') ;;
-    report0)
-        file=stage06-full/src/channel/message.rs
-        edits=('s/^const REPORT_EVERY: Duration = Duration::from_millis(1);$/const REPORT_EVERY: Duration = Duration::ZERO;/') ;;
-    *) echo "unknown lever $name: batch1, cork-all or report0" >&2; exit 1 ;;
+    head-alone)
+        file=stage06-full/src/http/session.rs
+        edits=('s/^            let more = file.is_some();$/            let more = file.is_some_and(|f| f.end - f.offset <= 64 * 1024);/') ;;
+    *) echo "unknown lever $name: batch1 or head-alone" >&2; exit 1 ;;
 esac
 
 make_tmp

@@ -50,7 +50,7 @@ case $PLACEMENT in
     *) echo "PLACEMENT=$PLACEMENT: not a placement (split or shared)" >&2; exit 1 ;;
 esac
 # The tables measured in PLACEMENT; the others ignore it.
-placed_tables=" bench-http-pass bench-http-reuseport bench-http-shared bench-http-level bench-http-levers latency-http "
+placed_tables=" bench-http-pass bench-http-reuseport bench-http-shared bench-http-level bench-http-levers lever-batch lever-head latency-http "
 # data_name NAME — the CSV's name: NAME, or NAME-placement-shared for a
 # table measured in shared placement.
 data_name() {
@@ -140,6 +140,59 @@ t_bench-http-levers() {
         IFS='|' read -r mode flags <<<"$c"
         CSV_ROW="$mode${flags:+, $flags}" PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS=2 \
             STAGE06_FLAGS="--dispatch $mode $flags" "$S/bench-http.sh"
+    done
+}
+# The levers of chapter 6, part 2, each against a build with it undone
+# (scripts/lever-build.sh), in PLACEMENT.
+t_lever-batch() { lever batch1 "1 2 5" "Batched descriptor passing: this build against one that sends one connection per CONN message (BATCH = 1)"; }
+t_lever-head() { lever head-alone "3 4" "The head before a file: this build (the head waits for every file) against one that sends it alone before a file of more than 64 KiB"; }
+lever() { # NAME ROWS TITLE
+    local base
+    base=$("$S/lever-build.sh" "$1")
+    header "$3" load \
+        "BASELINE=\$(scripts/lever-build.sh $1) PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS=\"$2\" scripts/bench-http.sh" \
+        "$(placement_note "$(wrk_note)")" \
+        "stage06 / baseline is the lever's worth, taken round by round; $(nginx_note)."
+    BASELINE="$base" PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS ROWS="$2" "$S/bench-http.sh"
+}
+t_pin-shared() {
+    # Always shared: with one worker on one CPU (split) pinning changes
+    # nothing.
+    header "--pin on against the default (off), on shared CPUs" load \
+        "PLACEMENT=shared ROUNDS=$ROUNDS BASELINE=target/release/stage06-full STAGE06_FLAGS=\"--pin on\" scripts/bench-http.sh" \
+        "$(PLACEMENT=shared placement_note "wrk -t1 and wrk -t2 (a row each)")" \
+        "stage06: --pin on; baseline: the same build without it; both --workers $(nproc). $(nginx_note)."
+    PLACEMENT=shared ROUNDS=$ROUNDS BASELINE="$BIN/stage06-full" STAGE06_FLAGS="--pin on" "$S/bench-http.sh"
+}
+t_dispatch-placement() {
+    header "Dispatch modes against pass, one CPU each and on shared CPUs" "placement, mode: load" \
+        "BASELINE=target/release/stage06-full BASELINE_FLAGS=\"--dispatch pass\" STAGE06_FLAGS=\"--dispatch MODE\" PLACEMENT=P ROUNDS=$ROUNDS scripts/bench-http.sh, MODE reuseport and shared, P split and shared" \
+        "split: each server on CPU 0 with one worker, wrk -t1 on CPU 1; shared: $(nproc) workers each, wrk -t1 and -t2 (a row each), all on the same CPUs." \
+        "stage06 / baseline is the mode against pass, the same build, taken round by round; $(nginx_note)."
+    local p m
+    for p in split shared; do
+        for m in reuseport shared; do
+            CSV_ROW_PREFIX="$p, $m: " BASELINE="$BIN/stage06-full" BASELINE_FLAGS="--dispatch pass" \
+                STAGE06_FLAGS="--dispatch $m" PLACEMENT=$p ROUNDS=$ROUNDS "$S/bench-http.sh"
+        done
+    done
+}
+t_placement-then-now() {
+    # The build that paired client threads with workers (removed after
+    # 7be94ff), its defaults, against this one: the appendix's table.
+    local then="$TARGET/then"
+    if [ ! -x "$then/release/stage06-full" ]; then
+        rm -rf "$then/src" && git -C "$ROOT" worktree add -f --detach "$then/src" 7be94ff >/dev/null
+        (cd "$then/src" && CARGO_TARGET_DIR="$then" cargo build --release --quiet -p stage06-full) >&2
+        git -C "$ROOT" worktree remove --force "$then/src"
+    fi
+    header "The build that paired client threads with workers (7be94ff, its defaults) against this one" "placement: load" \
+        "BASELINE=7be94ff-build PLACEMENT=P ROUNDS=$ROUNDS scripts/bench-http.sh, P shared and split, 7be94ff-build being stage06-full built at 7be94ff" \
+        "split: each server on CPU 0 with one worker, wrk -t1 on CPU 1; shared: $(nproc) workers each, wrk -t1 and -t2 (a row each), all on the same CPUs." \
+        "stage06 / baseline is this build against 7be94ff's, taken round by round: below 1, the pairing was faster; $(nginx_note)."
+    local p
+    for p in shared split; do
+        CSV_ROW_PREFIX="$p: " BASELINE="$then/release/stage06-full" PLACEMENT=$p ROUNDS=$ROUNDS "$S/bench-http.sh"
     done
 }
 t_who-sends() {

@@ -956,6 +956,52 @@ macro_rules! suite {
         }
 
         #[test]
+        fn a_report_that_found_the_channel_full_is_sent_once_the_master_reads() {
+            // Each report is charged to the worker's send buffer until the
+            // master reads it, at least 256 bytes of it: this many reports
+            // overfill it while the master is stopped.
+            let sndbuf: u64 = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .expect("net.core.wmem_default");
+            let conns = sndbuf / 256;
+            if conns > 4096 {
+                testkit::skip(&format!("net.core.wmem_default is {sndbuf}: filling a channel takes {conns} connections"));
+                return;
+            }
+            if !enough_descriptors(conns + 64) {
+                return;
+            }
+            let site = Site::new();
+            let mut server = start(&site, &["--workers", "1", "--dispatch", "pass"]);
+            let mut clients: Vec<Client> = (0..conns).map(|_| requesting(&server)).collect();
+            for c in &mut clients {
+                assert_eq!(c.response().status, 200);
+            }
+            // The master closes its copy of a connection just after passing
+            // it; its answer to SIGUSR1 comes after that, so no copy stays
+            // open in the stopped master to hide a close from the client.
+            assert_eq!(worker_loads(&mut server)[0].1, conns);
+            stop(server.pid());
+            // One at a time, each close seen before the next: a report each.
+            for c in &mut clients {
+                c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+                assert!(c.closed(), "a connection was not closed");
+            }
+            signal(server.pid(), Signal::SIGCONT);
+            let mut live = Vec::new();
+            let idle = testkit::eventually(Duration::from_millis(100), || {
+                live = worker_loads(&mut server);
+                live.iter().all(|&(_, n)| n == 0)
+            });
+            assert!(
+                idle,
+                "100 ms after the master resumed, it still counts (worker pid, live) {live:?} \
+                 after {conns} closes: a report that found the channel full was never sent"
+            );
+        }
+
+        #[test]
         fn a_thousand_concurrent_keep_alive_connections() {
             if !enough_descriptors(2100) {
                 return;

@@ -94,13 +94,11 @@ pub struct WorkerEnd {
     received: u64,
     /// The last load sent, so an unchanged load is not sent again, and when.
     reported: Load,
-    reported_at: Option<Instant>,
 }
 
-/// Load reports go at most this often; stage05 reports every loop turn,
-/// which woke the master for nearly every short connection. The master
-/// counts what it sends meanwhile, so a report 1 ms old misleads it little.
-const REPORT_EVERY: Duration = Duration::from_millis(1);
+/// How long a report that found the channel full waits before it is
+/// tried again.
+const RETRY_FULL: Duration = Duration::from_millis(1);
 
 impl WorkerEnd {
     pub fn new(fd: OwnedFd) -> WorkerEnd {
@@ -108,7 +106,6 @@ impl WorkerEnd {
             fd,
             received: 0,
             reported: Load::default(),
-            reported_at: None,
         }
     }
 
@@ -135,11 +132,16 @@ impl WorkerEnd {
     }
 
     // ANCHOR: report
-    /// Tells the master the load if it changed, at most once per
-    /// `REPORT_EVERY`, and returns when to call again while a change is
-    /// untold, for the worker's alarm: without that, the last change of a
-    /// busy moment (the closes that left it idle) went unsent, misleading
-    /// the master for good.
+    /// Tells the master the load if it changed: the worker calls this once
+    /// per loop iteration, so a batch of connections costs one report, not
+    /// one each. Returns when to call again if the report could not go (the
+    /// master has not read the channel for a while): a deadline for the
+    /// worker's alarm, which wakes an idle worker to send it. "Report next
+    /// time" instead would lose the last change of a busy moment, the
+    /// closes that left the worker idle, and the master would go on
+    /// choosing by loads long gone. (stage06 once also held reports back to
+    /// one a millisecond: one CPU each, that paid nothing, chapter 6, part
+    /// 2, "Load reports".)
     pub fn report(&mut self, live: usize, taken: u64, now: Instant) -> Option<Instant> {
         let now_load = Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),
@@ -149,18 +151,15 @@ impl WorkerEnd {
         if now_load == self.reported {
             return None;
         }
-        if let Some(due) = self.reported_at.map(|at| at + REPORT_EVERY)
-            && now < due
-        {
-            return Some(due);
-        }
         match sys::send_message(&self.fd, &load(now_load), &[]) {
             Ok(()) => {
-                (self.reported, self.reported_at) = (now_load, Some(now));
+                self.reported = now_load;
                 None
             }
-            // The master is slow to read: try again a period later.
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Some(now + REPORT_EVERY),
+            // The master is slow to read: try again a little later. (Its
+            // EPOLLOUT would say when exactly, as in stage05, but only to
+            // an epoll loop: io_uring's worker has none.)
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Some(now + RETRY_FULL),
             // The master is gone; the EOF on the channel will stop us.
             Err(_) => None,
         }

@@ -22,9 +22,5 @@ pub const FIRST_READ: usize = 1024;
 /// Bodies up to this size are read into memory and leave with the head in
 /// one `writev`; larger ones go by `sendfile`.
 pub const SMALL_BODY: usize = 16 * 1024;
-/// A file of at most this many bytes shares its first packet with its head
-/// (`MSG_MORE`); a larger file's head leaves at once, alone. 64 KiB is about
-/// one loopback segment (the loopback MTU is 65,536 bytes).
-pub const CORK_MAX: u64 = 64 * 1024;
 /// The output buffer's size: a head plus a small body.
 pub const WRITE_BUF: usize = SMALL_BODY + 4096;

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 mod decide;
 
-use super::CORK_MAX;
 use super::body::BodySkipper;
 use super::parser::Parser;
 pub use super::response::Exchange;
@@ -87,9 +86,9 @@ pub enum Next<'a> {
     /// The connection will be kept alive: set `TCP_NODELAY`, then call
     /// [`Session::nodelay_set`].
     NoDelay,
-    /// Send `head` then `body` (one `writev`); `more`: a small file follows
-    /// (at most [`CORK_MAX`] bytes), so the kernel may hold a partial packet
-    /// back (`MSG_MORE`). Then call [`Session::sent`].
+    /// Send `head` then `body` (one `writev`); `more`: a file follows, so
+    /// the kernel may hold a partial packet back (`MSG_MORE`). Then call
+    /// [`Session::sent`].
     Send {
         head: &'a [u8],
         body: &'a [u8],
@@ -224,13 +223,13 @@ impl Session {
         let (head, body) = (&r.head[r.head_sent..], &r.body[r.body_sent..]);
         let file = r.file.as_ref().filter(|f| f.offset < f.end);
         if !head.is_empty() || !body.is_empty() {
-            // The head waits for the file (`MSG_MORE`) only before a small
-            // one, where its own packet would be one in two or three (without
-            // the wait, the 64 KiB row ran 0.92x as fast). Held before a large
-            // file, it made the worker push the file in its own `sendfile`;
-            // sent at once, it ran the 1 MiB row 1.12x to 1.18x as fast
-            // (chapter 6, part 2, "The head before a large file").
-            let more = file.is_some_and(|f| f.end - f.offset <= CORK_MAX);
+            // Before a file the head waits for it (`MSG_MORE`) and leaves in
+            // the file's first packet, as nginx's head does under its
+            // `tcp_nopush` (`TCP_CORK`). Sent alone before a large file, it
+            // ran the 1 MiB row half as fast one CPU each; the gain it had
+            // shown came only with the client on the server's CPUs (chapter
+            // 6, part 2, "The head before a file").
+            let more = file.is_some();
             return Next::Send { head, body, more };
         }
         match file {

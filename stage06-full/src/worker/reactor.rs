@@ -198,9 +198,9 @@ pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> St
 // ANCHOR_END: drive
 
 /// Head and small body in one system call: no Nagle stall between two
-/// writes, and half the calls. Before a small file (`more`, see
-/// `CORK_MAX`), `MSG_MORE` holds the head back to share a packet with the
-/// file's first bytes (`TCP_CORK` without its two `setsockopt` calls).
+/// writes, and half the calls. Before a file (`more`), `MSG_MORE` holds the
+/// head back to share a packet with the file's first bytes (`TCP_CORK`
+/// without its two `setsockopt` calls).
 pub fn send(stream: &TcpStream, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
     if more {
         sys::send_more(stream, head)

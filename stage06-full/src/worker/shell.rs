@@ -82,7 +82,7 @@ pub struct Shell<S> {
     /// To the master. Passed connections arrive here; load reports leave
     /// here; EOF means the master is gone and the worker must stop.
     channel: WorkerEnd,
-    /// When the load report held back by its rate limit is due: a
+    /// When a load report that found the channel full is tried again: a
     /// deadline like the connections', so an idle worker still sends it.
     report_due: Option<Instant>,
     /// The connection slots, every one allocated before the first client;
@@ -363,8 +363,8 @@ impl<S: Default> Shell<S> {
     }
 
     /// Tells the master the current load, once per loop iteration, under
-    /// `pass` (where the master chooses): sent when it changed and the rate
-    /// limit allows, else held back until `report_due`.
+    /// `pass` (where the master chooses): sent when it changed, or, if the
+    /// channel was full, tried again at `report_due`.
     pub fn report_load(&mut self) {
         if self.listener_mode {
             return;

@@ -323,7 +323,7 @@ fn a_body_is_skipped_in_any_framing_and_a_large_one_refused() {
 }
 
 #[test]
-fn a_large_file_goes_by_sendfile_after_a_head_sent_alone() {
+fn a_large_file_goes_by_sendfile_after_a_head_that_waits_for_it() {
     let big = BigFile::new("sendfile", 100_000);
     let mut d = Driver::new().with_big(&big);
     let mut s = Session::new(d.now);
@@ -333,27 +333,27 @@ fn a_large_file_goes_by_sendfile_after_a_head_sent_alone() {
     let split = d.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(d.out[split..] == big.bytes[..], "the body differs");
     assert_eq!(d.events.first(), Some(&"recv"));
-    // Larger than CORK_MAX: the head does not wait for the file.
-    assert!(d.events.contains(&"send"), "{:?}", d.events);
-    assert!(!d.events.contains(&"send-more"), "{:?}", d.events);
+    // The head is held back (`MSG_MORE`) until the file's first bytes.
+    assert!(d.events.contains(&"send-more"), "{:?}", d.events);
+    assert!(!d.events.contains(&"send"), "{:?}", d.events);
     assert!(d.events.iter().filter(|e| **e == "sendfile").count() >= 14);
     assert_eq!(d.log[0].length, 100_000);
 }
 
 #[test]
-fn a_file_of_at_most_cork_max_bytes_shares_a_packet_with_its_head() {
-    for (len, waits) in [(CORK_MAX as usize, true), (CORK_MAX as usize + 1, false)] {
+fn every_file_sent_by_sendfile_shares_a_packet_with_its_head() {
+    // Just past what goes in the head's `writev`, and a large file.
+    for len in [SMALL_BODY + 1, 1 << 20] {
         let big = BigFile::new(&format!("cork-{len}"), len);
         let mut d = Driver::new().with_big(&big);
         let mut s = Session::new(d.now);
         let request = b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
         assert!(d.run(&mut s, &[request], usize::MAX));
-        let head = if waits { "send-more" } else { "send" };
-        assert_eq!(d.events[..3], ["recv", head, "sendfile"], "{len} bytes");
+        let head_then_file = ["recv", "send-more", "sendfile"];
+        assert_eq!(d.events[..3], head_then_file, "{len} bytes");
         assert_eq!(d.log[0].length, len as u64);
     }
-    // What counts is how much of the file follows the head: a 50,000-byte
-    // range of a large file waits for its first bytes like a small file.
+    // A range of a file waits for its first bytes the same way.
     let big = BigFile::new("cork-range", 100_000);
     let mut d = Driver::new().with_big(&big);
     let mut s = Session::new(d.now);
