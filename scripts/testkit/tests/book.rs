@@ -124,3 +124,77 @@ fn every_chapter_reads_in_one_sitting() {
         long.join("\n")
     );
 }
+
+/// The hand-drawn pictures, `notes/src/img/*.svg` (the charts in
+/// `img/charts/` are drawn from the CSVs by `cargo run -p charts`).
+fn pictures() -> Vec<PathBuf> {
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../notes/src/img");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&img)
+        .expect("notes/src/img")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A measured figure: a number followed by a unit of speed, time or
+/// ratio (`180,000 req/s`, `0.28 ms`, `1.4×`).
+fn measured_figures(text: &str) -> Vec<String> {
+    const UNITS: [&str; 8] = ["req/s", "requests/s", "msg/s", "ms", "µs", "×", "%", "switches"];
+    let mut found = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() || (i > 0 && chars[i - 1].is_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == ',' || chars[i] == '.') {
+            i += 1;
+        }
+        let rest: String = chars[i..].iter().take(12).collect();
+        let rest = rest.trim_start();
+        let unit = UNITS.iter().find(|u| {
+            rest.starts_with(*u)
+                && !rest[u.len()..].starts_with(|c: char| c.is_alphanumeric())
+        });
+        if let Some(unit) = unit {
+            let number: String = chars[start..i].iter().collect();
+            found.push(format!("{number} {unit}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn measured_figures_are_found_and_constants_are_not() {
+    assert_eq!(
+        measured_figures("50 connections at 180,000 req/s: 0.28 ms, 1.4× nginx"),
+        ["180,000 req/s", "0.28 ms", "1.4 ×"]
+    );
+    assert!(measured_figures("a 32 KiB buffer, fd 3, H2 msgs").is_empty());
+}
+
+/// A figure in a picture would go stale at the next measurement, with no
+/// check to say so: the numbers live in the tables, which `charts
+/// --check` keeps equal to the CSVs, and a picture says what they mean.
+#[test]
+fn hand_drawn_pictures_carry_no_measured_figure() {
+    let mut bad = Vec::new();
+    for path in pictures() {
+        let text = std::fs::read_to_string(&path).expect("picture");
+        // Only what is drawn as text, not coordinates or styles.
+        for piece in text.split('>').filter_map(|t| t.split('<').next()) {
+            for figure in measured_figures(piece) {
+                bad.push(format!("{}: \"{figure}\" in \"{}\"", path.display(), piece.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "pictures with measured figures (put them in a table, and say in the picture what they mean):\n{}",
+        bad.join("\n")
+    );
+}
