@@ -102,3 +102,28 @@ pub const CHARTS: &[Chart] = &[
         reference: None,
     },
 ];
+
+/// The columns of a table that compares a build with a baseline: its
+/// two ratios and the two p99s. The requests/s of the three servers stay
+/// in the CSV; beside them the table would not fit the book's column.
+const AGAINST_BASELINE: &[&str] = &[
+    "stage06 / baseline",
+    "stage06 / nginx",
+    "stage06 p99 µs",
+    "baseline p99 µs",
+];
+
+/// Tables that show only some of their CSV's columns (the others show
+/// all): the columns, in order.
+const SHOWN: &[(&str, &[&str])] = &[
+    ("dispatch-placement", AGAINST_BASELINE),
+    ("lever-batch", AGAINST_BASELINE),
+    ("lever-head", AGAINST_BASELINE),
+    ("pin-shared", AGAINST_BASELINE),
+    ("placement-then-now", AGAINST_BASELINE),
+];
+
+/// The columns table `name` shows, when not all.
+pub fn shown_columns(name: &str) -> Option<&'static [&'static str]> {
+    SHOWN.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}

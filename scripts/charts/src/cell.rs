@@ -126,14 +126,21 @@ impl Numeric {
     }
 
     fn text(&self) -> String {
+        match self.parts() {
+            (median, Some(range)) => format!("{median} ({range})"),
+            (median, None) => median,
+        }
+    }
+
+    /// The median with its unit, and the range `min–max` when the rounds
+    /// differ.
+    fn parts(&self) -> (String, Option<String>) {
         let f = |x| format_scaled(x, self.decimals);
         let (min, max) = (self.sorted[0], self.sorted[self.sorted.len() - 1]);
         let unit = &self.suffix;
-        if min == max {
-            return format!("{}{unit}", f(min));
-        }
-        let median = f(self.median_scaled());
-        format!("{median}{unit} ({}–{}{unit})", f(min), f(max))
+        let median = format!("{}{unit}", f(self.median_scaled()));
+        let range = (min != max).then(|| format!("{}–{}{unit}", f(min), f(max)));
+        (median, range)
     }
 
     pub fn stats(&self) -> Stats {
@@ -168,6 +175,14 @@ impl Cell {
         match self {
             Cell::Numeric(n) => n.text(),
             Cell::Text(t) => t.clone(),
+        }
+    }
+
+    /// What the table shows, as its main line and the range under it.
+    pub fn parts(&self) -> (String, Option<String>) {
+        match self {
+            Cell::Numeric(n) => n.parts(),
+            Cell::Text(t) => (t.clone(), None),
         }
     }
 

@@ -295,10 +295,13 @@ where
     let x_span = ctx.x_range().end - ctx.x_range().start;
     for (j, line) in lines.iter().enumerate() {
         let color = COLORS[j % COLORS.len()];
-        let path: Vec<(f64, f64)> = line.iter().map(|(x, st)| (*x, st.median)).collect();
+        // Each series a little to the side of the others, so that two
+        // whiskers at one x (a p99 of each server) do not hide each other.
+        let dodge = (j as f64 - (lines.len() as f64 - 1.0) / 2.0) * x_span * 0.015;
+        let path: Vec<(f64, f64)> = line.iter().map(|(x, st)| (x + dodge, st.median)).collect();
         ctx.draw_series([PathElement::new(path.clone(), color.stroke_width(2))])?;
         for (x, st) in line {
-            draw_whisker(ctx, *x, st, x_span * 0.006, color)?;
+            draw_whisker(ctx, x + dodge, st, x_span * 0.006, color)?;
         }
         ctx.draw_series(path.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
     }

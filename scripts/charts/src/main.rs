@@ -104,10 +104,16 @@ fn run(args: &Args) -> Result<bool> {
     let data = load_data(&data_dir)?;
     let mut rendered = Vec::new();
     for (name, m) in &data {
+        for column in catalog::shown_columns(name).unwrap_or_default() {
+            ensure!(
+                m.column_index(column).is_some(),
+                "table {name}: catalog.rs shows a column \"{column}\" its CSV does not have"
+            );
+        }
         let path = tables_dir.join(format!("{name}.md"));
         rendered.push(Rendered {
             path,
-            text: table::render(m),
+            text: table::render(m, catalog::shown_columns(name), name),
         });
     }
     for c in catalog::CHARTS {
