@@ -14,9 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg, socketpair,
-};
+use nix::sys::socket::{ControlMessage, MsgFlags, recvmsg, sendmsg, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
@@ -287,9 +285,15 @@ pub struct Received {
 /// MSG_CTRUNC: those clients see their connection close, and `fds` is
 /// shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
-    // LAB s5-pass BEGIN: recvmsg with room for MAX_FDS_PER_MESSAGE; own each fd, close-on-exec
+    recv_with_room::<MAX_FDS_PER_MESSAGE>(channel, buf)
+}
+
+/// [`recv_message`] with room for `N` descriptors (a test gives less room
+/// than a message carries, to see the kernel truncate).
+fn recv_with_room<const N: usize>(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
+    // LAB s5-pass BEGIN: recvmsg with room for N descriptors, close-on-exec; own what arrived (rights_in)
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut space = nix::cmsg_space!([RawFd; N]);
     // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
     let msg = recvmsg::<()>(
         channel.as_raw_fd(),
@@ -297,23 +301,43 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
-    let mut fds = Vec::new();
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for cmsg in cmsgs {
-            if let ControlMessageOwned::ScmRights(raws) = cmsg {
-                for raw in raws {
-                    // SAFETY: the kernel just installed `raw` in this process
-                    // for us; nothing else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-                }
-            }
-        }
-    }
+    let len = msg.bytes;
+    // Read from the buffer itself, not with `msg.cmsgs()`: under
+    // MSG_CTRUNC that returns an error, and the descriptors the kernel did
+    // install here would belong to nobody, open until the process exits.
     Ok(Received {
-        len: msg.bytes,
-        fds,
+        len,
+        fds: rights_in(&space),
     })
     // LAB END
+}
+
+/// Owns every descriptor in the SCM_RIGHTS messages of `control`, the
+/// zeroed buffer `recvmsg` filled. Under MSG_CTRUNC the kernel still writes
+/// whole headers for what it installed (`scm_detach_fds` in net/core/scm.c);
+/// the zeroes after the last header read as a length of 0.
+fn rights_in(control: &[u8]) -> Vec<OwnedFd> {
+    const W: usize = std::mem::size_of::<usize>();
+    // cmsg_len (a size_t), cmsg_level, cmsg_type (ints); data at CMSG_LEN(0).
+    const HEADER: usize = (W + 8).next_multiple_of(W);
+    let int = |b: &[u8]| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let (mut fds, mut at) = (Vec::new(), 0);
+    while let Some(head) = control.get(at..at + HEADER) {
+        let len = usize::from_ne_bytes(head[..W].try_into().unwrap_or([0; W]));
+        let Some(data) = control.get(at + HEADER..at.saturating_add(len)) else {
+            break; // a length of 0: no more headers
+        };
+        if int(&head[W..]) == nix::libc::SOL_SOCKET && int(&head[W + 4..]) == nix::libc::SCM_RIGHTS
+        {
+            for raw in data.chunks_exact(4) {
+                // SAFETY: the kernel just installed this descriptor in this
+                // process for us; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(int(raw)) });
+            }
+        }
+        at += len.next_multiple_of(W);
+    }
+    fds
 }
 
 /// True for the error a send of descriptors gets when too many are in
@@ -401,4 +425,43 @@ pub fn reap_one() -> io::Result<Option<(Pid, Exit)>> {
 /// Sends `signal` to process `pid`; a process already gone is not an error.
 pub fn send_signal(pid: Pid, signal: Signal) {
     let _ = nix::sys::signal::kill(pid, signal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message with more descriptors than there is room for: the kernel
+    /// installs what fits, closes the rest and sets MSG_CTRUNC. Each one
+    /// sent is one end of a socket pair, so the other end reads EOF only
+    /// once every copy is closed: a received descriptor left unowned keeps
+    /// it open.
+    #[test]
+    fn a_message_cut_short_leaks_none_of_its_descriptors() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (ours, theirs) = channel_pair().unwrap();
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..5).map(|_| UnixStream::pair().unwrap()).collect();
+        let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();
+        send_message(&ours, b"c", &sent).unwrap();
+        let mut buf = [0u8; 4];
+        let got = recv_with_room::<2>(&theirs, &mut buf).unwrap();
+        assert_eq!(
+            (got.len, got.fds.len()),
+            (1, 2),
+            "one byte, and the two descriptors there was room for"
+        );
+        drop(got);
+        for (i, (mut near, far)) in pairs.into_iter().enumerate() {
+            drop(far);
+            near.set_nonblocking(true).unwrap();
+            let r = near.read(&mut [0u8; 1]);
+            assert!(
+                matches!(r, Ok(0)),
+                "descriptor {i} of 5: its peer is still open ({r:?}), so a descriptor \
+                 received under MSG_CTRUNC was never closed"
+            );
+        }
+    }
 }

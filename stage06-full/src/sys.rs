@@ -29,9 +29,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::libc;
 use nix::sys::sendfile::sendfile64;
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, accept4, recvmsg, send, sendmsg,
-};
+use nix::sys::socket::{ControlMessage, MsgFlags, SockFlag, accept4, recvmsg, send, sendmsg};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
@@ -142,8 +140,14 @@ pub struct Received {
 /// unless this process is out of them: then the kernel closes the rest
 /// (MSG_CTRUNC), and `fds` is shorter than what the sender says it sent.
 pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
+    recv_with_room::<MAX_FDS_PER_MESSAGE>(channel, buf)
+}
+
+/// [`recv_message`] with room for `N` descriptors (a test gives less room
+/// than a message carries, to see the kernel truncate).
+fn recv_with_room<const N: usize>(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut space = nix::cmsg_space!([RawFd; N]);
     // MSG_CMSG_CLOEXEC: a received descriptor is close-on-exec at once.
     let msg = recvmsg::<()>(
         channel.as_raw_fd(),
@@ -151,22 +155,41 @@ pub fn recv_message(channel: &OwnedFd, buf: &mut [u8]) -> io::Result<Received> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
-    let mut fds = Vec::new();
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for cmsg in cmsgs {
-            if let ControlMessageOwned::ScmRights(raws) = cmsg {
-                for raw in raws {
-                    // SAFETY: the kernel just installed `raw` in this process
-                    // for us; nothing else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-                }
+    let len = msg.bytes;
+    // Read from the buffer itself, not with `msg.cmsgs()`: under
+    // MSG_CTRUNC that returns an error, and the descriptors the kernel did
+    // install here would belong to nobody, open until the process exits.
+    Ok(Received {
+        len,
+        fds: rights_in(&space),
+    })
+}
+
+/// Owns every descriptor in the SCM_RIGHTS messages of `control`, the
+/// zeroed buffer `recvmsg` filled. Under MSG_CTRUNC the kernel still writes
+/// whole headers for what it installed (`scm_detach_fds` in net/core/scm.c);
+/// the zeroes after the last header read as a length of 0.
+fn rights_in(control: &[u8]) -> Vec<OwnedFd> {
+    const W: usize = std::mem::size_of::<usize>();
+    // cmsg_len (a size_t), cmsg_level, cmsg_type (ints); data at CMSG_LEN(0).
+    const HEADER: usize = (W + 8).next_multiple_of(W);
+    let int = |b: &[u8]| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let (mut fds, mut at) = (Vec::new(), 0);
+    while let Some(head) = control.get(at..at + HEADER) {
+        let len = usize::from_ne_bytes(head[..W].try_into().unwrap_or([0; W]));
+        let Some(data) = control.get(at + HEADER..at.saturating_add(len)) else {
+            break; // a length of 0: no more headers
+        };
+        if int(&head[W..]) == libc::SOL_SOCKET && int(&head[W + 4..]) == libc::SCM_RIGHTS {
+            for raw in data.chunks_exact(4) {
+                // SAFETY: the kernel just installed this descriptor in this
+                // process for us; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(int(raw)) });
             }
         }
+        at += len.next_multiple_of(W);
     }
-    Ok(Received {
-        len: msg.bytes,
-        fds,
-    })
+    fds
 }
 
 /// True for ETOOMANYREFS (`too_many_unix_fds` in net/unix/af_unix.c):
@@ -263,6 +286,40 @@ pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
+
+    /// A message with more descriptors than there is room for: the kernel
+    /// installs what fits, closes the rest and sets MSG_CTRUNC. Each one
+    /// sent is one end of a socket pair, so the other end reads EOF only
+    /// once every copy is closed: a received descriptor left unowned keeps
+    /// it open.
+    #[test]
+    fn a_message_cut_short_leaks_none_of_its_descriptors() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (ours, theirs) = crate::sys_setup::channel_pair().unwrap();
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..5).map(|_| UnixStream::pair().unwrap()).collect();
+        let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();
+        send_message(&ours, b"c", &sent).unwrap();
+        let mut buf = [0u8; 4];
+        let got = recv_with_room::<2>(&theirs, &mut buf).unwrap();
+        assert_eq!(
+            (got.len, got.fds.len()),
+            (1, 2),
+            "one byte, and the two descriptors there was room for"
+        );
+        drop(got);
+        for (i, (mut near, far)) in pairs.into_iter().enumerate() {
+            drop(far);
+            near.set_nonblocking(true).unwrap();
+            let r = near.read(&mut [0u8; 1]);
+            assert!(
+                matches!(r, Ok(0)),
+                "descriptor {i} of 5: its peer is still open ({r:?}), so a descriptor \
+                 received under MSG_CTRUNC was never closed"
+            );
+        }
+    }
 
     /// Both ways of opening beneath the root refuse every way out, so the
     /// fallback (old kernels, sandboxes) is as safe as `openat2`.
