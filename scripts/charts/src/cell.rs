@@ -125,13 +125,6 @@ impl Numeric {
         if sum % 2 == 0 { sum / 2 } else { half_up / 2 }
     }
 
-    fn text(&self) -> String {
-        match self.parts() {
-            (median, Some(range)) => format!("{median} ({range})"),
-            (median, None) => median,
-        }
-    }
-
     /// The median with its unit, and the range `min–max` when the rounds
     /// differ.
     fn parts(&self) -> (String, Option<String>) {
@@ -170,14 +163,6 @@ impl Cell {
         Numeric::new(values).map_or_else(|| Cell::Text(text_of(values)), Cell::Numeric)
     }
 
-    /// What the table shows.
-    pub fn text(&self) -> String {
-        match self {
-            Cell::Numeric(n) => n.text(),
-            Cell::Text(t) => t.clone(),
-        }
-    }
-
     /// What the table shows, as its main line and the range under it.
     pub fn parts(&self) -> (String, Option<String>) {
         match self {
@@ -212,7 +197,10 @@ mod tests {
 
     fn cell(values: &[&str]) -> String {
         let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        Cell::new(&values).text()
+        match Cell::new(&values).parts() {
+            (median, Some(range)) => format!("{median} ({range})"),
+            (median, None) => median,
+        }
     }
 
     #[test]

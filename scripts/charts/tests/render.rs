@@ -79,13 +79,13 @@ const BENCH_MODELS_MD: &str = "\
 **stage06 by I/O model, 1 KiB**, from `scripts/bench-models.sh`:
 
 Machine: AMD EPYC 7B13, 2 cores, Linux 6.18.44; 2026-11-29; commit abc1234.
-Each cell: median (min–max) over 3 rounds. wrk -t2, 3 s runs, servers in alternation; system calls counted with perf in one more run.
+Each cell: the median of 3 rounds, their min–max under it. wrk -t2, 3 s runs, servers in alternation; system calls counted with perf in one more run.
 
 | model | req/s, 50 conns | req/s, 1000 conns | system calls / request |
 |---|---:|---:|---:|
-| reactor | 112327 (110609–114914) | 102381 (101697–103587) | 2.31 |
-| proactor-sim | 71368 (68931–72584) | 67801 (65540–68379) | 6.84 |
-| uring | 97524 (96301–98880) | 94078 (93386–95652) | 0.92 |
+| reactor | 112327<br><small>110609–114914</small> | 102381<br><small>101697–103587</small> | 2.31 |
+| proactor-sim | 71368<br><small>68931–72584</small> | 67801<br><small>65540–68379</small> | 6.84 |
+| uring | 97524<br><small>96301–98880</small> | 94078<br><small>93386–95652</small> | 0.92 |
 ";
 
 #[test]
