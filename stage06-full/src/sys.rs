@@ -296,7 +296,7 @@ mod tests {
     fn a_message_cut_short_leaks_none_of_its_descriptors() {
         use std::io::Read;
         use std::os::unix::net::UnixStream;
-        let (ours, theirs) = crate::sys_setup::channel_pair().unwrap();
+        let (ours, theirs) = setup::channel_pair().unwrap();
         let pairs: Vec<(UnixStream, UnixStream)> =
             (0..5).map(|_| UnixStream::pair().unwrap()).collect();
         let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();

@@ -117,7 +117,10 @@ const AGAINST_BASELINE: &[&str] = &[
 /// all): the columns, in order.
 const SHOWN: &[(&str, &[&str])] = &[
     // Thirty rows: the two ratios its reading uses.
-    ("dispatch-placement", &["stage06 / baseline", "stage06 / nginx"]),
+    (
+        "dispatch-placement",
+        &["stage06 / baseline", "stage06 / nginx"],
+    ),
     ("lever-batch", AGAINST_BASELINE),
     ("lever-head", AGAINST_BASELINE),
     ("pin-shared", AGAINST_BASELINE),

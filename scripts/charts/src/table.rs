@@ -26,7 +26,9 @@ pub fn render(m: &Measured, only: Option<&[&str]>, name: &str) -> String {
         .collect();
     let shown: Vec<usize> = match only {
         Some(names) => names.iter().filter_map(|n| m.column_index(n)).collect(),
-        None => (0..m.columns.len()).filter(|&c| same[c].is_none()).collect(),
+        None => (0..m.columns.len())
+            .filter(|&c| same[c].is_none())
+            .collect(),
     };
     let mut out = intro(m);
     if only.is_some() {
@@ -58,11 +60,13 @@ pub fn render(m: &Measured, only: Option<&[&str]>, name: &str) -> String {
     }
     out.push('\n');
     for (label, row) in m.rows.iter().zip(&cells) {
-        let texts = shown.iter().map(|&c| match row[c].as_ref().map(Cell::parts) {
-            None => "–".to_string(),
-            Some((main, None)) => main,
-            Some((main, Some(range))) => format!("{main}<br><small>{range}</small>"),
-        });
+        let texts = shown
+            .iter()
+            .map(|&c| match row[c].as_ref().map(Cell::parts) {
+                None => "–".to_string(),
+                Some((main, None)) => main,
+                Some((main, Some(range))) => format!("{main}<br><small>{range}</small>"),
+            });
         push_row(&mut out, std::iter::once(label.clone()).chain(texts));
     }
     out
@@ -204,6 +208,9 @@ Each cell: the median of 3 rounds, their min–max under it. wrk -t2, 5 s runs. 
             x,a,1,3\nx,b,1,4\nx,c,1,5\n";
         let expected = "**T**:\n\nM.\nAlso in notes/data/t.csv: a.\n\n\
             | case | c | b |\n|---|---:|---:|\n| x | 5 | 4 |\n";
-        assert_eq!(render(&csv::parse(text).unwrap(), Some(&["c", "b"]), "t"), expected);
+        assert_eq!(
+            render(&csv::parse(text).unwrap(), Some(&["c", "b"]), "t"),
+            expected
+        );
     }
 }

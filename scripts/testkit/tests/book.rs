@@ -141,7 +141,16 @@ fn pictures() -> Vec<PathBuf> {
 /// A measured figure: a number followed by a unit of speed, time or
 /// ratio (`180,000 req/s`, `0.28 ms`, `1.4×`).
 fn measured_figures(text: &str) -> Vec<String> {
-    const UNITS: [&str; 8] = ["req/s", "requests/s", "msg/s", "ms", "µs", "×", "%", "switches"];
+    const UNITS: [&str; 8] = [
+        "req/s",
+        "requests/s",
+        "msg/s",
+        "ms",
+        "µs",
+        "×",
+        "%",
+        "switches",
+    ];
     let mut found = Vec::new();
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
@@ -157,8 +166,7 @@ fn measured_figures(text: &str) -> Vec<String> {
         let rest: String = chars[i..].iter().take(12).collect();
         let rest = rest.trim_start();
         let unit = UNITS.iter().find(|u| {
-            rest.starts_with(*u)
-                && !rest[u.len()..].starts_with(|c: char| c.is_alphanumeric())
+            rest.starts_with(*u) && !rest[u.len()..].starts_with(|c: char| c.is_alphanumeric())
         });
         if let Some(unit) = unit {
             let number: String = chars[start..i].iter().collect();
@@ -188,7 +196,11 @@ fn hand_drawn_pictures_carry_no_measured_figure() {
         // Only what is drawn as text, not coordinates or styles.
         for piece in text.split('>').filter_map(|t| t.split('<').next()) {
             for figure in measured_figures(piece) {
-                bad.push(format!("{}: \"{figure}\" in \"{}\"", path.display(), piece.trim()));
+                bad.push(format!(
+                    "{}: \"{figure}\" in \"{}\"",
+                    path.display(),
+                    piece.trim()
+                ));
             }
         }
     }
