@@ -121,7 +121,14 @@ csv_label() { # CASE
     fi
 }
 
-declare -A rps p50 p99 this_r this_p99
+# busy_jiffies CPU: the CPU's busy and total time so far, in USER_HZ ticks
+# (/proc/stat: user nice system idle iowait irq softirq steal; idle and
+# iowait are not busy).
+busy_jiffies() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+declare -A rps p50 p99 this_r this_p99 this_cpu this_load
 for round in $(seq 1 "$ROUNDS"); do
     for k in "${cases[@]}"; do
         IFS='|' read -r _ path conns extra <<<"${rows[${k%.*}]}"
@@ -135,8 +142,22 @@ for round in $(seq 1 "$ROUNDS"); do
             # wrk wants a space after the colon, or it sends no such header.
             headers=()
             [ "$extra" = close ] && headers=(-H "Connection: close")
-            read -r r a b _ < <(wrk_run "${k#*.}" "$LOAD_CPUS" "http://$addr$path" "$conns" \
+            [ "$PLACEMENT" = split ] && read -r sb st < <(busy_jiffies "$SERVER_CPUS") &&
+                read -r lb lt < <(busy_jiffies "$LOAD_CPUS")
+            read -r r a b n < <(wrk_run "${k#*.}" "$LOAD_CPUS" "http://$addr$path" "$conns" \
                 "$SECONDS_PER_RUN" "${headers[@]}")
+            if [ "$PLACEMENT" = split ]; then
+                # One CPU each, everything the server's CPU did was for this
+                # server: its own work and the kernel's for its traffic. Per
+                # request, that does not depend on how fast wrk asks, where
+                # requests/s stops at what wrk's one CPU can send.
+                read -r sb2 st2 < <(busy_jiffies "$SERVER_CPUS")
+                read -r lb2 lt2 < <(busy_jiffies "$LOAD_CPUS")
+                this_cpu[$who]=$(awk -v b=$((sb2 - sb)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+                    'BEGIN { printf "%.2f", (n > 0 ? b * 1e6 / hz / n : 0) }')
+                this_load[$who]=$(awk -v b=$((lb2 - lb)) -v t=$((lt2 - lt)) \
+                    'BEGIN { printf "%.0f%%", (t > 0 ? 100 * b / t : 0) }')
+            fi
             rps[$who.$k]="${rps[$who.$k]:-} $r"
             p50[$who.$k]="${p50[$who.$k]:-} $a"
             p99[$who.$k]="${p99[$who.$k]:-} $b"
@@ -153,6 +174,14 @@ for round in $(seq 1 "$ROUNDS"); do
         for who in "${servers[@]}"; do
             csv_row "$lab" "$who p99 µs" "${this_p99[$who]}" "$round"
         done
+        if [ "$PLACEMENT" = split ]; then
+            for who in "${servers[@]}"; do
+                csv_row "$lab" "$who CPU µs / request" "${this_cpu[$who]}" "$round"
+            done
+            csv_row "$lab" "CPU / request, nginx / stage06" \
+                "$(ratio "${this_cpu[nginx]}" "${this_cpu[stage06]}")" "$round"
+            csv_row "$lab" "wrk's CPU busy, beside stage06" "${this_load[stage06]}" "$round"
+        fi
     done
 done
 

@@ -104,12 +104,18 @@ nginx_note() {
 t_bench-http-pass() { bench_http pass ""; }
 t_bench-http-reuseport() { bench_http reuseport "--dispatch reuseport"; }
 t_bench-http-shared() { bench_http "shared, exclusive" "--dispatch shared --exclusive"; }
+# What the CPU columns of a split table are (bench-http.sh measures them
+# in split placement only).
+cpu_note() {
+    [ "$PLACEMENT" = split ] || return 0
+    echo " CPU µs / request: CPU 0 busy over the run (the server and the kernel's work for its traffic), divided by the requests wrk counted; CPU / request, nginx / stage06 above 1 means stage06 needs less. wrk's CPU busy: CPU 1 while wrk loads stage06; near 100 %, requests/s is as much wrk's limit as the server's."
+}
 bench_http() { # MODE-NAME STAGE06-FLAGS
     local cmd="PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS scripts/bench-http.sh" workers=1
     [ -n "$2" ] && cmd="PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS=\"$2\" scripts/bench-http.sh"
     [ "$PLACEMENT" = split ] || workers=$(nproc)
     header "stage06 against nginx, dispatch $1" load "$cmd" "$(placement_note "$(wrk_note)")" \
-        "stage06 --workers $workers${2:+ $2}; $(nginx_note); ${SECONDS_PER_RUN:-5} s runs, the two servers in alternation; stage06 / nginx is taken round by round."
+        "stage06 --workers $workers${2:+ $2}; $(nginx_note); ${SECONDS_PER_RUN:-5} s runs, the two servers in alternation; stage06 / nginx is taken round by round.$(cpu_note)"
     PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS STAGE06_FLAGS="$2" "$S/bench-http.sh"
 }
 t_bench-http-steer() {

@@ -116,6 +116,18 @@ const AGAINST_BASELINE: &[&str] = &[
 /// Tables that show only some of their CSV's columns (the others show
 /// all): the columns, in order.
 const SHOWN: &[(&str, &[&str])] = &[
+    // One CPU each, wrk's one CPU caps requests/s: CPU per request says
+    // what the servers need, and wrk's CPU whether it was the limit.
+    (
+        "bench-http-pass",
+        &[
+            "stage06 req/s",
+            "nginx req/s",
+            "stage06 / nginx",
+            "CPU / request, nginx / stage06",
+            "wrk's CPU busy, beside stage06",
+        ],
+    ),
     // Thirty rows: the two ratios its reading uses.
     (
         "dispatch-placement",
