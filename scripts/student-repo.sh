@@ -150,8 +150,12 @@ its tests fail: they grade your work.
    `scripts/grade.sh`. It prints PASS or FAIL and how many tests passed;
    the log it names holds the failures. Run one test as cargo runs any,
    for example `cargo test -p stage02-epoll --test echo -- one_mib`.
-5. Commit as you go. `.ci/run` is what CI runs on this repository: the
-   format, clippy, the grade, every test, the book.
+5. Commit as you go, with any `proptest-regressions/` folder your runs
+   make: a property test that fails saves the failing case's seed there
+   and replays it first on every later run, yours and CI's (what runs
+   build, `target/` and `notes/book/`, is ignored). `.ci/run` is what CI
+   runs on this repository: the format, clippy, the grade, every test,
+   the book.
 
 The labs do not depend on each other; do them in any order, though the
 book reads best in stage order. A later stage keeps an earlier stage's
