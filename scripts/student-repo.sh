@@ -145,7 +145,9 @@ its tests fail: they grade your work.
    and the tests that grade it (the list is at the end of this file too).
 3. Write the regions. Keep the two marker lines around each. A file with
    a stub starts with `#![allow(unused)]`, so that the stubs build without
-   warnings: delete it once the file's labs pass.
+   warnings: delete it once the file's labs pass (with the reference
+   solution every import is then used; if yours leaves one unused,
+   `cargo clippy` names it: delete that too).
 4. Grade a lab with `scripts/grade.sh s2-drain`, or every lab with
    `scripts/grade.sh`. It prints PASS or FAIL and how many tests passed;
    the log it names holds the failures. Run one test as cargo runs any,

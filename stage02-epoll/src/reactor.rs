@@ -11,7 +11,6 @@
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 
 use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
@@ -235,7 +234,7 @@ impl Reactor {
                 conn.interest = interest;
                 if self
                     .poller
-                    .modify(conn.stream.as_fd(), token, interest, self.config.trigger)
+                    .modify(&conn.stream, token, interest, self.config.trigger)
                     .is_err()
                 {
                     self.close(index);

@@ -11,7 +11,6 @@
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -387,7 +386,7 @@ impl Reactor {
                 conn.interest = interest;
                 if self
                     .poller
-                    .modify(conn.stream.as_fd(), token, interest, self.config.trigger)
+                    .modify(&conn.stream, token, interest, self.config.trigger)
                     .is_err()
                 {
                     self.close(index);

@@ -13,7 +13,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -453,7 +453,7 @@ impl Reactor {
                 conn.interest = interest;
                 if self
                     .poller
-                    .modify(conn.stream.as_fd(), token, interest, self.config.trigger)
+                    .modify(&conn.stream, token, interest, self.config.trigger)
                     .is_err()
                 {
                     self.close(index);
