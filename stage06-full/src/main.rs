@@ -181,8 +181,13 @@ fn refuse_what_cannot_work(args: &Args) -> anyhow::Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
-    if !args.root.is_dir() {
-        bail!("--root {}: not a directory", args.root.display());
+    match std::fs::metadata(&args.root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("--root {}: not a directory", args.root.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("--root {}: does not exist", args.root.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("--root {}", args.root.display())),
     }
     if args.steer == Steer::Cpu && args.dispatch != Dispatch::ReusePort {
         bail!("--steer cpu needs --dispatch reuseport (each worker's own listener is labelled)");

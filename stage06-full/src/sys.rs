@@ -211,7 +211,12 @@ pub struct Root {
 
 impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
-        let path = std::fs::canonicalize(path)?;
+        let path = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                io::Error::new(e.kind(), format!("{} does not exist", path.display()))
+            }
+            _ => e,
+        })?;
         let dir = File::open(&path)?;
         if !dir.metadata()?.is_dir() {
             return Err(io::Error::other(format!(
@@ -286,6 +291,26 @@ pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
+
+    /// A root that is missing, or is a file, is refused naming the path
+    /// and saying which of the two it is.
+    #[test]
+    fn a_missing_root_and_a_file_root_say_which() {
+        let missing = Path::new("/nonexistent/www");
+        let Err(e) = Root::open(missing) else {
+            panic!("a missing root opened");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "/nonexistent/www does not exist");
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        let Err(e) = Root::open(file) else {
+            panic!("a file opened as the root");
+        };
+        assert!(
+            e.to_string().ends_with("Cargo.toml is not a directory"),
+            "{e}"
+        );
+    }
 
     /// A message with more descriptors than there is room for: the kernel
     /// installs what fits, closes the rest and sets MSG_CTRUNC. Each one

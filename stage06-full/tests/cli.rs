@@ -69,6 +69,25 @@ fn an_access_log_that_cannot_be_opened_is_refused_before_any_worker_starts() {
     );
 }
 
+/// A `--root` that is missing, or is a file, is refused before the server
+/// listens, in one line that says which of the two it is.
+#[test]
+fn a_root_that_is_missing_or_a_file_is_refused_saying_which() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (root, why) in [
+        ("/nonexistent/www", "does not exist"),
+        (file, "not a directory"),
+    ] {
+        let out = run(&["--addr", "127.0.0.1:0", "--root", root], "RUST_BACKTRACE");
+        assert!(!out.status.success(), "--root {root} was accepted");
+        assert!(out.stdout.is_empty(), "it started listening");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: --root {root}: {why}\n")
+        );
+    }
+}
+
 /// The soft descriptor limit (a process's own file count) of `pid`.
 fn soft_nofile(pid: u32) -> u64 {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
