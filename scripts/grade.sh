@@ -11,7 +11,12 @@
 #   PASS s1-pool: 6 of 6 tests passed
 #   FAIL s2-drain: 2 of 13 tests passed; see target/grade/s2-drain.log
 # The log (in CARGO_TARGET_DIR when set) holds cargo's whole output, with
-# the failures and the commands to run them again one by one. A run that
+# the failures and the commands to run them again one by one. A lab whose
+# code does not compile fails saying so, with the compiler's first error:
+#   FAIL s2-drain: does not compile; see target/grade/s2-drain.log
+#       error[E0308]: mismatched types
+#       …
+# A run that
 # takes longer than GRADE_TIMEOUT seconds (default 600) is stopped, so a
 # stub that hangs fails its lab instead of hanging it. Exits 0 when every
 # lab graded passed.
@@ -49,6 +54,15 @@ list() {
     done
 }
 
+# first_error LOG — the compiler's first error in a cargo log: its
+# `error[…]:` (or `error:`) line and what follows, up to the blank line that
+# ends it (at most a dozen lines).
+first_error() {
+    awk '/^error(\[E[0-9]+\])?: / && !/^error: (could not compile|aborting|test failed)/ { on = 1 }
+        on && /^[ \t]*$/ { exit }
+        on { print; if (++n == 12) exit }' "$1"
+}
+
 # grade LAB — runs the lab's tests; prints its line, returns 1 if it failed.
 grade() {
     local lab=$1 log="$TARGET/grade/$1.log" ran=0 passed=0 failed=0 l crate target filters
@@ -62,7 +76,7 @@ grade() {
         echo "\$ cargo test -p $crate $target${filters:+ -- $filters}" >>"$log"
         # Word splitting of $target (`--test echo`) is wanted here.
         # shellcheck disable=SC2086
-        if ! (cd "$ROOT" && timeout --kill-after=10 "$GRADE_TIMEOUT" \
+        if ! (cd "$ROOT" && CARGO_TERM_COLOR=never timeout --kill-after=10 "$GRADE_TIMEOUT" \
             cargo test -p "$crate" $target -- "${filter_args[@]}" >>"$log" 2>&1); then
             failed=1
         fi
@@ -75,7 +89,10 @@ grade() {
         echo "PASS $lab: $passed of $ran tests passed"
         return 0
     fi
-    if [ "$ran" = 0 ]; then
+    if grep -q '^error: could not compile' "$log"; then
+        echo "FAIL $lab: does not compile; see $log"
+        first_error "$log" | sed 's/^/    /'
+    elif [ "$ran" = 0 ]; then
         echo "FAIL $lab: no test ran (does scripts/labs.txt name tests that exist?); see $log"
     else
         echo "FAIL $lab: $passed of $ran tests passed; see $log"
