@@ -86,7 +86,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints a failure as one line: `error: ` and the cause chain, joined by
-/// `: ` (anyhow's `{:#}`), such as `error: cannot listen on
+/// `: ` (anyhow's `{:#}`), such as `error: cannot start on
 /// 127.0.0.1:80: Permission denied (os error 13)`. Returning the error
 /// from `main` instead would print its `Debug` form: several lines, and a
 /// stack trace whenever `RUST_BACKTRACE` is set, as many set it for their

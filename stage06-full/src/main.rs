@@ -242,7 +242,8 @@ fn on_off(text: &str) -> Result<bool, String> {
 }
 
 /// A failure is printed as one line, `error: ` and the cause chain (anyhow's
-/// `{:#}`). Returned from `main`, it would print its `Debug` form: several
+/// `{:#}`), such as `error: cannot start on 127.0.0.1:80: Permission denied
+/// (os error 13)`. Returned from `main`, it would print its `Debug` form: several
 /// lines, and a trace whenever `RUST_BACKTRACE` is set, as many set it for
 /// panics. Here a trace needs `RUST_LIB_BACKTRACE=1`, read for errors alone.
 fn main() -> ExitCode {
