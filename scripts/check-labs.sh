@@ -33,19 +33,24 @@ fail() {
     echo "FAIL $*"
     failed=1
 }
-elapsed() { echo "$(( SECONDS - started )) s"; }
+# step TITLE — starts a step; elapsed — the step's own time so far.
+step() {
+    echo "--- $*"
+    step_started=$SECONDS
+}
+elapsed() { echo "$(( SECONDS - step_started )) s"; }
 started=$SECONDS
 
-echo "--- 1. the reference passes every lab"
+step "1. the reference passes every lab"
 if ! "$ROOT/scripts/grade.sh" "${labs[@]}"; then
     fail "the reference does not pass its own labs"
     exit 1
 fi
-echo "($(elapsed))"
+echo "     (this step: $(elapsed))"
 
 make_tmp
 student="$tmp/student"
-echo "--- 2. a student repository builds without a warning"
+step "2. a student repository builds without a warning"
 "$ROOT/scripts/student-repo.sh" "$student" >/dev/null
 export CARGO_TARGET_DIR="$TARGET/labs"
 export CARGO_INCREMENTAL=0
@@ -63,7 +68,7 @@ for lab in "${labs[@]}"; do
 done
 echo "ok   it builds ($(elapsed))"
 
-echo "--- 3. each lab's tests fail in it"
+step "3. each lab's tests fail in it"
 for lab in "${labs[@]}"; do
     line=$("$student/scripts/grade.sh" "$lab") && status=0 || status=$?
     echo "     $line"
@@ -73,9 +78,9 @@ for lab in "${labs[@]}"; do
         fail "$lab: none of its tests ran"
     fi
 done
-echo "($(elapsed))"
+echo "     (this step: $(elapsed))"
 
-echo "--- 4. each lab passes with only its regions put back"
+step "4. each lab passes with only its regions put back"
 for lab in "${labs[@]}"; do
     mapfile -t files < <(cd "$ROOT" && grep -rl --include='*.rs' "// LAB $lab BEGIN: " stage*/)
     for f in "${files[@]}"; do
@@ -88,7 +93,7 @@ for lab in "${labs[@]}"; do
         awk -f "$STUB" "$ROOT/$f" >"$student/$f"
     done
 done
-echo "($(elapsed))"
+echo "     (this step: $(elapsed))"
 
 [ "$failed" = 0 ] && echo "ok   ${#labs[@]} labs checked in $(elapsed)"
 exit "$failed"
