@@ -71,10 +71,14 @@ echo "ok   it builds ($(elapsed))"
 step "3. each lab's tests fail in it"
 for lab in "${labs[@]}"; do
     line=$("$student/scripts/grade.sh" "$lab") && status=0 || status=$?
-    echo "     $line"
     if [ "$status" = 0 ]; then
+        echo "     $line"
         fail "$lab: its tests pass with its regions stubbed"
-    elif ! [[ $line =~ ^FAIL\ $lab:\ [0-9]+\ of\ [1-9][0-9]*\ tests ]]; then
+    elif [[ $line =~ ^FAIL\ $lab:\ ([0-9]+\ of\ [1-9][0-9]*\ tests\ passed) ]]; then
+        # grade.sh's FAIL is what this step wants: said as such.
+        echo "ok   $lab fails, as it must with its regions stubbed (${BASH_REMATCH[1]})"
+    else
+        echo "     $line"
         fail "$lab: none of its tests ran"
     fi
 done
