@@ -6,7 +6,9 @@
 # 3. in it, each lab's grading tests fail, and at least one of them ran
 #    (a filter that matches nothing would pass);
 # 4. each lab passes there with only its own regions put back: its tests
-#    grade its regions and nothing else.
+#    grade its regions and nothing else;
+# 5. there, with every region put back and no #![allow(unused)], as for
+#    a student who has done every lab, clippy -D warnings passes.
 #
 #   scripts/check-labs.sh              # every lab in scripts/labs.txt
 #   scripts/check-labs.sh s4-heap      # one (or several)
@@ -99,5 +101,24 @@ for lab in "${labs[@]}"; do
 done
 echo "     (this step: $(elapsed))"
 
-[ "$failed" = 0 ] && echo "ok   ${#labs[@]} labs checked in $(elapsed)"
+step "5. with every region put back, clippy finds nothing"
+# The reference code in every region and no #![allow(unused)] (the
+# stubber adds none to a file with nothing stubbed): what a student has
+# once every lab is done and each allow deleted, as the README asks.
+mapfile -t files < <(cd "$ROOT" && grep -rlE --include='*.rs' '^[[:space:]]*// LAB [a-z0-9-]+ BEGIN: ' stage*/)
+for f in "${files[@]}"; do
+    lab=$(grep -m1 -oE '// LAB [a-z0-9-]+ BEGIN: ' "$ROOT/$f" | cut -d' ' -f3)
+    awk -v keep="$lab" -f "$STUB" "$ROOT/$f" >"$student/$f"
+    if grep -q '^#!\[allow(unused)\]' "$student/$f"; then
+        fail "$f: holds the regions of more than one lab; this step puts back only $lab's"
+    fi
+done
+if (cd "$student" && cargo clippy --workspace --all-targets -- -D warnings >"$tmp/clippy.log" 2>&1); then
+    echo "ok   cargo clippy --workspace --all-targets -- -D warnings passes ($(elapsed))"
+else
+    grep -E -A8 '^(warning|error)' "$tmp/clippy.log" | head -n 40
+    fail "with every region put back and no #![allow(unused)], clippy warns (above)"
+fi
+
+[ "$failed" = 0 ] && echo "ok   ${#labs[@]} labs checked in $(( SECONDS - started )) s"
 exit "$failed"
