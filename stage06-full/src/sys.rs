@@ -156,19 +156,15 @@ fn recv_with_room<const N: usize>(channel: &OwnedFd, buf: &mut [u8]) -> io::Resu
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let len = msg.bytes;
-    // Read from the buffer itself, not with `msg.cmsgs()`: under
-    // MSG_CTRUNC that returns an error, and the descriptors the kernel did
-    // install here would belong to nobody, open until the process exits.
-    Ok(Received {
-        len,
-        fds: rights_in(&space),
-    })
+    // Not `msg.cmsgs()`: under MSG_CTRUNC it returns an error, and what the
+    // kernel did install here would stay open, owned by nobody.
+    let fds = rights_in(&space);
+    Ok(Received { len, fds })
 }
 
-/// Owns every descriptor in the SCM_RIGHTS messages of `control`, the
-/// zeroed buffer `recvmsg` filled. Under MSG_CTRUNC the kernel still writes
-/// whole headers for what it installed (`scm_detach_fds` in net/core/scm.c);
-/// the zeroes after the last header read as a length of 0.
+/// Owns every descriptor in the SCM_RIGHTS messages of `control`, the zeroed
+/// buffer `recvmsg` filled: whole headers, even under MSG_CTRUNC
+/// (`scm_detach_fds` in net/core/scm.c), then zeroes, a length of 0.
 fn rights_in(control: &[u8]) -> Vec<OwnedFd> {
     const W: usize = std::mem::size_of::<usize>();
     // cmsg_len (a size_t), cmsg_level, cmsg_type (ints); data at CMSG_LEN(0).
