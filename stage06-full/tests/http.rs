@@ -154,7 +154,7 @@ fn bad_command_lines_are_refused_with_a_message() {
         ),
         (&["--pin", "auto"], "use on or off"),
         (&["--threads", "0"], "--threads"),
-        (&["--root", "/nonexistent/stage06"], "not a directory"),
+        (&["--root", "/nonexistent/stage06"], "does not exist"),
         (&["--model", "epoll"], "unknown model"),
         (&["--buffers", "some"], "unknown buffers"),
         (&["--keepalive-timeout", "-1"], "--keepalive-timeout"),
