@@ -2,16 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-/// The book's chapters, `notes/src/*.md`.
-fn chapters() -> Vec<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../notes/src");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&src)
-        .expect("notes/src")
+/// The files of `notes/src/DIR` whose names end in `.EXT`, sorted.
+fn book_files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../notes/src")
+        .join(dir);
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     found.sort();
     found
+}
+
+/// The book's chapters, `notes/src/*.md`.
+fn chapters() -> Vec<PathBuf> {
+    book_files("", "md")
 }
 
 /// Words of prose: what a reader reads as text. Fenced code, tables,
@@ -128,14 +135,7 @@ fn every_chapter_reads_in_one_sitting() {
 /// The hand-drawn pictures, `notes/src/img/*.svg` (the charts in
 /// `img/charts/` are drawn from the CSVs by `cargo run -p charts`).
 fn pictures() -> Vec<PathBuf> {
-    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../notes/src/img");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&img)
-        .expect("notes/src/img")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
-        .collect();
-    found.sort();
-    found
+    book_files("img", "svg")
 }
 
 /// A measured figure: a number followed by a unit of speed, time or
