@@ -202,6 +202,28 @@ fn a_missing_csv_or_column_names_the_chart() {
 }
 
 #[test]
+fn a_table_column_the_csv_lacks_is_named() {
+    let out = scratch("missing-shown");
+    let data = out.join("data");
+    fs::create_dir_all(&data).unwrap();
+    for entry in fs::read_dir(FIXTURES).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+    }
+    // catalog.rs shows this column of the pass table.
+    let pass = data.join("bench-http-pass.csv");
+    let text = fs::read_to_string(&pass).unwrap();
+    fs::write(&pass, text.replace("wrk's CPU busy", "wrk's CPU")).unwrap();
+    let stderr = fails(&charts(&data, &out, &[]));
+    assert!(
+        stderr.contains(
+            "table bench-http-pass: catalog.rs shows a column \"wrk's CPU busy, beside stage06\" its CSV does not have"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_bad_csv_names_file_and_line() {
     let out = scratch("bad-csv");
     let data = out.join("data");
