@@ -139,9 +139,7 @@ impl WorkerEnd {
     /// worker's alarm, which wakes an idle worker to send it. "Report next
     /// time" instead would lose the last change of a busy moment, the
     /// closes that left the worker idle, and the master would go on
-    /// choosing by loads long gone. (stage06 once also held reports back to
-    /// one a millisecond: one CPU each, that paid nothing, chapter 6, part
-    /// 2, "Load reports".)
+    /// choosing by loads long gone (chapter 6, part 2, "The load report").
     pub fn report(&mut self, live: usize, taken: u64, now: Instant) -> Option<Instant> {
         let now_load = Load {
             live: u32::try_from(live).unwrap_or(u32::MAX),

@@ -228,7 +228,7 @@ impl Session {
             // `tcp_nopush` (`TCP_CORK`). Sent alone before a large file, it
             // ran the 1 MiB row half as fast one CPU each; the gain it had
             // shown came only with the client on the server's CPUs (chapter
-            // 6, part 2, "The head before a file").
+            // 6, part 2, "The head before a large file").
             let more = file.is_some();
             return Next::Send { head, body, more };
         }
