@@ -48,6 +48,11 @@ pub struct Timeline {
     pub spans: Vec<Span>,
     /// Process names (`M` events), by pid.
     pub processes: HashMap<u64, String>,
+    /// Thread names (`M` events), by pid and tid.
+    pub threads: HashMap<(u64, u64), String>,
+    /// True when the file held the array's closing `]`: the server ended
+    /// it on a clean exit.
+    pub complete: bool,
 }
 
 impl Timeline {
@@ -58,7 +63,8 @@ impl Timeline {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read the timeline {}: {e}", path.display()));
         let trimmed = text.trim_end();
-        let whole = if trimmed.ends_with(']') {
+        let complete = trimmed.ends_with(']');
+        let whole = if complete {
             trimmed.to_string()
         } else {
             format!("{trimmed}\n]")
@@ -73,6 +79,8 @@ impl Timeline {
         let mut timeline = Timeline {
             spans: Vec::new(),
             processes: HashMap::new(),
+            threads: HashMap::new(),
+            complete,
         };
         for event in &events {
             let field = |k: &str| event.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -110,6 +118,10 @@ impl Timeline {
                 Some("M") if name == "process_name" => {
                     let label = event["args"]["name"].as_str().unwrap_or("").to_string();
                     timeline.processes.insert(pid, label);
+                }
+                Some("M") if name == "thread_name" => {
+                    let label = event["args"]["name"].as_str().unwrap_or("").to_string();
+                    timeline.threads.insert((pid, tid), label);
                 }
                 _ => {}
             }
