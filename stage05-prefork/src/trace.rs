@@ -175,10 +175,11 @@ fn tid() -> i32 {
     })
 }
 
-/// A span's fields as JSON members (`"fd":7,"bytes":512`), kept with the
-/// span from its creation, and written when it closes.
+/// A span's fields, each a name and its value as JSON, kept with the span
+/// from its creation and written when it closes. A field recorded again
+/// (`bytes`, once the call returns) replaces its value.
 #[derive(Default)]
-struct Args(String);
+struct Args(Vec<(&'static str, String)>);
 
 impl Visit for Args {
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -202,10 +203,23 @@ impl Visit for Args {
 
 impl Args {
     fn member(&mut self, field: &Field, value: fmt::Arguments) {
-        if !self.0.is_empty() {
-            self.0.push(',');
+        let value = value.to_string();
+        match self.0.iter_mut().find(|(name, _)| *name == field.name()) {
+            Some((_, old)) => *old = value,
+            None => self.0.push((field.name(), value)),
         }
-        let _ = write!(self.0, "\"{}\":{value}", field.name());
+    }
+
+    /// As JSON members: `"fd":7,"bytes":512`.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.0 {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{name}\":{value}");
+        }
+        out
     }
 }
 
@@ -278,15 +292,15 @@ where
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
             let extensions = span.extensions();
-            let args = extensions.get::<Args>().map_or("", |a| a.0.as_str());
-            self.write('E', span.name(), args);
+            let args = extensions.get::<Args>().map(Args::render);
+            self.write('E', span.name(), args.as_deref().unwrap_or(""));
         }
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut args = Args::default();
         event.record(&mut args);
-        self.write('i', event.metadata().name(), &args.0);
+        self.write('i', event.metadata().name(), &args.render());
     }
 }
 
