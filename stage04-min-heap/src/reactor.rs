@@ -471,7 +471,10 @@ mod tests {
         let stale = token_of(0, reactor.slots[0].generation);
         reactor.close(0);
         let _second = connect(&mut reactor, &listener);
-        assert_eq!(reactor.slots[0].generation, 2, "the second connection reuses slot 0");
+        assert_eq!(
+            reactor.slots[0].generation, 2,
+            "the second connection reuses slot 0"
+        );
         // The first connection's timer, still in the heap and due now.
         reactor.timers.insert(reactor.now, stale);
         reactor.expire_timers();
@@ -480,6 +483,10 @@ mod tests {
             "a stale timer (generation 1) closed slot 0's new connection (generation 2): \
              expire_timers must close a slot only if the generation still matches"
         );
-        assert_eq!(reactor.timers.len(), 1, "the new connection keeps its own timer");
+        assert_eq!(
+            reactor.timers.len(),
+            1,
+            "the new connection keeps its own timer"
+        );
     }
 }

@@ -305,11 +305,18 @@ mod tests {
     fn every_position_handle_stays_right_as_timers_sift() {
         let base = Instant::now();
         let mut list = TimerHeap::new();
-        let ids: Vec<TimerId> = (0..8).rev().map(|ms| list.insert(at(base, ms), ms)).collect();
+        let ids: Vec<TimerId> = (0..8)
+            .rev()
+            .map(|ms| list.insert(at(base, ms), ms))
+            .collect();
         list.check_invariants();
         // Each handle still finds its own timer.
         for (k, &id) in ids.iter().enumerate().rev() {
-            assert_eq!(list.remove(id), Some(7 - k as u64), "the handle of timer {k}");
+            assert_eq!(
+                list.remove(id),
+                Some(7 - k as u64),
+                "the handle of timer {k}"
+            );
             list.check_invariants();
         }
     }
