@@ -391,7 +391,11 @@ mod tests {
         let mut p = Parser::new();
         assert!(p.feed(b"GET / HTTP/1.1\r\nBad").is_ok());
         // A space inside a field name: rejected at that byte.
-        assert_eq!(p.feed(b" "), Err(ParseError::BadRequest));
+        assert_eq!(
+            p.feed(b" "),
+            Err(ParseError::BadRequest),
+            "a space in a field name, before its colon, was accepted: refuse it (400) at that byte"
+        );
         for bad in [
             &b"GE\x01T / HTTP/1.1\r\n\r\n"[..],
             b"GET /a\x7f HTTP/1.1\r\n\r\n",
