@@ -122,10 +122,11 @@ csv_label() { # CASE
 }
 
 # busy_jiffies CPU: the CPU's busy and total time so far, in USER_HZ ticks
-# (/proc/stat: user nice system idle iowait irq softirq steal; idle and
-# iowait are not busy).
+# (/proc/stat: user nice system idle iowait irq softirq steal). Idle and
+# iowait are not busy, and neither is steal: on a virtual machine it is
+# time the host gave another guest, which this server did not spend.
 busy_jiffies() {
-    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat
 }
 
 declare -A rps p50 p99 this_r this_p99 this_cpu this_load

@@ -27,6 +27,7 @@
 //! - [`poller`]: the narrow epoll wrapper.
 //! - [`conn`]: one connection's state and its read/write handlers.
 //! - [`reactor`]: the slab of connections and the event loop.
+//! - [`trace`]: `--trace FILE`, the loop's timeline for Perfetto.
 //!
 //! ## Run it
 //! ```text
@@ -46,6 +47,7 @@ pub mod poller;
 pub mod reactor;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod trace;
 
 pub use poller::{Interest, Poller, Token, Trigger};
 pub use reactor::{Config, Reactor};

@@ -2,11 +2,12 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use argh::FromArgs;
-use stage02_epoll::{Config, Reactor, Trigger};
+use stage02_epoll::{Config, Reactor, Trigger, trace};
 
 /// Stage 2: a single-threaded echo Reactor on epoll.
 #[derive(FromArgs)]
@@ -34,6 +35,11 @@ struct Args {
     /// (default 10000)
     #[argh(option, default = "10_000")]
     max_conns: usize,
+
+    /// record the loop's timeline in FILE (Chrome trace format): open it
+    /// at ui.perfetto.dev or in chrome://tracing
+    #[argh(option)]
+    trace: Option<PathBuf>,
 }
 
 /// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
@@ -76,6 +82,10 @@ fn report(e: &anyhow::Error) {
 /// Everything `main` does; a failure comes back here to be reported.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if let Some(path) = &args.trace {
+        trace::start(path, "stage02")
+            .with_context(|| format!("cannot record a timeline in {}", path.display()))?;
+    }
     let config = Config {
         addr: args.addr,
         trigger: args.trigger,

@@ -11,10 +11,12 @@
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 
 use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
+use crate::trace;
 
 /// The listener's token. Connection tokens are built from slab indices and
 /// never reach this value.
@@ -110,6 +112,9 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         loop {
+            // With --trace, what the last turn recorded is written out now,
+            // before the loop sleeps.
+            trace::flush();
             match self.poller.wait(&mut events, None) {
                 Ok(()) => {}
                 // A signal interrupted the wait: nothing is lost, wait again.
@@ -134,9 +139,15 @@ impl Reactor {
     // ANCHOR: accept
     /// The listener is readable: connections are waiting to be accepted.
     fn on_acceptable(&mut self) {
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         loop {
             match sys::accept_nonblocking(&self.listener) {
-                Ok(stream) => self.register(stream),
+                Ok(stream) => {
+                    accepted += 1;
+                    span.record("accepted", accepted);
+                    self.register(stream);
+                }
                 // The queue is empty: under ET this is the drain's end.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -226,6 +237,8 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch
         };
+        let fd = conn.stream.0.as_raw_fd();
+        let _span = tracing::info_span!("event", fd).entered();
         // LAB s2-drain BEGIN: run the handler; MOD the poller on a new interest or a yield
         match conn.on_event(readiness, self.config.trigger, &mut self.scratch) {
             Status::Keep(interest) if interest == conn.interest => {}

@@ -8,6 +8,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 
 use crate::poller::{Interest, Readiness, Trigger};
+use crate::trace::Traced;
 
 // ANCHOR: high_water
 /// Back-pressure bound. A client that sends but never reads fills its
@@ -48,7 +49,8 @@ pub enum Status {
 /// dropped by the Reactor when a handler returns [`Status::Close`]; dropping
 /// closes the socket.
 pub struct Connection {
-    pub stream: TcpStream,
+    /// The socket; its reads and writes show on the timeline (`--trace`).
+    pub stream: Traced,
     /// Bytes read but not yet echoed. `out[sent..]` is still to be written.
     out: Vec<u8>,
     sent: usize,
@@ -63,7 +65,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
-            stream,
+            stream: Traced(stream),
             out: Vec::new(),
             sent: 0,
             peer_closed: false,

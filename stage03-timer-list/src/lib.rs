@@ -32,12 +32,17 @@
 //! - [`conn`]: one connection's state and handlers (unchanged).
 //! - [`timer_list`]: the sorted timer list.
 //! - [`reactor`]: the slab of connections, the loop, timers and signals.
+//! - [`trace`]: `--trace FILE`, the loop's timeline for Perfetto; a clean
+//!   exit now closes its JSON array ([`trace::finish`]).
 //!
 //! ## Run it
 //! ```text
 //! cargo run -p stage03-timer-list -- --idle-timeout-ms 5000
 //! nc 127.0.0.1 8080          # say nothing for 5 s: the server hangs up
 //! ```
+//! With `--trace /tmp/loop.json`, the timeline (open it at ui.perfetto.dev)
+//! shows the tick waking the loop every `--tick-ms` while nothing happens:
+//! `signals`, then `tick`, and an `expire` for each connection it closes.
 //!
 //! ## Next
 //! stage04 replaces the list with a min-heap, the tick with a wait until the
@@ -52,6 +57,7 @@ pub mod reactor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod timer_list;
+pub mod trace;
 
 pub use poller::{Interest, Poller, Token, Trigger};
 pub use reactor::{Config, Reactor};

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use argh::FromArgs;
-use stage03_timer_list::{Config, Reactor, Trigger};
+use stage03_timer_list::{Config, Reactor, Trigger, trace};
 
 /// Stage 3: the epoll echo Reactor with idle timeouts (a sorted timer list,
 /// checked on a SIGALRM tick) and graceful shutdown on SIGTERM/SIGINT.
@@ -46,6 +47,11 @@ struct Args {
     /// connections (default 1000)
     #[argh(option, default = "1_000")]
     tick_ms: u64,
+
+    /// record the loop's timeline in FILE (Chrome trace format): open it
+    /// at ui.perfetto.dev or in chrome://tracing
+    #[argh(option)]
+    trace: Option<PathBuf>,
 }
 
 /// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
@@ -88,6 +94,10 @@ fn report(e: &anyhow::Error) {
 /// Everything `main` does; a failure comes back here to be reported.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if let Some(path) = &args.trace {
+        trace::start(path, "stage03")
+            .with_context(|| format!("cannot record a timeline in {}", path.display()))?;
+    }
     let config = Config {
         addr: args.addr,
         trigger: args.trigger,
@@ -110,6 +120,8 @@ fn run() -> anyhow::Result<()> {
         addr.port()
     );
     reactor.run()?;
+    // A clean exit: the timeline's last events and its closing `]`.
+    trace::finish();
     eprintln!("shut down cleanly");
     Ok(())
 }

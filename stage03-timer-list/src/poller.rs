@@ -7,7 +7,7 @@
 //! four calls; only their cost differs (chapter 2).
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -131,6 +131,13 @@ impl Poller {
         interest: Interest,
         trigger: Trigger,
     ) -> io::Result<()> {
+        let _span = tracing::info_span!(
+            "epoll_ctl_mod",
+            fd = fd.as_fd().as_raw_fd(),
+            read = interest.read,
+            write = interest.write
+        )
+        .entered();
         let mut event = EpollEvent::new(encode(interest, trigger), token.0);
         Ok(self.epoll.modify(fd, &mut event)?)
     }
@@ -153,7 +160,9 @@ impl Poller {
             }
         };
         events.len = 0;
+        let span = tracing::info_span!("epoll_wait", events = tracing::field::Empty).entered();
         events.len = self.epoll.wait(&mut events.raw, timeout)?;
+        span.record("events", events.len);
         Ok(())
     }
 }

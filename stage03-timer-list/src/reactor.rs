@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -19,6 +20,7 @@ use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
 use crate::timer_list::{TimerId, TimerList};
+use crate::trace;
 
 /// The listener's token. Connection tokens are built from slab indices and
 /// never reach this value.
@@ -144,6 +146,9 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.stopping {
+            // With --trace, what the last turn recorded is written out now,
+            // before the loop sleeps.
+            trace::flush();
             match self.poller.wait(&mut events, None) {
                 Ok(()) => {}
                 // The signal handler ran during the wait. Its byte is in the
@@ -175,15 +180,24 @@ impl Reactor {
     fn on_signals(&mut self) {
         let mut tick = false;
         let mut stop = false;
-        let drained = sys::drain_signal_pipe(&self.signals, |signal| match signal {
-            Signal::SIGALRM => tick = true,
-            Signal::SIGTERM | Signal::SIGINT => stop = true,
-            _ => {}
+        let mut count = 0u64;
+        let span = tracing::info_span!("signals", count = tracing::field::Empty).entered();
+        let drained = sys::drain_signal_pipe(&self.signals, |signal| {
+            count += 1;
+            match signal {
+                Signal::SIGALRM => tick = true,
+                Signal::SIGTERM | Signal::SIGINT => stop = true,
+                _ => {}
+            }
         });
+        span.record("count", count);
+        // The drain's span ends here; the tick below is one of its own.
+        drop(span);
         if let Err(e) = drained {
             eprintln!("signal pipe: {e}");
         }
         if tick {
+            let _span = tracing::info_span!("tick").entered();
             self.expire_timers();
         }
         self.stopping |= stop;
@@ -197,6 +211,8 @@ impl Reactor {
             if let Some(slot) = self.slots.get_mut(index)
                 && slot.generation == generation
             {
+                let fd = slot.conn.as_ref().map(|conn| conn.stream.0.as_raw_fd());
+                let _span = tracing::info_span!("expire", fd).entered();
                 // The timer has already left the list.
                 slot.timer = None;
                 self.close(index);
@@ -217,9 +233,15 @@ impl Reactor {
     // ANCHOR: accept
     /// The listener is readable: connections are waiting to be accepted.
     fn on_acceptable(&mut self) {
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         loop {
             match sys::accept_nonblocking(&self.listener) {
-                Ok(stream) => self.register(stream),
+                Ok(stream) => {
+                    accepted += 1;
+                    span.record("accepted", accepted);
+                    self.register(stream);
+                }
                 // The queue is empty: under ET this is the drain's end.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -319,6 +341,8 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch
         };
+        let fd = conn.stream.0.as_raw_fd();
+        let _span = tracing::info_span!("event", fd).entered();
         let status = conn.on_event(readiness, self.config.trigger, &mut self.scratch);
         // ANCHOR: touch
         // Any event is activity (a read, or a write the peer made room

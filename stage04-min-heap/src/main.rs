@@ -2,12 +2,13 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use argh::FromArgs;
-use stage04_min_heap::{Config, Reactor, Trigger};
+use stage04_min_heap::{Config, Reactor, Trigger, trace};
 
 /// Stage 4: the epoll echo Reactor with idle timeouts on a min-heap, a
 /// timerfd at the nearest deadline, and SIGTERM/SIGINT through signalfd.
@@ -41,6 +42,11 @@ struct Args {
     /// write (default 15000)
     #[argh(option, default = "15_000")]
     idle_timeout_ms: u64,
+
+    /// record the loop's timeline in FILE (Chrome trace format): open it
+    /// at ui.perfetto.dev or in chrome://tracing
+    #[argh(option)]
+    trace: Option<PathBuf>,
 }
 
 /// `--addr`: `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080`. A host
@@ -83,6 +89,10 @@ fn report(e: &anyhow::Error) {
 /// Everything `main` does; a failure comes back here to be reported.
 fn run() -> anyhow::Result<()> {
     let args: Args = argh::from_env();
+    if let Some(path) = &args.trace {
+        trace::start(path, "stage04")
+            .with_context(|| format!("cannot record a timeline in {}", path.display()))?;
+    }
     let config = Config {
         addr: args.addr,
         trigger: args.trigger,
@@ -104,6 +114,8 @@ fn run() -> anyhow::Result<()> {
         addr.port()
     );
     reactor.run()?;
+    // A clean exit: the timeline's last events and its closing `]`.
+    trace::finish();
     eprintln!("shut down cleanly");
     Ok(())
 }

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -20,6 +21,7 @@ use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
+use crate::trace;
 
 /// The listener's token. Connection tokens are built from slab indices and
 /// never reach this value.
@@ -152,6 +154,9 @@ impl Reactor {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.stopping {
             self.arm_alarm();
+            // With --trace, what the last turn recorded is written out now,
+            // before the loop sleeps.
+            trace::flush();
             match self.poller.wait(&mut events, None) {
                 Ok(()) => {}
                 // Signals are blocked, so this is rare (a debugger, SIGSTOP
@@ -183,9 +188,14 @@ impl Reactor {
     /// The signalfd is readable: SIGTERM or SIGINT is pending.
     fn on_signals(&mut self) {
         let mut stop = false;
+        let mut count = 0u64;
+        let span = tracing::info_span!("signals", count = tracing::field::Empty).entered();
         let drained = sys::drain_signal_fd(&self.signals, |signal| {
+            count += 1;
             stop |= matches!(signal, Signal::SIGTERM | Signal::SIGINT);
         });
+        span.record("count", count);
+        drop(span);
         if let Err(e) = drained {
             eprintln!("signalfd: {e}");
         }
@@ -209,13 +219,16 @@ impl Reactor {
             (None, None) => Ok(()),
             (None, Some(_)) => {
                 self.armed_for = None;
+                let _span = tracing::info_span!("timerfd_settime", disarm = true).entered();
                 self.alarm.disarm()
             }
             (Some(next), Some(armed)) if armed <= next => Ok(()),
             (Some(next), _) => {
                 self.armed_for = Some(next);
-                self.alarm
-                    .arm(next.saturating_duration_since(Instant::now()))
+                let after = next.saturating_duration_since(Instant::now());
+                let after_us = after.as_micros() as u64;
+                let _span = tracing::info_span!("timerfd_settime", after_us).entered();
+                self.alarm.arm(after)
             }
         };
         if let Err(e) = result {
@@ -225,6 +238,7 @@ impl Reactor {
 
     /// The timerfd fired: expire what is due; `arm_alarm` sets the next one.
     fn on_alarm(&mut self) {
+        let _span = tracing::info_span!("timerfd").entered();
         self.alarm.acknowledge();
         self.armed_for = None;
         self.expire_timers();
@@ -263,9 +277,15 @@ impl Reactor {
     // ANCHOR: accept
     /// The listener is readable: connections are waiting to be accepted.
     fn on_acceptable(&mut self) {
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         loop {
             match sys::accept_nonblocking(&self.listener) {
-                Ok(stream) => self.register(stream),
+                Ok(stream) => {
+                    accepted += 1;
+                    span.record("accepted", accepted);
+                    self.register(stream);
+                }
                 // The queue is empty: under ET this is the drain's end.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -365,6 +385,8 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch
         };
+        let fd = conn.stream.0.as_raw_fd();
+        let _span = tracing::info_span!("event", fd).entered();
         let status = conn.on_event(readiness, self.config.trigger, &mut self.scratch);
         // ANCHOR: touch
         // Any event is activity (a read, or a write the peer made room
@@ -393,10 +415,17 @@ impl Reactor {
     }
 
     fn close(&mut self, index: usize) {
+        // `expire_timers` pops a due timer off the heap before it closes the
+        // slot: a connection closed with no timer left is closed by its
+        // timer. (The `expire` span is here, not there, so that it shows
+        // whoever writes `expire_timers`: the s4-heap lab.)
+        let expired = self.slots[index].timer.is_none();
         if let Some(timer) = self.slots[index].timer.take() {
             self.timers.remove(timer);
         }
         if let Some(conn) = self.slots[index].conn.take() {
+            let fd = conn.stream.0.as_raw_fd();
+            let _span = expired.then(|| tracing::info_span!("expire", fd).entered());
             // Deregister before the drop closes the socket.
             let _ = self.poller.delete(&conn.stream);
             self.free.push(index);

@@ -271,6 +271,7 @@ impl Channels {
             }
             let n = slot.queue.len().min(BATCH);
             let fds: Vec<BorrowedFd<'_>> = slot.queue.iter().take(n).map(AsFd::as_fd).collect();
+            let _span = tracing::info_span!("pass", worker = i, fds = n).entered();
             match sys::send_message(&link.fd, &message::conn(n), &fds) {
                 Ok(()) => {
                     // The worker holds its own copies now: close ours.
@@ -397,10 +398,9 @@ impl Channels {
                 Ok(received) => match buf[0] {
                     message::READY => link.ready = true,
                     message::LOAD => {
-                        // Kept whole, with `sent` beside it: overwriting a
-                        // running count with the report would forget what
-                        // was sent after the worker wrote it, and a burst
-                        // would pile onto whoever reported last.
+                        // Kept whole, with `sent` beside it: overwriting a running count
+                        // with the report would forget what was sent after the worker
+                        // wrote it, and a burst would pile onto whoever reported last.
                         if let Some(load) = message::parse_load(&buf[..received.len]) {
                             link.report = load;
                         }

@@ -45,6 +45,8 @@
 //! - [`timer_heap`]: the min-heap of timers (unchanged).
 //! - [`reactor`]: a worker's loop.
 //! - [`master`]: the master's loop and the pool.
+//! - [`trace`]: `--trace FILE`, every process's timeline in one file, for
+//!   Perfetto.
 //!
 //! ## Run it
 //! ```text
@@ -72,6 +74,7 @@ pub mod reactor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod timer_heap;
+pub mod trace;
 
 pub use master::{Dispatch, Master, MasterConfig, StopReport};
 pub use poller::{Interest, Poller, Token, Trigger};

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use argh::FromArgs;
-use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger};
+use stage05_prefork::{Config, Dispatch, Master, MasterConfig, Trigger, trace};
 
 /// Stage 5: a prefork echo server: a master and worker processes, each
 /// worker running the epoll Reactor of stage 4.
@@ -57,6 +58,12 @@ struct Args {
     /// write (default 15000)
     #[argh(option, default = "15_000")]
     idle_timeout_ms: u64,
+
+    /// record the loop's timeline in FILE (Chrome trace format): open it
+    /// at ui.perfetto.dev or in chrome://tracing; every process, the
+    /// master and each worker, writes into the one file
+    #[argh(option)]
+    trace: Option<PathBuf>,
 }
 
 fn default_workers() -> usize {
@@ -106,6 +113,11 @@ fn run() -> anyhow::Result<()> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
+    // Before the workers are forked: they inherit the open file.
+    if let Some(path) = &args.trace {
+        trace::start(path, "stage05 master")
+            .with_context(|| format!("cannot record a timeline in {}", path.display()))?;
+    }
     let config = MasterConfig {
         addr: args.addr,
         workers: args.workers,
@@ -134,6 +146,8 @@ fn run() -> anyhow::Result<()> {
         std::process::id()
     );
     let report = master.run()?;
+    // Every worker has exited: no process writes to the timeline but this.
+    trace::finish();
     if report.is_clean() {
         eprintln!("shut down cleanly");
         return Ok(());

@@ -21,6 +21,7 @@ use crate::channel::Channels;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::reactor::{self, BACKLOG, Intake};
 use crate::sys::{self, Exit};
+use crate::trace;
 
 mod status;
 
@@ -223,15 +224,20 @@ impl Master {
             .events
             .take()
             .unwrap_or_else(|| Events::with_capacity(64));
+        // With --trace, the last turn's events are written before we sleep.
+        trace::flush();
         let waited = self.poller.wait(&mut events, timeout);
         if waited.is_ok() {
             for event in events.iter() {
                 match event.token {
                     LISTENER => self.on_acceptable(),
                     SIGNALS => self.on_signals(),
-                    Token(i) => self
-                        .channels
-                        .on_event(i as usize, event.readiness, &self.poller),
+                    // Worker i's reports (READY, its load), or room to send.
+                    Token(i) => {
+                        let _span = tracing::info_span!("channel", worker = i).entered();
+                        self.channels
+                            .on_event(i as usize, event.readiness, &self.poller);
+                    }
                 }
             }
         }
@@ -269,8 +275,12 @@ impl Master {
             ForkResult::Child => {
                 // From here on this is the new worker process. It never
                 // returns into the master's code.
+                trace::forked(&format!("stage05 worker {i}"));
                 drop(master_end);
                 let code = self.become_worker(worker_end);
+                // `exit` runs no destructors: what the timeline holds is
+                // written now or never.
+                trace::flush();
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
@@ -327,6 +337,8 @@ impl Master {
     /// would have held for free.
     fn on_acceptable(&mut self) {
         self.accept_paused = false;
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         loop {
             if !self.channels.has_room() {
                 self.accept_paused = true;
@@ -338,6 +350,8 @@ impl Master {
             let Some(stream) = self.acceptor.next(listener) else {
                 break;
             };
+            accepted += 1;
+            span.record("accepted", accepted);
             if self.channels.pass(stream, &self.poller).is_err() {
                 // Unreachable: `has_room` and `pass` choose alike, and
                 // nothing ran in between. Said aloud if it ever happens.

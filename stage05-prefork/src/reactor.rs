@@ -13,7 +13,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -25,6 +25,7 @@ use crate::conn::{Connection, Status};
 use crate::poller::{Event, Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys::{self, Alarm};
 use crate::timer_heap::{TimerHeap, TimerId};
+use crate::trace;
 
 /// The listener's token. Connection tokens are built from slab indices and
 /// never reach this value.
@@ -204,6 +205,8 @@ impl Reactor {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         while !self.stopping {
             self.arm_alarm();
+            // With --trace, the last turn's events are written before we sleep.
+            trace::flush();
             match self.poller.wait(&mut events, None) {
                 Ok(()) => {}
                 // Signals are blocked, so this is rare (a debugger, SIGSTOP
@@ -364,6 +367,8 @@ impl Reactor {
     // ANCHOR: accept
     /// The listener is readable: connections are waiting to be accepted.
     fn on_acceptable(&mut self) {
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
@@ -371,6 +376,8 @@ impl Reactor {
             let Some(stream) = self.acceptor.next(listener) else {
                 return;
             };
+            accepted += 1;
+            span.record("accepted", accepted);
             self.register(stream);
             // Level-triggered: one accept per event is enough; if more are
             // queued the listener is still readable and the next wait says
@@ -436,6 +443,8 @@ impl Reactor {
         let Some(conn) = slot.conn.as_mut() else {
             return; // stale: closed earlier in this batch
         };
+        let fd = conn.stream.0.as_raw_fd();
+        let _span = tracing::info_span!("event", fd).entered();
         let status = conn.on_event(readiness, self.config.trigger, &mut self.scratch);
         // ANCHOR: touch
         // Any event is activity (a read, or a write the peer made room

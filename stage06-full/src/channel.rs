@@ -269,6 +269,7 @@ impl Channels {
             }
             let n = lane.queue.len().min(BATCH);
             let fds: Vec<BorrowedFd<'_>> = lane.queue.iter().take(n).map(AsFd::as_fd).collect();
+            let _span = tracing::info_span!("pass", worker = i, fds = n).entered();
             match sys::send_message(&link.fd, &message::conn(n), &fds) {
                 Ok(()) => {
                     // The worker holds its own copies now: close ours.

@@ -54,6 +54,9 @@
 //!   [`sys::uring`]: a safe io_uring; [`sys::cpu`]: CPUs (`--pin`, `--steer`).
 //! - [`poller`], [`timer_heap`]: unchanged from stage05; [`pool`],
 //!   [`file_cache`], [`log`]: buffers, open files, the access log.
+//! - [`trace`]: `--trace FILE`, every process's timeline in one file (the
+//!   master's accepts and hand-overs, each worker's loop and its sessions'
+//!   steps), for Perfetto.
 //!
 //! ## Run it
 //! ```text
@@ -81,6 +84,7 @@ pub mod pool;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod timer_heap;
+pub mod trace;
 pub mod worker;
 
 pub use master::{Dispatch, Master, MasterConfig, Steer, Stopped};

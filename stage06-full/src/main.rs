@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use argh::FromArgs;
 use stage06_full::http::session::Timeouts;
 use stage06_full::{
-    Buffers, Config, Dispatch, Master, MasterConfig, Model, Steer, Stopped, Trigger,
+    Buffers, Config, Dispatch, Master, MasterConfig, Model, Steer, Stopped, Trigger, trace,
 };
 
 /// Stage 6: a prefork HTTP/1.1 static-file server (GET and HEAD).
@@ -120,6 +120,12 @@ struct Args {
     /// threads in each worker's pool, for --model proactor-sim (default 4)
     #[argh(option, default = "4")]
     threads: usize,
+
+    /// record the loop's timeline in FILE (Chrome trace format): open it
+    /// at ui.perfetto.dev or in chrome://tracing; every process, the
+    /// master and each worker, writes into the one file
+    #[argh(option)]
+    trace: Option<PathBuf>,
 }
 
 fn default_root() -> PathBuf {
@@ -269,6 +275,11 @@ fn run() -> anyhow::Result<()> {
         eprintln!("note: no {DEMO_BIG_FILE} in the demo site: {e}");
     }
     let config = master_config(&args)?;
+    // Before the workers are forked: they inherit the open file.
+    if let Some(path) = &args.trace {
+        trace::start(path, "stage06 master")
+            .with_context(|| format!("cannot record a timeline in {}", path.display()))?;
+    }
     let mut master =
         Master::start(config).with_context(|| format!("cannot start on {}", args.addr))?;
     // stdout is line-buffered even into a pipe: this line goes out now.
@@ -280,7 +291,10 @@ fn run() -> anyhow::Result<()> {
         args.workers,
         std::process::id()
     );
-    say_how_it_stopped(master.run()?)
+    let stopped = master.run()?;
+    // Every worker has exited: no process writes to the timeline but this.
+    trace::finish();
+    say_how_it_stopped(stopped)
 }
 
 /// The master's and each worker's configuration, from the flags.

@@ -17,6 +17,7 @@ use crate::accept::Acceptor;
 use crate::channel::Channels;
 use crate::poller::{Events, Interest, Poller, Token, Trigger};
 use crate::sys::{self, Exit};
+use crate::trace;
 use crate::worker;
 
 mod config;
@@ -170,15 +171,20 @@ impl Master {
             .events
             .take()
             .unwrap_or_else(|| Events::with_capacity(64));
+        // With --trace, the last turn's events are written before we sleep.
+        trace::flush();
         let waited = self.poller.wait(&mut events, timeout);
         if waited.is_ok() {
             for event in events.iter() {
                 match event.token {
                     LISTENER => self.on_acceptable(),
                     SIGNALS => self.on_signals(),
-                    Token(i) => self
-                        .channels
-                        .on_event(i as usize, event.readiness, &self.poller),
+                    // Worker i's reports (READY, its load), or room to send.
+                    Token(i) => {
+                        let _span = tracing::info_span!("channel", worker = i).entered();
+                        self.channels
+                            .on_event(i as usize, event.readiness, &self.poller);
+                    }
                 }
             }
         }
@@ -215,8 +221,12 @@ impl Master {
         match sys::fork()? {
             ForkResult::Child => {
                 // The new worker process: it never returns into the master.
+                trace::forked(&format!("stage06 worker {i}"));
                 drop(master_end);
                 let code = self.become_worker(i, listener, worker_end);
+                // `exit` runs no destructors: the timeline's last events
+                // are written now or never.
+                trace::flush();
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
@@ -273,6 +283,8 @@ impl Master {
     /// as this stage once did, dropped a burst's clients.
     fn on_acceptable(&mut self) {
         self.accept_paused = false;
+        let span = tracing::info_span!("accept", accepted = 0u64).entered();
+        let mut accepted = 0u64;
         while let Some(listener) = self.listener.as_ref() {
             if !self.channels.has_room() {
                 self.accept_paused = true;
@@ -281,6 +293,8 @@ impl Master {
             let Some(stream) = self.acceptor.next(listener) else {
                 break;
             };
+            accepted += 1;
+            span.record("accepted", accepted);
             if self.channels.pass(stream, &self.poller).is_err() {
                 // Unreachable: `has_room` and `pass` choose alike, and
                 // nothing ran in between. Said aloud if it ever happens.

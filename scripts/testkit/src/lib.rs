@@ -9,7 +9,8 @@
 //! errors a test provokes on purpose) is captured, and shown only when the
 //! test fails. A test that cannot run here says so with [`skip`].
 //!
-//! Everything here uses std only, so that no stage's lesson leaks into it.
+//! Everything here uses std, nix for `poll` and `rlimit`, and serde_json to
+//! read a timeline: no stage's lesson leaks into it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -546,6 +547,7 @@ pub fn enough_descriptors(needed: u64) -> bool {
 }
 
 pub mod cli;
+pub mod timeline;
 
 /// A minimal HTTP/1.1 response reader for black-box tests of stage06.
 pub mod http {

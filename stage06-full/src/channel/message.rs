@@ -117,6 +117,7 @@ impl WorkerEnd {
     /// Reads one message. `Err` of kind `WouldBlock` means none is waiting.
     pub fn receive(&mut self) -> io::Result<Incoming> {
         let mut buf = [0u8; 16];
+        let span = tracing::info_span!("receive", conns = tracing::field::Empty).entered();
         let received = sys::recv_message(&self.fd, &mut buf)?;
         if received.len == 0 {
             return Ok(Incoming::Closed);
@@ -127,6 +128,7 @@ impl WorkerEnd {
         // Counted as the master counts them, lost ones included: the
         // master subtracts this from what it sent to know what is in flight.
         self.received += count as u64;
+        span.record("conns", received.fds.len());
         let streams = received.fds.into_iter().map(TcpStream::from).collect();
         Ok(Incoming::Conns(streams))
     }

@@ -18,6 +18,7 @@
 //! connections, up to `--threads` of them at once.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -34,6 +35,7 @@ use crate::http::session::{Env, Next, SMALL_BODY};
 use crate::poller::{Interest, Poller, Token, Trigger};
 use crate::pool::Pools;
 use crate::sys::Root;
+use crate::trace;
 
 /// The eventfd the pool writes when connections come back.
 pub const OFFLOAD: Token = Token(u64::MAX - 4);
@@ -48,6 +50,7 @@ impl Reactor {
     /// back, and the kernel then reports what became ready meanwhile.
     pub(super) fn offload(&mut self, index: usize) {
         let (token, trigger) = (self.shell.token(index), self.shell.config.trigger);
+        let _span = tracing::info_span!("offload", slot = index).entered();
         let state = &mut self.shell.slots[index].state;
         let (Some(pool), Place::Here(_)) = (&self.pool, &state) else {
             return;
@@ -78,6 +81,7 @@ impl Reactor {
         if let Some(pool) = &self.pool {
             pool.acknowledge();
         }
+        let _span = tracing::info_span!("processed").entered();
         while let Some((index, conn, pools)) = self.pool.as_ref().and_then(Pool::next_done) {
             self.shell.res.pools.absorb(pools);
             self.shell.slots[index].state = Place::Here(*conn);
@@ -214,6 +218,8 @@ impl Context {
     /// send it back, wake the loop.
     fn serve(mut self) -> Counts {
         let mut date = DateCache::default();
+        // Its track on the timeline (--trace) is named as the thread is.
+        trace::name_thread(thread::current().name().unwrap_or("pool"));
         loop {
             let next = match self.queue.lock() {
                 Ok(receiver) => receiver.recv(),
@@ -230,11 +236,16 @@ impl Context {
                 stopping: job.stopping,
                 logging: self.logging,
             };
+            let fd = job.conn.stream.as_raw_fd();
             let session = &mut job.conn.session;
             loop {
                 match session.next() {
-                    Next::Process => session.process(&mut env),
+                    Next::Process => {
+                        let _span = tracing::info_span!("process", fd).entered();
+                        session.process(&mut env);
+                    }
                     Next::Open { path, dir } => {
+                        let _span = tracing::info_span!("open", fd).entered();
                         let opened = self.files.open(&self.root, path, dir, job.now);
                         session.opened(opened, &mut env);
                     }
@@ -242,10 +253,13 @@ impl Context {
                     _ => break,
                 }
             }
+            // The hand-off back to the loop, which the eventfd wakes.
+            let span = tracing::info_span!("hand_back", fd).entered();
             if self.finished.send(job).is_err() {
                 break;
             }
             let _ = self.wake.write(1);
+            drop(span);
         }
         Counts {
             hits: self.files.hits,

@@ -11,8 +11,10 @@
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
+
+use tracing::field::Empty;
 
 use super::proactor_sim::{OFFLOAD, Pool};
 use super::shell::{ALARM, CHANNEL, LISTENER, Own, READ, Resources, SIGNALS, Shell};
@@ -20,6 +22,7 @@ use super::{Config, Model};
 use crate::http::session::{Next, Session};
 use crate::poller::{Events, Interest, Poller, Readiness, Token, Trigger};
 use crate::sys;
+use crate::trace;
 
 /// Room for events per `epoll_wait`; more are reported by the next call.
 const EVENTS_PER_WAIT: usize = 1024;
@@ -106,7 +109,16 @@ impl Conn {
     fn recv(&mut self, res: &mut Resources) -> io::Result<()> {
         let buf = self.session.read_buf(&mut res.pools, 0);
         let room = buf.len();
-        match (&self.stream).read(buf) {
+        let span = tracing::info_span!(
+            "recv",
+            fd = self.stream.as_raw_fd(),
+            bytes = Empty,
+            error = Empty
+        )
+        .entered();
+        let read = (&self.stream).read(buf);
+        trace::recorded(&span, &read);
+        match read {
             // EOF: the client will send nothing more.
             Ok(0) => self.session.received(0, res.now),
             Ok(n) => {
@@ -151,16 +163,20 @@ impl Conn {
 /// Does what the session asks, one system call per arm, until the socket
 /// would block or the session is done.
 pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> Step {
+    // Each step that does something is a span on the timeline (--trace).
+    let fd = conn.stream.as_raw_fd();
     loop {
         let done = match conn.session.next() {
             Next::Process | Next::Open { .. } if processing == Processing::Elsewhere => {
                 return Step::Offload;
             }
             Next::Process => {
+                let _span = tracing::info_span!("process", fd).entered();
                 conn.session.process(&mut res.env());
                 Ok(())
             }
             Next::Open { path, dir } => {
+                let _span = tracing::info_span!("open", fd).entered();
                 let opened = res.files.open(&res.root, path, dir, res.now);
                 conn.session.opened(opened, &mut res.env());
                 Ok(())
@@ -176,14 +192,20 @@ pub fn drive(conn: &mut Conn, res: &mut Resources, processing: Processing) -> St
             Next::Recv => conn.recv(res),
             Next::Send { .. } | Next::SendFile { .. } if !conn.writable => return Step::Wait,
             Next::Send { head, body, more } => {
+                let span = tracing::info_span!("send", fd, bytes = Empty, error = Empty).entered();
                 let result = send(&conn.stream, head, body, more);
+                trace::recorded(&span, &result);
                 conn.sent(result, res)
             }
             Next::SendFile { file, offset, len } => {
+                let span =
+                    tracing::info_span!("sendfile", fd, bytes = Empty, error = Empty).entered();
                 let result = sys::send_file(&conn.stream, file, offset, len);
+                trace::recorded(&span, &result);
                 conn.sent(result, res)
             }
             Next::Shutdown => {
+                let _span = tracing::info_span!("shutdown", fd).entered();
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.session.shut_down(res.now);
                 Ok(())
@@ -306,6 +328,8 @@ impl Reactor {
     /// Arms the alarm, waits, and reads the clock once for the whole batch.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
         self.shell.arm_alarm();
+        // With --trace, the last turn's events are written before we sleep.
+        trace::flush();
         loop {
             match self.poller.wait(events, None) {
                 Ok(()) => break,
@@ -370,6 +394,7 @@ impl Reactor {
         let Place::Here(conn) = &mut self.shell.slots[index].state else {
             return; // stale (closed earlier in this batch), or in the pool
         };
+        let _span = tracing::info_span!("event", fd = conn.stream.as_raw_fd()).entered();
         if ready.error {
             return self.close(index);
         }

@@ -14,7 +14,7 @@
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::libc::{ECANCELED, ENOBUFS};
 
@@ -24,6 +24,7 @@ use crate::http::session::{Next, Session};
 use crate::poller::Token;
 use crate::sys;
 use crate::sys::uring::{Completion, Op, OpId, Ring};
+use crate::trace;
 
 /// Submission queue entries, and bytes of a large file read per operation.
 const RING_ENTRIES: u32 = 4096;
@@ -108,7 +109,12 @@ impl Uring {
         let mut completions = Vec::with_capacity(1024);
         while !self.shell.finished() {
             self.shell.arm_alarm();
+            // With --trace, the last turn's events are written before we sleep.
+            trace::flush();
+            let span = tracing::info_span!("io_uring_enter", count = 0u64).entered();
             self.ring.submit_and_wait(&mut completions, None)?;
+            span.record("count", completions.len());
+            drop(span);
             self.shell.res.tick();
             for completion in completions.drain(..) {
                 self.on_completion(completion)?;
@@ -184,6 +190,9 @@ impl Uring {
             return self.close_now(index, conn);
         }
         let res = &mut self.shell.res;
+        let fd = conn.stream.as_raw_fd();
+        let span = tracing::info_span!("complete", op = ?conn.pending, fd, bytes = tracing::field::Empty, error = tracing::field::Empty).entered();
+        trace::recorded(&span, &result);
         match (conn.pending, result) {
             // Cancelled before it did anything: its deadline, below.
             (_, Err(e)) if e.raw_os_error() == Some(ECANCELED) && cancelled.is_some() => {}
@@ -238,7 +247,12 @@ impl Uring {
         let idle = conn.session.is_idle();
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
         self.shell.set_deadline(index, deadline);
-        match self.ring.submit(index as u64, conn, |c| c.operation()) {
+        let fd = conn.stream.as_raw_fd();
+        let _span = tracing::info_span!("submit", fd, op = tracing::field::Empty).entered();
+        match self
+            .ring
+            .submit(index as u64, conn, |c| labelled(c.operation()))
+        {
             Ok(op) => self.shell.slots[index].state = Place::InRing { op, idle },
             // The connection was dropped with the failed submission.
             Err(e) => {
@@ -329,6 +343,18 @@ impl Uring {
             }
         }
     }
+}
+
+/// Notes an operation's kind on the current span (`submit`, with
+/// `--trace`) as it goes into the ring.
+fn labelled(op: Op<'_>) -> Op<'_> {
+    let kind = match op {
+        Op::Recv { .. } => "recv",
+        Op::Send { .. } => "send",
+        Op::Read { .. } => "read",
+    };
+    tracing::Span::current().record("op", kind);
+    op
 }
 
 impl Conn {
