@@ -133,7 +133,7 @@ its tests fail: they grade your work.
 | s1-pool | `stage01-blocking` | the thread pool | `notes/src/stage01-blocking.md` |
 | s2-drain | `stage02-epoll` | the edge-triggered drain, writing, and interest changes | `notes/src/stage02-epoll.md` |
 | s3-timers | `stage03-timer-list` | the sorted timer list and the self-pipe signal handler | `notes/src/stage03-timer-list.md` |
-| s4-heap | `stage04-min-heap` | the min-heap of timers and the generation tokens | `notes/src/stage04-min-heap.md` |
+| s4-heap | `stage04-min-heap` | the min-heap of timers, and expiry that checks the generation | `notes/src/stage04-min-heap.md` |
 | s5-pass | `stage05-prefork` | descriptor passing with `SCM_RIGHTS` and the least-loaded choice | `notes/src/stage05-prefork.md` |
 | s6-parser | `stage06-full` | the incremental request parser | `notes/src/stage06-full.md` |
 

@@ -68,15 +68,11 @@ struct Slot {
 }
 
 fn token_of(index: usize, generation: u32) -> Token {
-    // LAB s4-heap BEGIN: the generation in the high 32 bits, the slab index in the low 32
     Token((u64::from(generation) << 32) | index as u64)
-    // LAB END
 }
 
 fn split_token(token: Token) -> (usize, u32) {
-    // LAB s4-heap BEGIN: the inverse of token_of: (index, generation)
     ((token.0 & 0xffff_ffff) as usize, (token.0 >> 32) as u32)
-    // LAB END
 }
 // ANCHOR_END: slot
 
@@ -466,5 +462,60 @@ mod tests {
             assert_ne!(token_of(0, 1), fixed);
             assert_ne!(token_of(1 << 20, u32::MAX), fixed);
         }
+    }
+
+    /// A Reactor on a free port, with a long idle timeout: only the timers
+    /// a test sets expire.
+    fn reactor() -> Reactor {
+        Reactor::bind(Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            trigger: Trigger::Level,
+            listen_trigger: Trigger::Level,
+            max_conns: 10,
+            idle_timeout: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    /// A connection's server end, registered as `accept` would have it;
+    /// the client end is returned to keep it open.
+    fn connect(reactor: &mut Reactor, listener: &TcpListener) -> TcpStream {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        reactor.register(server);
+        client
+    }
+
+    /// `close` removes a connection's timer, so in this Reactor no timer
+    /// outlives its connection; `expire_timers` checks the generation all
+    /// the same, as `on_connection_event` does for events: a timer left by
+    /// a slot's previous connection (say, by a later `close` path that
+    /// forgets it) must not close the connection that holds the slot now.
+    /// The test leaves such a timer by hand.
+    #[test]
+    fn an_expired_timer_of_a_slot_s_previous_connection_leaves_the_new_one_open() {
+        let mut reactor = reactor();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _first = connect(&mut reactor, &listener);
+        let stale = token_of(0, reactor.slots[0].generation);
+        reactor.close(0);
+        let _second = connect(&mut reactor, &listener);
+        assert_eq!(
+            reactor.slots[0].generation, 2,
+            "the second connection reuses slot 0"
+        );
+        // The first connection's timer, still in the heap and due now.
+        reactor.timers.insert(reactor.now, stale);
+        reactor.expire_timers();
+        assert!(
+            reactor.slots[0].conn.is_some(),
+            "a stale timer (generation 1) closed slot 0's new connection (generation 2): \
+             expire_timers must close a slot only if the generation still matches"
+        );
+        assert_eq!(
+            reactor.timers.len(),
+            1,
+            "the new connection keeps its own timer"
+        );
     }
 }

@@ -607,8 +607,16 @@ mod tests {
             rig.pass_one();
         }
         let sent = rig.channels.status(0).sent;
+        let mut passed = 0;
         while rig.channels.has_room() {
+            assert!(
+                passed < QUEUE_BOUND,
+                "worker 0's queue holds {} connections, past its bound of {QUEUE_BOUND}, \
+                 and still has room: choose must skip a worker whose queue is full",
+                rig.channels.status(0).queued
+            );
             rig.pass_one();
+            passed += 1;
         }
         sent
     }
@@ -703,8 +711,12 @@ mod tests {
             rig.pass_one();
         }
         // Ties go to the one that has taken fewest: two each.
-        assert_eq!(rig.channels.status(0).live, 2);
-        assert_eq!(rig.channels.status(1).live, 2);
+        let (a, b) = (rig.channels.status(0).live, rig.channels.status(1).live);
+        assert_eq!(
+            (a, b),
+            (2, 2),
+            "four connections went {a} / {b}: choose must pick the least loaded"
+        );
         // Worker 0 reads its two and reports them; one client has left.
         assert_eq!(rig.drain(0).concat().len(), 2);
         let worker_poller = Poller::new().unwrap();
@@ -718,7 +730,39 @@ mod tests {
         // Worker 1 has not read: its two are still in flight, and counted.
         assert_eq!(rig.channels.status(1).live, 2);
         rig.pass_one();
-        assert_eq!(rig.channels.status(0).live, 2, "the least loaded got it");
+        assert_eq!(
+            rig.channels.status(0).live,
+            2,
+            "worker 0 (1 live) did not get the next connection over worker 1 \
+             (2 in flight): choose must pick the least loaded, counting what is in flight"
+        );
+    }
+
+    #[test]
+    fn a_worker_whose_channel_is_full_comes_last() {
+        let mut rig = rig(2);
+        rig.ready(0);
+        // Worker 0 reads nothing: its channel fills, and a queue starts.
+        while rig.channels.status(0).queued == 0 {
+            rig.pass_one();
+        }
+        rig.ready(1);
+        // Worker 1 reports far more connections than worker 0 holds.
+        let worker_poller = Poller::new().unwrap();
+        rig.workers[1]
+            .as_mut()
+            .unwrap()
+            .report(1000, 1000, &worker_poller, Token(0));
+        rig.channels.read_reports(1, &rig.poller);
+        let queued = rig.channels.status(0).queued;
+        rig.pass_one();
+        assert_eq!(
+            rig.channels.status(0).queued,
+            queued,
+            "chose worker 0, whose channel is full, over worker 1, whose channel takes \
+             messages: a blocked channel comes last, whatever the loads"
+        );
+        assert_eq!(rig.channels.status(1).sent, 1, "worker 1 got it at once");
     }
 
     /// True if `poller` reports a descriptor writable now.

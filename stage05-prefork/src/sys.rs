@@ -426,6 +426,67 @@ pub fn send_signal(pid: Pid, signal: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// `n` socket pairs: the far ends to pass, the near ones to see them by.
+    fn pairs(n: usize) -> Vec<(UnixStream, UnixStream)> {
+        (0..n).map(|_| UnixStream::pair().unwrap()).collect()
+    }
+
+    /// A batch of descriptors goes in one message and arrives whole, in the
+    /// order sent: each received one is the same socket as the one sent.
+    #[test]
+    fn a_batch_of_descriptors_arrives_whole_and_in_order() {
+        use std::io::{Read, Write};
+        let (ours, theirs) = channel_pair().unwrap();
+        let pairs = pairs(32);
+        let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();
+        send_message(&ours, b"c", &sent).unwrap();
+        let mut buf = [0u8; 4];
+        let got = recv_message(&theirs, &mut buf).unwrap();
+        assert_eq!(
+            got.fds.len(),
+            32,
+            "sent 32 descriptors with SCM_RIGHTS, received {}: send_message must attach \
+             them all, and recv_message must have room for MAX_FDS_PER_MESSAGE",
+            got.fds.len()
+        );
+        for (i, fd) in got.fds.into_iter().enumerate() {
+            let mut far = UnixStream::from(fd);
+            far.write_all(&[i as u8]).unwrap();
+            let mut b = [0u8; 1];
+            (&pairs[i].0).read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i as u8, "descriptor {i} is not the one sent {i}th");
+        }
+    }
+
+    /// A worker may one day exec a helper: a connection it received must
+    /// not leak into that program, so it is close-on-exec from the moment
+    /// it arrives (not after a second call, which a fork in another thread
+    /// could beat).
+    #[test]
+    fn a_received_descriptor_is_close_on_exec() {
+        let (ours, theirs) = channel_pair().unwrap();
+        let pairs = pairs(2);
+        let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();
+        send_message(&ours, b"c", &sent).unwrap();
+        let got = recv_message(&theirs, &mut [0u8; 4]).unwrap();
+        assert_eq!(got.fds.len(), 2);
+        for fd in &got.fds {
+            // fdinfo's flags, in octal, carry O_CLOEXEC for FD_CLOEXEC.
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+                .unwrap();
+            assert!(
+                flags & nix::libc::O_CLOEXEC != 0,
+                "a received descriptor is not close-on-exec: recvmsg needs MSG_CMSG_CLOEXEC"
+            );
+        }
+    }
 
     /// A message with more descriptors than there is room for: the kernel
     /// installs what fits, closes the rest and sets MSG_CTRUNC. Each one
@@ -435,14 +496,17 @@ mod tests {
     #[test]
     fn a_message_cut_short_leaks_none_of_its_descriptors() {
         use std::io::Read;
-        use std::os::unix::net::UnixStream;
         let (ours, theirs) = channel_pair().unwrap();
-        let pairs: Vec<(UnixStream, UnixStream)> =
-            (0..5).map(|_| UnixStream::pair().unwrap()).collect();
+        let pairs = pairs(5);
         let sent: Vec<BorrowedFd<'_>> = pairs.iter().map(|(_, far)| far.as_fd()).collect();
         send_message(&ours, b"c", &sent).unwrap();
         let mut buf = [0u8; 4];
-        let got = recv_with_room::<2>(&theirs, &mut buf).unwrap();
+        let got = recv_with_room::<2>(&theirs, &mut buf).unwrap_or_else(|e| {
+            panic!(
+                "recv_message failed on a message cut short ({e}): the descriptors that \
+                 did arrive are then owned by nobody; own what arrived (rights_in)"
+            )
+        });
         assert_eq!(
             (got.len, got.fds.len()),
             (1, 2),

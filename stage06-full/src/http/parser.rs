@@ -372,7 +372,10 @@ mod tests {
         assert_eq!(head.version, Version::Http11);
         assert_eq!(head.header("host"), Some(&b"a"[..]));
         assert_eq!(head.header("x-long"), Some(&b"b c"[..]));
-        assert_eq!(used, 56);
+        assert_eq!(
+            used, 56,
+            "consumed {used} bytes of a 56-byte head: what follows the head is the next request's"
+        );
     }
 
     #[test]
@@ -388,7 +391,11 @@ mod tests {
         let mut p = Parser::new();
         assert!(p.feed(b"GET / HTTP/1.1\r\nBad").is_ok());
         // A space inside a field name: rejected at that byte.
-        assert_eq!(p.feed(b" "), Err(ParseError::BadRequest));
+        assert_eq!(
+            p.feed(b" "),
+            Err(ParseError::BadRequest),
+            "a space in a field name, before its colon, was accepted: refuse it (400) at that byte"
+        );
         for bad in [
             &b"GE\x01T / HTTP/1.1\r\n\r\n"[..],
             b"GET /a\x7f HTTP/1.1\r\n\r\n",
@@ -418,7 +425,12 @@ mod tests {
         for i in 0..=MAX_HEADERS {
             many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
         }
-        assert_eq!(Parser::new().feed(&many), Err(ParseError::HeadersTooLarge));
+        assert_eq!(
+            Parser::new().feed(&many),
+            Err(ParseError::HeadersTooLarge),
+            "{} header fields were accepted: the limit is MAX_HEADERS ({MAX_HEADERS})",
+            MAX_HEADERS + 1
+        );
 
         assert_eq!(
             Parser::new().feed(b"GET / HTTP/2.0\r\n"),
@@ -426,12 +438,105 @@ mod tests {
         );
     }
 
-    const SAMPLES: [&[u8]; 5] = [
+    /// A head whose request line is `len` bytes long, CRLF included.
+    fn request_line_of(len: usize) -> Vec<u8> {
+        let mut head = b"GET /".to_vec();
+        head.resize(len - b" HTTP/1.1\r\n".len(), b'a');
+        head.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        head
+    }
+
+    /// A head whose header fields are `len` bytes long, the final empty
+    /// line included.
+    fn header_fields_of(len: usize) -> Vec<u8> {
+        let mut head = b"GET / HTTP/1.1\r\nA: ".to_vec();
+        let line = head.len();
+        head.resize(line + len - b"A: \r\n\r\n".len(), b'b');
+        head.extend_from_slice(b"\r\n\r\n");
+        head
+    }
+
+    /// The limits are inclusive: a part exactly at its limit is accepted,
+    /// one byte more is refused with the part's own status.
+    #[test]
+    fn a_part_at_its_limit_is_accepted_and_one_byte_more_refused() {
+        let at = MAX_REQUEST_LINE;
+        assert!(
+            parse_whole(&request_line_of(at)).is_ok(),
+            "a request line of {at} bytes, exactly MAX_REQUEST_LINE, was refused: \
+             414 is for one longer than the limit"
+        );
+        assert_eq!(
+            Parser::new().feed(&request_line_of(at + 1)),
+            Err(ParseError::UriTooLong),
+            "a request line of {} bytes, MAX_REQUEST_LINE + 1, was not refused with 414",
+            at + 1
+        );
+        let at = MAX_HEADER_BYTES;
+        assert!(
+            parse_whole(&header_fields_of(at)).is_ok(),
+            "header fields of {at} bytes, exactly MAX_HEADER_BYTES, were refused: \
+             431 is for more than the limit"
+        );
+        assert_eq!(
+            Parser::new().feed(&header_fields_of(at + 1)),
+            Err(ParseError::HeadersTooLarge),
+            "header fields of {} bytes, MAX_HEADER_BYTES + 1, were not refused with 431",
+            at + 1
+        );
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(
+            parse_whole(&many).is_ok(),
+            "{MAX_HEADERS} header fields, exactly MAX_HEADERS, were refused: 431 is for more"
+        );
+    }
+
+    /// A header line ends with CRLF or a bare LF; a CR followed by anything
+    /// but LF is refused (400), never taken as the end of the line:
+    /// servers that disagree on where a line ends can be smuggled past.
+    #[test]
+    fn a_bare_cr_never_ends_a_header_line() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\rX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\rX: b\r\n\r\n",
+        ] {
+            assert_eq!(
+                Parser::new().feed(head),
+                Err(ParseError::BadRequest),
+                "a bare CR ended a header line in {:?}: only CRLF or LF may end one (400)",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    /// A CR that is the last byte of one `feed` must still be there when
+    /// the next begins: whatever follows it decides, LF or a 400.
+    #[test]
+    fn a_cr_at_the_end_of_one_feed_is_remembered_by_the_next() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n";
+        for (cut, _) in head.iter().enumerate().filter(|&(_, &b)| b == b'\r') {
+            assert_eq!(
+                parse_in_pieces(head, &[cut + 1]),
+                Some(Err(ParseError::BadRequest)),
+                "a CR at the end of one feed was forgotten (cut after byte {cut} of {:?}): \
+                 the next feed must see it, and refuse the bare CR with 400",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    const SAMPLES: [&[u8]; 6] = [
         b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
         b"HEAD /a/b%20c?q=1 HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: x y\r\n\r\n",
         b"GET /x HTTP/1.1\nHost: h\nAccept: */*\n\n",
         b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n",
         b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
     ];
 
     /// What parsing `sample` in one piece gives: the bytes consumed and the
@@ -465,7 +570,9 @@ mod tests {
                 assert_eq!(
                     parse_in_pieces(sample, &[cut]),
                     Some(parse_in_one(sample)),
-                    "cut {cut} of {sample:?}"
+                    "cut at {cut}, {:?} parses otherwise than whole: any chunking must parse \
+                     the same",
+                    String::from_utf8_lossy(sample)
                 );
             }
         }
