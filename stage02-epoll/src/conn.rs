@@ -248,10 +248,60 @@ mod tests {
                 Status::Close => panic!("closed"),
             }
         }
-        assert_eq!(events, 64 / READS_PER_EVENT + 1);
+        assert!(
+            events == 64 / READS_PER_EVENT + 1,
+            "64 reads' worth took {events} edge-triggered event(s), not {}: each event must \
+             read until WouldBlock, and yield after READS_PER_EVENT ({READS_PER_EVENT}) reads",
+            64 / READS_PER_EVENT + 1
+        );
         let mut back = vec![0u8; 64 * 1024];
         client.read_exact(&mut back).unwrap();
         assert!(back.iter().all(|&b| b == 7));
+    }
+
+    /// Drives `conn` until the client has its whole echo of `len` bytes
+    /// back, as a loop that is told "readable and writable" every turn.
+    fn echo_through(conn: &mut Connection, client: TcpStream, len: usize) {
+        let mut writer = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&vec![5u8; len]).unwrap());
+        let mut reader = client;
+        let receiver = std::thread::spawn(move || {
+            let mut back = vec![0u8; len];
+            reader.read_exact(&mut back).map(|()| back.len())
+        });
+        let both = Readiness {
+            writable: true,
+            ..READABLE
+        };
+        let mut scratch = [0u8; 64 * 1024];
+        while !receiver.is_finished() {
+            if conn.on_event(both, Trigger::Edge, &mut scratch) == Status::Close {
+                panic!("closed");
+            }
+        }
+        assert_eq!(receiver.join().unwrap().unwrap(), len);
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn flushed_output_is_reclaimed() {
+        let (client, server) = pair();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut conn = Connection::new(server);
+        let len = 8 << 20;
+        echo_through(&mut conn, client, len);
+        // Pending output stays under the high-water mark plus one read;
+        // the allocation may be up to twice that (a Vec doubles).
+        let bound = 2 * (OUTPUT_HIGH_WATER + 64 * 1024);
+        assert!(
+            conn.out.capacity() <= bound,
+            "after an 8 MiB echo, all of it sent, the output buffer `out` holds {} bytes in an \
+             allocation of {}: a flush must reclaim what it sent, or `out` keeps growing",
+            conn.out.len(),
+            conn.out.capacity()
+        );
     }
 
     #[test]
@@ -261,12 +311,14 @@ mod tests {
         let mut conn = Connection::new(server);
         let mut scratch = [0u8; 1024];
         let status = conn.on_event(READABLE, Trigger::Level, &mut scratch);
-        assert_eq!(
-            status,
-            Status::Keep(Interest {
-                read: true,
-                write: false
-            })
+        assert!(
+            status
+                == Status::Keep(Interest {
+                    read: true,
+                    write: false
+                }),
+            "with its echo all written, the connection asked for {status:?}, not to read only: \
+             EPOLLOUT armed with nothing to send wakes a level-triggered loop on every turn"
         );
         let mut back = [0u8; 1024];
         client.read_exact(&mut back).unwrap();
