@@ -173,7 +173,7 @@ for lab in "${labs[@]}"; do
         fi
         t0=$SECONDS
         outside=$(outside_regions "$patch")
-        out=$("$mistakes_tree/scripts/grade.sh" "$lab" 2>&1) && status=0 || status=$?
+        out=$(GRADE_FAIL_FAST=1 "$mistakes_tree/scripts/grade.sh" "$lab" 2>&1) && status=0 || status=$?
         t=$(( SECONDS - t0 ))
         if [ -n "$outside" ]; then
             fail "$name: changes code outside the lab regions, in $(echo "$outside" | tr '\n' ' ')"
