@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn removing_the_last_timer_moves_the_tail_back() {
+    fn a_removed_last_timer_moves_the_tail_back() {
         let base = Instant::now();
         let mut list = TimerList::new();
         list.insert(at(base, 10), 'a');

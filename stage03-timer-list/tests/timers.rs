@@ -1,5 +1,5 @@
 //! Black-box tests of idle timeouts and signals. stage04 runs this file
-//! against its own binary, all but `the_self_pipe_is_non_blocking` (its
+//! against its own binary, all but `a_signal_pipe_never_blocks` (its
 //! signals come through a signalfd): the behaviour must not change when
 //! the timer structure and the signal plumbing do.
 
@@ -111,7 +111,7 @@ fn a_thousand_idle_clients_all_expire() {
 /// (an fdinfo `tfd:` line), with the other fd of the same pipe; the flags
 /// are octal, and O_NONBLOCK is 04000.
 #[test]
-fn the_self_pipe_is_non_blocking() {
+fn a_signal_pipe_never_blocks() {
     let server = start(60_000);
     let pid = server.pid();
     let target = |fd: &str| {
