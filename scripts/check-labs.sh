@@ -8,7 +8,18 @@
 # 4. each lab passes there with only its own regions put back: its tests
 #    grade its regions and nothing else;
 # 5. there, with every region put back and no #![allow(unused)], as for
-#    a student who has done every lab, clippy -D warnings passes.
+#    a student who has done every lab, clippy -D warnings passes;
+# 6. each listed mistake fails its lab, saying so: a mistake is a wrong
+#    answer a student is likely to write, kept as a patch against this
+#    reference in scripts/lab-mistakes/LAB/NN-short-name.patch (left out
+#    of a student repository), which opens with two header lines:
+#        # mistake: what the student got wrong, in one line
+#        # says: text the failing grade must print, naming the mistake
+#        diff --git a/… b/…    (as `git diff` writes it)
+#    Applied to a scratch copy of this tree, the patch must change code
+#    inside lab regions only, and scripts/grade.sh LAB must FAIL there
+#    with the `says` text in what it prints (its FAIL line and the first
+#    failure's message under it: what a student sees).
 #
 #   scripts/check-labs.sh              # every lab in scripts/labs.txt
 #   scripts/check-labs.sh s4-heap      # one (or several)
@@ -19,6 +30,9 @@
 # lab put back rebuilds only its stage. A stub that makes a server hang
 # fails its test after testkit's PATIENCE, and grade.sh stops a run that
 # takes longer than GRADE_TIMEOUT seconds, so nothing here can hang CI.
+# The mistakes share one more scratch copy and one target folder,
+# $TARGET/mistakes, built the same way: each mistake rebuilds only the
+# stage it patches, never the dependencies.
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -119,6 +133,63 @@ else
     grep -E -A8 '^(warning|error)' "$tmp/clippy.log" | head -n 40
     fail "with every region put back and no #![allow(unused)], clippy warns (above)"
 fi
+
+step "6. each listed mistake fails its lab, saying so"
+# A copy of the working tree, as check-exercises.sh makes one: files
+# stamped with the time of the copy (`--touch`), so that what the last
+# run built in the kept target folder is never taken for up to date.
+mistakes_tree="$tmp/mistakes"
+mkdir -p "$mistakes_tree"
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./notes/book \
+    --exclude=./stage06-full/www/big.bin -cf - . | tar -C "$mistakes_tree" --touch -xf -
+export CARGO_TARGET_DIR="$TARGET/mistakes"
+# header FIELD PATCH — the text after "# FIELD: " on the patch's first such line.
+header() { sed -n "s/^# $1: //p" "$2" | head -n 1; }
+# outside_regions PATCH — the files the patch changes outside lab regions:
+# with every region stubbed, a patched file must equal the reference.
+outside_regions() {
+    local f
+    (cd "$mistakes_tree" && git apply --numstat "$1") | cut -f3 | while read -r f; do
+        cmp -s <(awk -f "$STUB" "$ROOT/$f" 2>/dev/null) <(awk -f "$STUB" "$mistakes_tree/$f" 2>/dev/null) ||
+            echo "$f"
+    done
+}
+mistakes=0
+for lab in "${labs[@]}"; do
+    shopt -s nullglob
+    patches=("$ROOT/scripts/lab-mistakes/$lab"/*.patch)
+    shopt -u nullglob
+    for patch in "${patches[@]}"; do
+        name="$lab/$(basename "$patch" .patch)"
+        mistakes=$((mistakes + 1))
+        says=$(header says "$patch")
+        if [ -z "$(header mistake "$patch")" ] || [ -z "$says" ]; then
+            fail "$name: no '# mistake: ' or no '# says: ' line at its top"
+            continue
+        fi
+        if ! (cd "$mistakes_tree" && git apply "$patch" 2>"$tmp/apply.log"); then
+            fail "$name: the patch no longer applies: $(head -n 1 "$tmp/apply.log")"
+            continue
+        fi
+        t0=$SECONDS
+        outside=$(outside_regions "$patch")
+        out=$(GRADE_FAIL_FAST=1 "$mistakes_tree/scripts/grade.sh" "$lab" 2>&1) && status=0 || status=$?
+        t=$(( SECONDS - t0 ))
+        if [ -n "$outside" ]; then
+            fail "$name: changes code outside the lab regions, in $(echo "$outside" | tr '\n' ' ')"
+        elif [ "$status" = 0 ]; then
+            echo "     $out"
+            fail "$name: its lab passes with the mistake ($t s)"
+        elif [[ $out != *"$says"* ]]; then
+            printf '%s\n' "$out" | sed 's/^/     /'
+            fail "$name: fails, but what grade.sh prints (above) does not say \"$says\" ($t s)"
+        else
+            echo "ok   $name fails, saying \"$says\" ($t s)"
+        fi
+        (cd "$mistakes_tree" && git apply -R "$patch")
+    done
+done
+echo "     ($mistakes mistakes; this step: $(elapsed))"
 
 [ "$failed" = 0 ] && echo "ok   ${#labs[@]} labs checked in $(( SECONDS - started )) s"
 exit "$failed"

@@ -16,10 +16,17 @@
 #   FAIL s2-drain: does not compile; see target/grade/s2-drain.log
 #       error[E0308]: mismatched types
 #       …
+# A lab whose tests fail prints, under its FAIL line, why the first of
+# them failed: its name and the first lines of its panic message.
+#   FAIL s2-drain: 12 of 13 tests passed; see target/grade/s2-drain.log
+#       one_mib_in_one_write_comes_back_byte_exact panicked at stage02-epoll/tests/echo.rs:59:9:
+#       et/lt: the echo stopped after 65536 of 1048576 bytes: …
 # A run that
 # takes longer than GRADE_TIMEOUT seconds (default 600) is stopped, so a
 # stub that hangs fails its lab instead of hanging it. Exits 0 when every
-# lab graded passed.
+# lab graded passed. With GRADE_FAIL_FAST=1, a lab stops at its first
+# failing `cargo test` run (the count is then of the tests that ran), as
+# check-labs.sh grades its mistakes: a fail is all it needs to know.
 . "$(dirname "$0")/lib.sh"
 
 script_start 0 "$@"
@@ -63,6 +70,42 @@ first_error() {
         on { print; if (++n == 12) exit }' "$1"
 }
 
+# first_failure LOG — why the first failing test of a cargo test log
+# failed: the panic of the test's own thread (a panic in another thread
+# it started, such as a server's worker, comes first if the test thread
+# never panicked itself), as "NAME panicked at FILE:LINE:COL:" and up to
+# five lines of the message. Nothing if no test panicked (a test binary
+# that crashed or was stopped: cargo's own error line says so instead).
+first_failure() {
+    awk -v q="'" '
+        function flush() {
+            if (name == "") return
+            if (own != "") { print own; done = 1; exit }
+            if (other != "") { print other; done = 1; exit }
+            name = ""
+        }
+        /^---- .* stdout ----$/ { flush(); name = $2; own = ""; other = ""; grab = ""; next }
+        name == "" { next }
+        /^failures:$/ { flush(); next }
+        /^thread .* panicked at / {
+            at = substr($0, index($0, " panicked at "))
+            grab = ""
+            if ($0 ~ "^thread " q name q "( [(][0-9]+[)])? panicked at ") {
+                grab = "own"; own = name at; n = 0
+            } else if (other == "") {
+                grab = "other"; other = name ": " $0; n = 0
+            }
+            next
+        }
+        grab != "" && (/^$/ || /^note: / || /^--- / || /^stack backtrace:/ || ++n > 5) { grab = ""; next }
+        grab == "own" { own = own "\n" substr($0, 1, 200) }
+        grab == "other" { other = other "\n" substr($0, 1, 200) }
+        END { if (!done) flush() }' "$1"
+    if ! grep -q '^---- .* stdout ----$' "$1"; then
+        grep -m1 -E "^error: test failed|process didn.t exit successfully" "$1" || true
+    fi
+}
+
 # grade LAB — runs the lab's tests; prints its line, returns 1 if it failed.
 grade() {
     local lab=$1 log="$TARGET/grade/$1.log" ran=0 passed=0 failed=0 l crate target filters
@@ -79,6 +122,7 @@ grade() {
         if ! (cd "$ROOT" && CARGO_TERM_COLOR=never timeout --kill-after=10 "$GRADE_TIMEOUT" \
             cargo test -p "$crate" $target -- "${filter_args[@]}" >>"$log" 2>&1); then
             failed=1
+            [ "${GRADE_FAIL_FAST:-0}" = 1 ] && break
         fi
     done < <(manifest)
     # Every test binary says how many tests it runs, and how many passed
@@ -96,6 +140,7 @@ grade() {
         echo "FAIL $lab: no test ran (does scripts/labs.txt name tests that exist?); see $log"
     else
         echo "FAIL $lab: $passed of $ran tests passed; see $log"
+        first_failure "$log" | sed 's/^/    /'
     fi
     return 1
 }

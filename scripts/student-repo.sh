@@ -9,7 +9,8 @@
 #
 # What goes in is this working tree (committed or not, git-ignored files
 # excepted), less the instructor's material: notes/solutions/ (the
-# exercises' reference patches), the instructor guide
+# exercises' reference patches), scripts/lab-mistakes/ (the labs' wrong
+# answers, which name the traps), the instructor guide
 # (notes/src/instructor-guide.md, and its line in SUMMARY.md), and the
 # scripts that need the reference code (this one, check-labs.sh,
 # lab-stub.awk). README.md becomes a student's README; .ci/run becomes a
@@ -40,7 +41,7 @@ elif [ -e "$out" ] && [ -n "$(ls -A "$out")" ]; then
 fi
 
 # The instructor's material, as patterns of paths in the repository.
-left_out='^(notes/solutions/|notes/src/instructor-guide\.md$|scripts/(student-repo\.sh|check-labs\.sh|lab-stub\.awk)$|README\.md$|\.ci/run$)'
+left_out='^(notes/solutions/|notes/src/instructor-guide\.md$|scripts/(student-repo\.sh|check-labs\.sh|lab-stub\.awk)$|scripts/lab-mistakes/|README\.md$|\.ci/run$)'
 
 # Every lab has regions, and every region belongs to a lab of the manifest.
 manifest_labs=$(awk -F'|' '!/^[ \t]*(#|$)/ { gsub(/[ \t]/, "", $1); print $1 }' "$ROOT/scripts/labs.txt" | sort -u)

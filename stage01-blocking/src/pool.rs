@@ -105,6 +105,22 @@ impl Drop for ThreadPool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Drops `pool` on another thread and waits up to 10 s for the drop to
+    /// return: a `Drop` that never returns fails the test, not the run.
+    fn drop_within_10_s(pool: ThreadPool) {
+        let (done, dropped) = mpsc::channel();
+        thread::spawn(move || {
+            drop(pool);
+            let _ = done.send(());
+        });
+        assert!(
+            dropped.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "dropping the pool did not return within 10 s: Drop must close the channel \
+             before it joins the workers, or they wait in recv for ever"
+        );
+    }
 
     #[test]
     fn runs_every_job_before_drop_returns() {
@@ -116,21 +132,62 @@ mod tests {
                 done.fetch_add(1, Ordering::SeqCst);
             });
         }
-        drop(pool);
-        assert_eq!(done.load(Ordering::SeqCst), 100);
+        drop_within_10_s(pool);
+        let done = done.load(Ordering::SeqCst);
+        assert!(
+            done == 100,
+            "{done} of 100 jobs had run when drop returned: Drop must join every worker"
+        );
+    }
+
+    /// A job still running when the pool is dropped finishes first: the
+    /// drop waits for it (joins its worker) rather than leaving it behind.
+    #[test]
+    fn drop_waits_for_a_job_still_running() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let pool = ThreadPool::new(1).unwrap();
+        let counter = Arc::clone(&done);
+        pool.execute(move || {
+            thread::sleep(Duration::from_millis(200));
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        drop_within_10_s(pool);
+        assert!(
+            done.load(Ordering::SeqCst) == 1,
+            "drop returned while a job was still running: Drop must join every worker"
+        );
+    }
+
+    /// Waits up to 10 s for a job to say it ran.
+    fn ran_within_10_s(ran: &mpsc::Receiver<()>) -> bool {
+        ran.recv_timeout(Duration::from_secs(10)).is_ok()
     }
 
     #[test]
     fn a_panicking_job_does_not_stop_the_pool() {
-        let done = Arc::new(AtomicUsize::new(0));
         let pool = ThreadPool::new(1).unwrap();
         pool.execute(|| panic!("job failed"));
-        let counter = Arc::clone(&done);
-        pool.execute(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
-        drop(pool);
+        let (tx, ran) = mpsc::channel();
+        pool.execute(move || tx.send(()).unwrap());
         // The single worker survived the panic and ran the second job.
-        assert_eq!(done.load(Ordering::SeqCst), 1);
+        assert!(
+            ran_within_10_s(&ran),
+            "the job after a panicking one never ran: the panic took the pool's only worker \
+             with it (catch it with catch_unwind)"
+        );
+        // Dropped on the side: this test is not about Drop.
+        thread::spawn(move || drop(pool));
+    }
+
+    #[test]
+    fn a_pool_of_size_zero_still_runs_jobs() {
+        let pool = ThreadPool::new(0).unwrap();
+        let (tx, ran) = mpsc::channel();
+        pool.execute(move || tx.send(()).unwrap());
+        assert!(
+            ran_within_10_s(&ran),
+            "a pool asked for 0 workers ran no job: new must start at least one"
+        );
+        thread::spawn(move || drop(pool));
     }
 }

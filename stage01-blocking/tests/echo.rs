@@ -93,7 +93,17 @@ fn pool_of_two_blocks_the_third_client() {
     let mut first = server.connect();
     let mut second = server.connect();
     assert_eq!(roundtrip(&mut first, b"one"), b"one");
-    assert_eq!(roundtrip(&mut second, b"two"), b"two");
+    second.write_all(b"two").unwrap();
+    let mut back = [0u8; 3];
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(
+        std::io::Read::read_exact(&mut second, &mut back).is_ok() && &back == b"two",
+        "a pool of two did not serve a second client while the first was connected: \
+         is the receiver's lock held while a job runs?"
+    );
+    second.set_read_timeout(Some(testkit::PATIENCE)).unwrap();
 
     let mut third = server.connect();
     third.write_all(b"three").unwrap();
@@ -107,6 +117,27 @@ fn pool_of_two_blocks_the_third_client() {
     std::io::Read::read_exact(&mut third, &mut back).unwrap();
     assert_eq!(&back, b"three");
     assert_eq!(roundtrip(&mut second, b"still here"), b"still here");
+}
+
+/// Idle workers sleep in `recv`: over half a second with no client, an
+/// idle pool uses next to no CPU. (A worker that polls `try_recv` in a loop
+/// passes every other test, and burns a core per worker.)
+#[test]
+fn pool_workers_sleep_while_idle() {
+    let server = start("pool", &["--threads", "4"]);
+    let mut client = server.connect();
+    assert_eq!(roundtrip(&mut client, b"warm"), b"warm");
+    drop(client);
+    let before = server.cpu_ticks();
+    thread::sleep(Duration::from_millis(500));
+    let used = server.cpu_ticks() - before;
+    // A tick is 10 ms: 25 is half the wall time, far above an idle
+    // process's 0 or 1, far below what four spinning workers take.
+    assert!(
+        used < 25,
+        "an idle pool used {used} ticks of CPU in 0.5 s: its workers spin (polling try_recv?) \
+         instead of sleeping in recv"
+    );
 }
 
 /// A client that resets its connection (RST, via SO_LINGER 0) while the

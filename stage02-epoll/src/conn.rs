@@ -250,10 +250,94 @@ mod tests {
                 Status::Close => panic!("closed"),
             }
         }
-        assert_eq!(events, 64 / READS_PER_EVENT + 1);
+        assert!(
+            events == 64 / READS_PER_EVENT + 1,
+            "64 reads' worth took {events} edge-triggered event(s), not {}: each event must \
+             read until WouldBlock, and yield after READS_PER_EVENT ({READS_PER_EVENT}) reads",
+            64 / READS_PER_EVENT + 1
+        );
         let mut back = vec![0u8; 64 * 1024];
         client.read_exact(&mut back).unwrap();
         assert!(back.iter().all(|&b| b == 7));
+    }
+
+    /// Drives `conn` until `client` has its whole echo of `len` bytes
+    /// back, as a loop that is told "readable and writable" every turn.
+    /// The client stays open throughout: this echo has no EOF.
+    fn echo_through(conn: &mut Connection, client: &TcpStream, len: usize) {
+        let mut writer = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&vec![5u8; len]).unwrap());
+        let mut reader = client.try_clone().unwrap();
+        let receiver = std::thread::spawn(move || {
+            let mut back = vec![0u8; len];
+            reader.read_exact(&mut back).map(|()| back.len())
+        });
+        let both = Readiness {
+            writable: true,
+            ..READABLE
+        };
+        let mut scratch = [0u8; 64 * 1024];
+        while !receiver.is_finished() {
+            let status = conn.on_event(both, Trigger::Edge, &mut scratch);
+            assert!(status != Status::Close, "closed mid-echo");
+        }
+        assert_eq!(receiver.join().unwrap().unwrap(), len);
+        sender.join().unwrap();
+    }
+
+    /// The client sends 512 KiB, half-closes and reads nothing. With both
+    /// kernel buffers on the way back shrunk to a few KiB, most of the echo
+    /// is still owed, in `out`, when the read returns 0.
+    #[test]
+    fn eof_with_output_owed_keeps_the_connection_to_write_it() {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let (client, server) = pair();
+        setsockopt(&client, sockopt::RcvBuf, &4096).unwrap();
+        setsockopt(&server, sockopt::SndBuf, &4096).unwrap();
+        let len = 512 * 1024;
+        let mut writer = client.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            writer.write_all(&vec![3u8; len]).unwrap();
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut conn = Connection::new(server);
+        let mut scratch = [0u8; 64 * 1024];
+        let status = loop {
+            let status = conn.on_event(READABLE, Trigger::Edge, &mut scratch);
+            if conn.peer_closed || status == Status::Close {
+                break status;
+            }
+        };
+        sender.join().unwrap();
+        let owed = conn.pending();
+        assert!(owed > 0, "nothing was owed at EOF: the test proves nothing");
+        assert!(
+            status != Status::Close,
+            "the connection closed on reading EOF with {owed} bytes of its echo still owed: \
+             read returning 0 is the client's half-close, not an error; write what is owed, \
+             then close"
+        );
+    }
+
+    #[test]
+    fn flushed_output_is_reclaimed() {
+        let (client, server) = pair();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut conn = Connection::new(server);
+        let len = 8 << 20;
+        echo_through(&mut conn, &client, len);
+        // Pending output stays under the high-water mark plus one read;
+        // the allocation may be up to twice that (a Vec doubles).
+        let bound = 2 * (OUTPUT_HIGH_WATER + 64 * 1024);
+        assert!(
+            conn.out.capacity() <= bound,
+            "after an 8 MiB echo, all of it sent, the output buffer `out` holds {} bytes in an \
+             allocation of {}: a flush must reclaim what it sent, or `out` keeps growing",
+            conn.out.len(),
+            conn.out.capacity()
+        );
     }
 
     #[test]
@@ -263,12 +347,14 @@ mod tests {
         let mut conn = Connection::new(server);
         let mut scratch = [0u8; 1024];
         let status = conn.on_event(READABLE, Trigger::Level, &mut scratch);
-        assert_eq!(
-            status,
-            Status::Keep(Interest {
-                read: true,
-                write: false
-            })
+        assert!(
+            status
+                == Status::Keep(Interest {
+                    read: true,
+                    write: false
+                }),
+            "with its echo all written, the connection asked for {status:?}, not to read only: \
+             EPOLLOUT armed with nothing to send wakes a level-triggered loop on every turn"
         );
         let mut back = [0u8; 1024];
         client.read_exact(&mut back).unwrap();

@@ -271,3 +271,66 @@ impl Reactor {
 fn open_reserve() -> io::Result<File> {
     File::open("/dev/null")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Under ET, a connection that yields (its read budget spent, data still
+    /// waiting) gets no new edge from that data: only the re-arm,
+    /// `EPOLL_CTL_MOD`, makes epoll report it again. With the read buffer
+    /// shrunk to 1 KiB, 48 KiB sent at once is three budgets' worth; the
+    /// client then neither sends more nor closes, so nothing else raises an
+    /// edge, and every turn of the loop is driven by hand.
+    #[test]
+    fn a_yield_rearms_the_socket_so_the_rest_is_read() {
+        let config = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            trigger: Trigger::Edge,
+            listen_trigger: Trigger::Edge,
+            max_conns: 16,
+        };
+        let mut reactor = Reactor::bind(config).unwrap();
+        reactor.scratch = vec![0; 1024];
+        let mut client = TcpStream::connect(reactor.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let len = 48 * 1024;
+        client.write_all(&vec![9u8; len]).unwrap();
+
+        // Turns of the loop until a wait reports nothing: every event the
+        // kernel had to report has been handled.
+        let mut events = Events::with_capacity(16);
+        for turn in 0.. {
+            assert!(turn < 1000, "the loop never went quiet");
+            reactor
+                .poller
+                .wait(&mut events, Some(Duration::from_millis(500)))
+                .unwrap();
+            if events.iter().next().is_none() {
+                break;
+            }
+            for event in events.iter() {
+                reactor.dispatch(event);
+            }
+        }
+        let conn = reactor.slots[0]
+            .conn
+            .as_ref()
+            .expect("the connection was closed");
+        let mut rest = vec![0u8; len];
+        let unread = conn.stream.peek(&mut rest).unwrap_or(0);
+        assert!(
+            unread == 0,
+            "the connection yielded with {unread} of {len} bytes unread in its socket, and epoll \
+             never reported it again: a yield must re-arm the socket with EPOLL_CTL_MOD, since \
+             under ET no new edge comes for data already there"
+        );
+        let mut back = vec![0u8; len];
+        client.read_exact(&mut back).unwrap();
+        assert!(back.iter().all(|&b| b == 9), "echo differs");
+    }
+}

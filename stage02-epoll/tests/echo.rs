@@ -57,7 +57,12 @@ fn one_mib_in_one_write_comes_back_byte_exact() {
         let server = start(trigger, listen, &[]);
         let data = payload(1 << 20);
         let back = echo_large(server.addr, &data);
-        assert_eq!(back.len(), data.len(), "{trigger}/{listen}");
+        assert!(
+            back.len() == data.len(),
+            "{trigger}/{listen}: {} of {} bytes came back before the server closed",
+            back.len(),
+            data.len()
+        );
         assert!(back == data, "{trigger}/{listen}: echo differs");
     });
 }
@@ -142,7 +147,12 @@ fn a_client_that_never_reads_stalls_nobody_and_memory_stays_bounded() {
             last = now;
             stalled
         });
-        assert!(stalled, "{trigger}/{listen}: the hog was never stopped");
+        assert!(
+            stalled,
+            "{trigger}/{listen}: the hog was never stopped: the server read {} bytes from a \
+             client that never reads, and kept reading (no high-water mark on its output?)",
+            written.load(Ordering::SeqCst)
+        );
 
         let mut other = server.connect();
         assert_eq!(roundtrip(&mut other, b"not starved"), b"not starved");
@@ -152,7 +162,8 @@ fn a_client_that_never_reads_stalls_nobody_and_memory_stays_bounded() {
         let growth_kib = server.status_field("VmRSS").saturating_sub(rss_before);
         assert!(
             growth_kib < 16 * 1024,
-            "{trigger}/{listen}: RSS grew {growth_kib} KiB after the hog sent {} bytes",
+            "{trigger}/{listen}: RSS grew {growth_kib} KiB after the hog sent {} bytes: the \
+             output kept growing past its high-water mark",
             written.load(Ordering::SeqCst)
         );
         stop.store(true, Ordering::SeqCst);
@@ -187,6 +198,48 @@ fn half_close_gets_the_rest_of_the_echo_then_eof() {
         let mut back = Vec::new();
         c.read_to_end(&mut back).unwrap();
         assert_eq!(back, b"last words", "{trigger}/{listen}");
+    });
+}
+
+/// A half-close that reaches the server while it still owes a slow reader
+/// most of its echo: EOF (`read` returning 0) is not an error, and the
+/// connection closes only once everything owed is written.
+#[test]
+fn half_close_with_a_slow_reader_gets_every_byte_back() {
+    for_each_combo(|trigger, listen| {
+        let server = start(trigger, listen, &[]);
+        let data = payload(4 << 20);
+        let c = server.connect();
+        let mut writer = c.try_clone().unwrap();
+        let sent = data.clone();
+        let sender = thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        // The reader takes 16 KiB a millisecond, so the server's output may
+        // still be waiting when the EOF arrives: how much depends on the
+        // kernel's buffers. (The unit test
+        // eof_with_output_owed_keeps_the_connection_to_write_it makes sure.)
+        let mut reader = c;
+        let mut back = Vec::with_capacity(data.len());
+        let mut buf = vec![0u8; 16 * 1024];
+        let end = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break "the server closed the connection".to_string(),
+                Ok(n) => back.extend_from_slice(&buf[..n]),
+                Err(e) => break format!("the read failed: {e}"),
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        assert!(
+            back.len() == data.len(),
+            "{trigger}/{listen}: after a half-close, {} of {} bytes came back, then {end}: \
+             the echo still owed at EOF was dropped (is Ok(0) taken for an error?)",
+            back.len(),
+            data.len()
+        );
+        assert!(back == data, "{trigger}/{listen}: echo differs");
+        sender.join().unwrap();
     });
 }
 

@@ -234,8 +234,17 @@ mod tests {
         list.insert(at(base, 30), 'c');
         list.insert(at(base, 10), 'a');
         list.insert(at(base, 20), 'b');
+        let order = list.values_in_order();
+        assert!(
+            order == vec!['a', 'b', 'c'],
+            "timers due at 30, 10 and 20 ms, inserted in that order, are linked as {order:?}: \
+             insert must link each before the first later deadline"
+        );
         assert_eq!(list.next_deadline(), Some(at(base, 10)));
-        assert_eq!(list.pop_expired(at(base, 5)), None);
+        assert!(
+            list.pop_expired(at(base, 5)).is_none(),
+            "a timer due at 10 ms was popped at 5 ms: the timer fired early"
+        );
         assert_eq!(list.pop_expired(at(base, 20)), Some('a'));
         assert_eq!(list.pop_expired(at(base, 20)), Some('b'));
         assert_eq!(list.pop_expired(at(base, 20)), None);
@@ -250,12 +259,54 @@ mod tests {
         let b = list.insert(at(base, 20), 'b');
         let c = list.insert(at(base, 30), 'c');
         list.adjust(a, at(base, 40));
-        assert_eq!(list.values_in_order(), vec!['b', 'c', 'a']);
+        let order = list.values_in_order();
+        assert!(
+            order == vec!['b', 'c', 'a'],
+            "after moving a from 10 to 40 ms the list reads {order:?}: adjust must relink the \
+             timer at its new place"
+        );
         list.adjust(c, at(base, 5));
-        assert_eq!(list.values_in_order(), vec!['c', 'b', 'a']);
+        let order = list.values_in_order();
+        assert!(
+            order == vec!['c', 'b', 'a'],
+            "after moving c from 30 to 5 ms the list reads {order:?}: adjust must relink the \
+             timer at its new place"
+        );
         assert_eq!(list.remove(b), Some('b'));
         assert_eq!(list.remove(b), None, "a removed timer stays removed");
         assert_eq!(list.values_in_order(), vec!['c', 'a']);
+    }
+
+    #[test]
+    fn a_removed_last_timer_moves_the_tail_back() {
+        let base = Instant::now();
+        let mut list = TimerList::new();
+        list.insert(at(base, 10), 'a');
+        let b = list.insert(at(base, 20), 'b');
+        assert_eq!(list.remove(b), Some('b'));
+        list.insert(at(base, 30), 'c');
+        let order = list.values_in_order();
+        assert!(
+            order == vec!['a', 'c'],
+            "after removing the last timer and inserting a later one the list reads {order:?}: \
+             unlink must move the tail back to the removed node's predecessor"
+        );
+    }
+
+    #[test]
+    fn a_removed_timers_node_is_reused() {
+        let base = Instant::now();
+        let mut list = TimerList::new();
+        for i in 0..1000 {
+            let id = list.insert(at(base, i), i);
+            assert_eq!(list.remove(id), Some(i));
+        }
+        let nodes = list.nodes.len();
+        assert!(
+            nodes == 1,
+            "a thousand timers, each removed before the next was inserted, left {nodes} nodes: \
+             remove must free its node for the next insert to reuse"
+        );
     }
 
     /// One step of the property test below.

@@ -1,6 +1,7 @@
 //! Black-box tests of idle timeouts and signals. stage04 runs this file
-//! unchanged against its own binary: the behaviour must not change when the
-//! timer structure and the signal plumbing do.
+//! against its own binary, all but `a_signal_pipe_never_blocks` (its
+//! signals come through a signalfd): the behaviour must not change when
+//! the timer structure and the signal plumbing do.
 
 use std::net::TcpStream;
 use std::thread;
@@ -101,6 +102,65 @@ fn a_thousand_idle_clients_all_expire() {
         elapsed <= Duration::from_millis(TIMEOUT_MS + TICK_MS) + PATIENCE / 2,
         "the last client was closed only after {elapsed:?}"
     );
+}
+
+/// Both ends of the self-pipe are non-blocking: a handler that writes to a
+/// full blocking pipe never returns, and a loop that drains a blocking pipe
+/// to `WouldBlock` waits for ever on the read after the last byte. Read in
+/// the server's /proc: the self-pipe is the pipe its epoll instance watches
+/// (an fdinfo `tfd:` line), with the other fd of the same pipe; the flags
+/// are octal, and O_NONBLOCK is 04000.
+#[test]
+fn a_signal_pipe_never_blocks() {
+    let server = start(60_000);
+    let pid = server.pid();
+    let target = |fd: &str| {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let fdinfo = |fd: &str| std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let epoll = fds
+        .iter()
+        .find(|fd| target(fd) == "anon_inode:[eventpoll]")
+        .expect("no epoll instance");
+    let watched: Vec<String> = fdinfo(epoll)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("tfd:")?
+                .split_whitespace()
+                .next()
+                .map(String::from)
+        })
+        .collect();
+    let pipe = watched
+        .iter()
+        .map(|fd| target(fd))
+        .find(|t| t.starts_with("pipe:"))
+        .expect("epoll watches no pipe: where is the self-pipe?");
+    let ends: Vec<&String> = fds.iter().filter(|fd| target(fd) == pipe).collect();
+    assert_eq!(
+        ends.len(),
+        2,
+        "the self-pipe {pipe} has {} ends open",
+        ends.len()
+    );
+    for fd in ends {
+        let flags = fdinfo(fd)
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .unwrap();
+        assert!(
+            flags & 0o4000 != 0,
+            "the self-pipe's fd {fd} is blocking: a handler writing to it when full would \
+             never return, and draining it blocks after the last byte (make it O_NONBLOCK)"
+        );
+    }
 }
 
 fn clean_exit_on(signal: &str) {

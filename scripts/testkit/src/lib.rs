@@ -343,28 +343,66 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Writes `msg` and reads back exactly as many bytes.
+/// Writes `msg` and reads back exactly as many bytes. A short echo fails
+/// saying how many bytes came back, and of how many.
 pub fn roundtrip(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
     stream.write_all(msg).expect("write");
     let mut back = vec![0; msg.len()];
-    stream.read_exact(&mut back).expect("read echo");
+    let mut got = 0;
+    while got < back.len() {
+        match stream.read(&mut back[got..]) {
+            Ok(0) => panic!(
+                "the echo stopped after {got} of {} bytes: the server closed the connection",
+                msg.len()
+            ),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "the echo stopped after {got} of {} bytes: {}",
+                msg.len(),
+                why_read_failed(&e)
+            ),
+        }
+    }
     back
+}
+
+/// A failed read of an echo in words: a timeout is the server going
+/// silent, not an error of its own.
+fn why_read_failed(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("nothing more came within {PATIENCE:?}")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Sends `payload` from a second thread while this one reads the echo, as a
 /// large echo must be: a client that writes everything before it reads
-/// deadlocks once both directions' socket buffers are full.
+/// deadlocks once both directions' socket buffers are full. An echo that
+/// stops short fails saying how many bytes came back, and of how many.
 pub fn echo_large(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let mut stream = connect(addr);
     let mut writer = stream.try_clone().expect("clone");
     let data = payload.to_vec();
     let sender = thread::spawn(move || {
-        writer.write_all(&data).expect("write payload");
-        writer.shutdown(Shutdown::Write).expect("half-close");
+        // A server that stops reading stops this write too; the reader
+        // below says so, with the bytes it got.
+        writer
+            .write_all(&data)
+            .and_then(|()| writer.shutdown(Shutdown::Write))
     });
     let mut back = Vec::with_capacity(payload.len());
-    stream.read_to_end(&mut back).expect("read echo");
-    sender.join().expect("writer thread");
+    if let Err(e) = stream.read_to_end(&mut back) {
+        panic!(
+            "the echo stopped after {} of {} bytes: {}",
+            back.len(),
+            payload.len(),
+            why_read_failed(&e)
+        );
+    }
+    let _ = sender.join().expect("writer thread");
     back
 }
 
