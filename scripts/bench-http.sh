@@ -181,6 +181,10 @@ for round in $(seq 1 "$ROUNDS"); do
             done
             csv_row "$lab" "CPU / request, nginx / stage06" \
                 "$(ratio "${this_cpu[nginx]}" "${this_cpu[stage06]}")" "$round"
+            if [ -n "${BASELINE:-}" ]; then
+                csv_row "$lab" "CPU / request, stage06 / baseline" \
+                    "$(ratio "${this_cpu[stage06]}" "${this_cpu[baseline]}")" "$round"
+            fi
             csv_row "$lab" "wrk's CPU busy, beside stage06" "${this_load[stage06]}" "$round"
         fi
     done

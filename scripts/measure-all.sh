@@ -50,7 +50,7 @@ case $PLACEMENT in
     *) echo "PLACEMENT=$PLACEMENT: not a placement (split or shared)" >&2; exit 1 ;;
 esac
 # The tables measured in PLACEMENT; the others ignore it.
-placed_tables=" bench-http-pass bench-http-reuseport bench-http-shared bench-http-level bench-http-levers lever-batch lever-head latency-http "
+placed_tables=" bench-http-pass bench-http-reuseport bench-http-shared bench-http-level bench-http-levers lever-batch lever-head trace-cost latency-http "
 # data_name NAME — the CSV's name: NAME, or NAME-placement-shared for a
 # table measured in shared placement.
 data_name() {
@@ -200,6 +200,22 @@ t_placement-then-now() {
     for p in shared split; do
         CSV_ROW_PREFIX="$p: " BASELINE="$then/release/stage06-full" PLACEMENT=$p ROUNDS=$ROUNDS "$S/bench-http.sh"
     done
+}
+t_trace-cost() {
+    # --trace off: this build's spans against the build before they were
+    # written (0427377, the commit before stage02's --trace): the cost a
+    # server that never records pays for being able to.
+    local before="$TARGET/before-trace"
+    if [ ! -x "$before/release/stage06-full" ]; then
+        rm -rf "$before/src" && git -C "$ROOT" worktree add -f --detach "$before/src" 0427377 >/dev/null
+        (cd "$before/src" && CARGO_TARGET_DIR="$before" cargo build --release --quiet -p stage06-full) >&2
+        git -C "$ROOT" worktree remove --force "$before/src"
+    fi
+    header "--trace off: this build against the build before the timeline's spans (0427377)" load \
+        "BASELINE=0427377-build PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS scripts/bench-http.sh, 0427377-build being stage06-full built at 0427377" \
+        "$(placement_note "$(wrk_note)")" \
+        "stage06 / baseline is what the spans cost with no --trace, taken round by round; $(nginx_note)."
+    BASELINE="$before/release/stage06-full" PLACEMENT=$PLACEMENT ROUNDS=$ROUNDS "$S/bench-http.sh"
 }
 t_who-sends() {
     header "Who does the work of a 1 MiB response: stage06 and nginx" server \

@@ -137,6 +137,18 @@ const SHOWN: &[(&str, &[&str])] = &[
     ("lever-head", AGAINST_BASELINE),
     ("pin-shared", AGAINST_BASELINE),
     ("placement-then-now", AGAINST_BASELINE),
+    // The spans' cost with --trace off: requests/s, and the server's CPU
+    // per request, which holds where wrk is the limit.
+    (
+        "trace-cost",
+        &[
+            "stage06 / baseline",
+            "CPU / request, stage06 / baseline",
+            "stage06 CPU µs / request",
+            "baseline CPU µs / request",
+            "wrk's CPU busy, beside stage06",
+        ],
+    ),
 ];
 
 /// The columns table `name` shows, when not all.
