@@ -198,3 +198,71 @@ fn ex2_4_threads_share_one_epoll_set_and_every_echo_stays_exact() {
         }
     }
 }
+
+#[test]
+#[ignore = "ex2.5 (easy): say on the timeline why each drain stopped (the event span's `drain`)"]
+fn ex2_5_each_drain_says_why_it_stopped() {
+    use testkit::timeline::Timeline;
+
+    let path = std::env::temp_dir().join(format!("ex2_5-{}.json", std::process::id()));
+    let server = start(&["--trigger", "et", "--trace", path.to_str().unwrap()]);
+    // 2 MiB, then the half-close: drains that end at EAGAIN, and one at EOF.
+    let data = payload(2 << 20);
+    let mut client = server.connect();
+    let mut reader = client.try_clone().unwrap();
+    let sent = data.clone();
+    let sender = thread::spawn(move || {
+        let _ = client.write_all(&sent);
+        let _ = client.shutdown(Shutdown::Write);
+    });
+    let mut back = Vec::new();
+    let _ = reader.read_to_end(&mut back);
+    let _ = sender.join();
+    assert!(
+        back == data,
+        "the echo differs ({} of {} bytes)",
+        back.len(),
+        data.len()
+    );
+    // The loop writes its timeline before it sleeps: one more round trip
+    // makes it sleep after the drains above.
+    let mut sentinel = server.connect();
+    assert_eq!(roundtrip(&mut sentinel, b"!"), b"!");
+    let timeline = Timeline::read(&path);
+    let _ = std::fs::remove_file(&path);
+
+    let mut seen = Vec::new();
+    for event in timeline.named("event") {
+        let reads = timeline.inside(event, "read");
+        let Some(last) = reads.last() else { continue };
+        let drain = event.text("drain").unwrap_or_else(|| {
+            panic!(
+                "an event span that read has no `drain` field: {:?}",
+                event.args
+            )
+        });
+        let expected = if last.text("error") == Some("WouldBlock") {
+            "eagain"
+        } else if last.num("bytes") == Some(0) {
+            "eof"
+        } else {
+            drain // a budget or a high-water stop: the read count says which
+        };
+        assert_eq!(
+            drain, expected,
+            "a drain whose last read returned {:?} says it stopped at {drain:?}",
+            last.args
+        );
+        assert!(
+            ["eagain", "eof", "budget", "high_water"].contains(&drain),
+            "`drain` is one of eagain, eof, budget, high_water, not {drain:?}"
+        );
+        seen.push(drain.to_string());
+    }
+    for wanted in ["eagain", "eof"] {
+        assert!(
+            seen.iter().any(|d| d == wanted),
+            "no drain stopped at {wanted}: {seen:?}"
+        );
+    }
+}
