@@ -289,3 +289,81 @@ fn ex5_4_an_upgrade_drops_no_connection_and_the_old_master_retires() {
     let mut late = server.connect();
     assert_eq!(roundtrip(&mut late, b"late"), b"late");
 }
+
+/// The ports in a span's `ports` field, written as a list (`[51000, 51002]`).
+fn ports_of(span: &testkit::timeline::Span) -> Vec<u16> {
+    let text = span.text("ports").unwrap_or_else(|| {
+        panic!(
+            "a `{}` span has no `ports` field: {:?}",
+            span.name, span.args
+        )
+    });
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("a port"))
+        .collect()
+}
+
+#[test]
+#[ignore = "ex5.5 (easy): follow a connection from the master to its worker on the timeline (`ports`)"]
+fn ex5_5_each_connection_is_passed_once_and_received_once() {
+    use testkit::PATIENCE;
+    use testkit::timeline::Timeline;
+
+    let path = std::env::temp_dir().join(format!("ex5_5-{}.json", std::process::id()));
+    let mut server = start(&[
+        "--workers",
+        "2",
+        "--dispatch",
+        "pass",
+        "--trace",
+        path.to_str().unwrap(),
+    ]);
+    let mut clients: Vec<_> = (0..6).map(|_| server.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let msg = format!("client {i}\n");
+        assert_eq!(roundtrip(c, msg.as_bytes()), msg.as_bytes());
+    }
+    let ports: Vec<u16> = clients
+        .iter()
+        .map(|c| c.local_addr().unwrap().port())
+        .collect();
+    drop(clients);
+    server.signal("TERM");
+    let exit = server.wait_exit(PATIENCE).expect("the master exits");
+    assert!(exit.success(), "master exit {exit:?}");
+    let timeline = Timeline::read(&path);
+    let _ = std::fs::remove_file(&path);
+
+    let master = u64::from(server.pid());
+    for port in ports {
+        let passed: Vec<_> = timeline
+            .named("pass")
+            .filter(|s| s.pid == master && ports_of(s).contains(&port))
+            .collect();
+        assert_eq!(
+            passed.len(),
+            1,
+            "the client on port {port} was passed {} times",
+            passed.len()
+        );
+        let received: Vec<_> = timeline
+            .named("receive")
+            .filter(|s| {
+                s.pid != master && s.args.contains_key("ports") && ports_of(s).contains(&port)
+            })
+            .collect();
+        assert_eq!(
+            received.len(),
+            1,
+            "the client on port {port} was received by {} workers",
+            received.len()
+        );
+        assert!(
+            received[0].end >= passed[0].start,
+            "port {port}: received at {} µs, before the master passed it at {} µs",
+            received[0].end,
+            passed[0].start
+        );
+    }
+}
