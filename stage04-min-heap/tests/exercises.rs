@@ -207,3 +207,42 @@ fn ex4_4_a_loop_per_thread_serves_expires_and_stops_together() {
         assert!(sees_close(c), "a client did not see EOF");
     }
 }
+
+#[test]
+#[ignore = "ex4.5 (easy): the timerfd span says how late the alarm came (`late_us`)"]
+fn ex4_5_the_alarm_is_never_early_and_says_how_late() {
+    use testkit::PATIENCE;
+    use testkit::timeline::Timeline;
+
+    let path = std::env::temp_dir().join(format!("ex4_5-{}.json", std::process::id()));
+    let mut server = start(&[
+        "--idle-timeout-ms",
+        "200",
+        "--trace",
+        path.to_str().unwrap(),
+    ]);
+    // Three idle clients, a little apart: three deadlines, each its alarm.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(server.connect());
+        thread::sleep(Duration::from_millis(30));
+    }
+    for client in &mut idle {
+        assert!(sees_close(client), "an idle client was not closed");
+    }
+    server.signal("TERM");
+    let exit = server.wait_exit(PATIENCE).expect("the server exits");
+    assert!(exit.success(), "exit {exit:?}");
+    let timeline = Timeline::read(&path);
+    let _ = std::fs::remove_file(&path);
+
+    let alarms: Vec<_> = timeline.named("timerfd").collect();
+    assert!(!alarms.is_empty(), "no timerfd span: the alarm never fired");
+    for alarm in alarms {
+        assert!(
+            alarm.num("late_us").is_some(),
+            "a timerfd span without `late_us` (a whole number of µs, never negative): {:?}",
+            alarm.args
+        );
+    }
+}
