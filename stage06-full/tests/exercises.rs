@@ -218,3 +218,48 @@ fn ex6_4_splice_sends_files_byte_exact_even_to_a_slow_reader() {
         pipes(worker)
     );
 }
+
+#[test]
+#[ignore = "ex6.5 (easy): the pool's process span says how long the request waited for a pool thread (`queued_us`)"]
+fn ex6_5_a_pool_thread_says_how_long_the_request_queued() {
+    use testkit::PATIENCE;
+    use testkit::timeline::Timeline;
+
+    let site = Site::new("ex6_5");
+    let path = site.0.join("timeline.json");
+    let mut server = site.start(&["--model", "proactor-sim", "--trace", path.to_str().unwrap()]);
+    let mut stream = server.connect();
+    let get = "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    stream.write_all(get.repeat(3).as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..3 {
+        let response = read_response(&mut reader, false).expect("a response");
+        assert_eq!(response.status, 200);
+    }
+    drop(reader);
+    server.signal("TERM");
+    let exit = server.wait_exit(PATIENCE).expect("the server exits");
+    assert!(exit.success(), "exit {exit:?}");
+    let timeline = Timeline::read(&path);
+
+    let worker = timeline
+        .processes
+        .iter()
+        .find(|(_, name)| name.contains("worker"))
+        .map(|(pid, _)| *pid)
+        .expect("a worker on the timeline");
+    // The pool threads' `process` spans: off the loop's thread.
+    let pooled: Vec<_> = timeline
+        .named("process")
+        .filter(|s| s.pid == worker && s.tid != worker)
+        .collect();
+    assert!(!pooled.is_empty(), "no request was parsed on a pool thread");
+    for span in pooled {
+        assert!(
+            span.num("queued_us").is_some(),
+            "a pool thread's process span without `queued_us` (µs from the hand-off to the \
+             pool thread taking it): {:?}",
+            span.args
+        );
+    }
+}
