@@ -152,3 +152,47 @@ fn ex3_4_a_thousand_timers_on_the_wheel_all_expire() {
     let mut c = server.connect();
     assert_eq!(roundtrip(&mut c, b"after"), b"after");
 }
+
+#[test]
+#[ignore = "ex3.5 (easy): each tick says how many timers it found and how many it expired"]
+fn ex3_5_each_tick_says_what_it_found() {
+    use testkit::PATIENCE;
+    use testkit::timeline::Timeline;
+
+    let path = std::env::temp_dir().join(format!("ex3_5-{}.json", std::process::id()));
+    let mut server = start(&[
+        "--tick-ms",
+        "20",
+        "--idle-timeout-ms",
+        "300",
+        "--trace",
+        path.to_str().unwrap(),
+    ]);
+    let mut idle = server.connect();
+    assert!(sees_close(&mut idle), "the idle client was not closed");
+    server.signal("TERM");
+    let exit = server.wait_exit(PATIENCE).expect("the server exits");
+    assert!(exit.success(), "exit {exit:?}");
+    let timeline = Timeline::read(&path);
+    let _ = std::fs::remove_file(&path);
+
+    let ticks: Vec<_> = timeline.named("tick").collect();
+    let field = |span: &testkit::timeline::Span, key: &str| {
+        span.num(key)
+            .unwrap_or_else(|| panic!("a tick span without `{key}` (a count): {:?}", span.args))
+    };
+    let expired: u64 = ticks.iter().map(|t| field(t, "expired")).sum();
+    assert_eq!(
+        expired, 1,
+        "the ticks expired {expired} timers; one client idled out"
+    );
+    let idle_ticks = ticks
+        .iter()
+        .filter(|t| field(t, "timers") >= 1 && field(t, "expired") == 0)
+        .count();
+    assert!(
+        idle_ticks >= 3,
+        "{idle_ticks} ticks found a timer not yet due: with a 20 ms tick and a 300 ms timeout, \
+         the loop wakes many times for nothing"
+    );
+}
