@@ -299,6 +299,28 @@ mod tests {
         assert_eq!(list.values_in_order(), vec!['c', 'a']);
     }
 
+    /// Deadlines 1, 4, 2, 5, 3 make a heap whose right child (2) is due
+    /// before the left (3) once the root is popped: sifting down must swap
+    /// with the smaller child, or 3 comes out before 2.
+    #[test]
+    fn sift_down_swaps_with_the_smaller_child() {
+        let base = Instant::now();
+        let mut list = TimerHeap::new();
+        for ms in [1, 4, 2, 5, 3] {
+            list.insert(at(base, ms), ms);
+        }
+        let mut popped = Vec::new();
+        while let Some(ms) = list.pop_expired(at(base, 10)) {
+            list.check_invariants();
+            popped.push(ms);
+        }
+        assert_eq!(
+            popped,
+            vec![1, 2, 3, 4, 5],
+            "timers came out of deadline order: sift down must swap with the smaller child"
+        );
+    }
+
     /// Every insert of a timer due before the others sifts it up to the
     /// root: each swap on the way must leave every entry's `pos` right.
     #[test]
