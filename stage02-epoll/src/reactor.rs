@@ -322,7 +322,7 @@ mod tests {
             .as_ref()
             .expect("the connection was closed");
         let mut rest = vec![0u8; len];
-        let unread = conn.stream.peek(&mut rest).unwrap_or(0);
+        let unread = conn.stream.0.peek(&mut rest).unwrap_or(0);
         assert!(
             unread == 0,
             "the connection yielded with {unread} of {len} bytes unread in its socket, and epoll \
