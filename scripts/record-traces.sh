@@ -131,15 +131,22 @@ def client(mode, addr):
     print("%.3f %.3f" % (start, now_us()))
 
 def trim(path, start, end):
-    """The M events, and the others with start <= ts <= end, one per line."""
-    kept = []
+    """The M events, and the others with start <= ts <= end, one per line,
+    as written; then the window's edges, as two global instants called
+    `window` (a line across every track in Perfetto; the charts take the
+    window from them and do not draw them)."""
+    kept, pid = [], None
     for line in open(path):
         line = line.strip().rstrip(",")
         if line in ("[", "]", ""):
             continue
         event = json.loads(line)
+        pid = pid or event["pid"]
         if event["ph"] == "M" or start <= event["ts"] <= end:
             kept.append(line)
+    for edge, ts in (("start", start), ("end", end)):
+        kept.append('{"ph":"i","name":"window","pid":%d,"tid":%d,"ts":%.3f,"s":"g","args":{"edge":"%s"}}'
+                    % (pid, pid, ts, edge))
     print("[\n" + ",\n".join(kept) + "\n]")
 
 if sys.argv[1] == "client":
