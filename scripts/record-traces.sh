@@ -62,10 +62,16 @@ import json, socket, sys, time
 def now_us():
     return time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6
 
+started = []
+
 def connect(addr):
+    """A connection; the first one's return starts the window (before it,
+    the server only sleeps)."""
     host, port = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not started:
+        started.append(now_us())
     return s
 
 def read_exactly(s, n):
@@ -100,7 +106,6 @@ def http_responses(s, count):
         buf = buf[length:]
 
 def client(mode, addr):
-    start = now_us()
     if mode == "echo":
         s = connect(addr)
         data = b"x" * 200000
@@ -127,8 +132,8 @@ def client(mode, addr):
         http_responses(s, 3)
         s.close()
     # The server's side of the close, a moment after the client's.
-    time.sleep(0.002)
-    print("%.3f %.3f" % (start, now_us()))
+    time.sleep(0.0005)
+    print("%.3f %.3f" % (started[0], now_us()))
 
 def trim(path, start, end):
     """The M events, and the others with start <= ts <= end, one per line,
@@ -156,7 +161,8 @@ else:
 PY
 
 # record NAME CLIENT-MODE SERVER [FLAGS…] — one trace into $OUT/NAME.json.
-# The window is the client's life with a margin of a hundredth of it on
+# The window is the client's life (from its first connection's return to
+# half a millisecond after its last close) with a margin of a hundredth of it on
 # each side (at least 20 µs), so that the wake-up before its first event
 # and the wait after its last show, but not the server's stop. Returns 1 if the server did not start.
 record() {
