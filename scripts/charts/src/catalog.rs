@@ -103,6 +103,67 @@ pub const CHARTS: &[Chart] = &[
     },
 ];
 
+/// One SVG under `notes/src/img/timelines/`: traces of
+/// `notes/data/traces/`, one panel each, stacked on one time scale.
+pub struct Timeline {
+    pub file: &'static str,
+    pub title: &'static str,
+    pub panels: &'static [Panel],
+}
+
+/// One trace, under its title: the command that recorded it
+/// (scripts/record-traces.sh).
+pub struct Panel {
+    pub trace: &'static str,
+    pub title: &'static str,
+}
+
+const fn panel(trace: &'static str, title: &'static str) -> Panel {
+    Panel { trace, title }
+}
+
+pub const TIMELINES: &[Timeline] = &[
+    Timeline {
+        file: "lt-et.svg",
+        title: "One client writes 200,000 bytes at once: level- against edge-triggered",
+        panels: &[
+            panel("lt", "stage02-epoll --trigger lt"),
+            panel("et", "stage02-epoll --trigger et"),
+        ],
+    },
+    Timeline {
+        file: "timers.svg",
+        title: "One idle connection, closed after 300 ms: a 50 ms tick against a timerfd",
+        panels: &[
+            panel(
+                "tick",
+                "stage03-timer-list --tick-ms 50 --idle-timeout-ms 300",
+            ),
+            panel("timerfd", "stage04-min-heap --idle-timeout-ms 300"),
+        ],
+    },
+    Timeline {
+        file: "prefork.svg",
+        title: "Three connections through the master to two workers",
+        panels: &[panel(
+            "prefork",
+            "stage05-prefork --workers 2 --dispatch pass",
+        )],
+    },
+    Timeline {
+        file: "models.svg",
+        title: "Three pipelined GETs in one write, under each I/O model",
+        panels: &[
+            panel("reactor", "stage06-full --workers 1 --model reactor"),
+            panel(
+                "proactor-sim",
+                "stage06-full --workers 1 --model proactor-sim",
+            ),
+            panel("uring", "stage06-full --workers 1 --model uring"),
+        ],
+    },
+];
+
 /// The columns of a table that compares a build with a baseline: its
 /// two ratios and the two p99s. The requests/s of the three servers stay
 /// in the CSV; beside them the table would not fit the book's column.

@@ -7,11 +7,15 @@
 //!
 //! - for each CSV, a markdown table, `notes/src/measured/NAME.md`, which a
 //!   chapter includes with `{{#include measured/NAME.md}}`;
-//! - the charts declared in `catalog`, as SVG in `notes/src/img/charts/`.
+//! - the charts declared in `catalog`, as SVG in `notes/src/img/charts/`;
+//! - the timelines declared in `catalog`, as SVG in
+//!   `notes/src/img/timelines/`, drawn from the small traces
+//!   `scripts/record-traces.sh` writes to `notes/data/traces/NAME.json`.
 //!
 //! `cargo run -p charts` writes them (and removes tables whose CSV is gone);
 //! `cargo run -p charts -- --check`, which CI runs, writes nothing and fails
-//! when a committed file is not exactly what the committed CSVs give. So no
+//! when a committed file is not exactly what the committed CSVs and traces
+//! give. So no
 //! number in the book is typed by hand, and none goes stale unnoticed. The
 //! output is the same bytes on every run and machine, or the check could
 //! not be byte for byte.
@@ -22,6 +26,8 @@ mod chart;
 mod csv;
 mod labels;
 mod table;
+mod timeline;
+mod trace;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,6 +54,12 @@ struct Args {
     /// where the SVG charts go (default: notes/src/img/charts)
     #[argh(option)]
     charts: Option<PathBuf>,
+    /// the recorded traces (default: notes/data/traces)
+    #[argh(option)]
+    traces: Option<PathBuf>,
+    /// where the SVG timelines go (default: notes/src/img/timelines)
+    #[argh(option)]
+    timelines: Option<PathBuf>,
     /// compare with the files on disk instead of writing them
     #[argh(switch)]
     check: bool,
@@ -100,6 +112,8 @@ fn run(args: &Args) -> Result<bool> {
     let data_dir = dir(&args.data, "notes/data");
     let tables_dir = dir(&args.tables, "notes/src/measured");
     let charts_dir = dir(&args.charts, "notes/src/img/charts");
+    let traces_dir = dir(&args.traces, "notes/data/traces");
+    let timelines_dir = dir(&args.timelines, "notes/src/img/timelines");
 
     let data = load_data(&data_dir)?;
     let mut rendered = Vec::new();
@@ -123,9 +137,19 @@ fn run(args: &Args) -> Result<bool> {
             text,
         });
     }
+    let traces = load_traces(&traces_dir)?;
+    for t in catalog::TIMELINES {
+        let text = timeline::render(t, &traces).with_context(|| format!("timeline {}", t.file))?;
+        rendered.push(Rendered {
+            path: timelines_dir.join(t.file),
+            text,
+        });
+    }
     let mut stale = stale_files(&tables_dir, "md", &rendered, "no CSV gives it")?;
     let why = "no chart of scripts/charts/src/catalog.rs makes it";
     stale.extend(stale_files(&charts_dir, "svg", &rendered, why)?);
+    let why = "no timeline of scripts/charts/src/catalog.rs makes it";
+    stale.extend(stale_files(&timelines_dir, "svg", &rendered, why)?);
 
     if args.check {
         check(&rendered, &stale)
@@ -160,6 +184,31 @@ fn load_data(dir: &Path) -> Result<BTreeMap<String, Measured>> {
         show(dir)
     );
     Ok(data)
+}
+
+/// Every `*.json` trace of `dir`, by name, read; none if `dir` does not
+/// exist (a timeline that needs one then says which).
+fn load_traces(dir: &Path) -> Result<BTreeMap<String, trace::Trace>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", show(dir))),
+    };
+    let mut traces = BTreeMap::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = (path.file_stem().and_then(|s| s.to_str()))
+            .with_context(|| format!("{}: not a UTF-8 name", show(&path)))?
+            .to_string();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", show(&path)))?;
+        let trace = trace::parse(&text).with_context(|| show(&path))?;
+        traces.insert(name, trace);
+    }
+    Ok(traces)
 }
 
 /// The `*.EXT` files of `dir` that are not rendered (none if `dir` does
@@ -206,14 +255,17 @@ fn check(rendered: &[Rendered], stale: &[Stale]) -> Result<bool> {
         problems.push(format!("stale:   {} ({})", show(&s.path), s.why));
     }
     if problems.is_empty() {
-        println!("charts: all {} files match the CSVs", rendered.len());
+        println!(
+            "charts: all {} files match the CSVs and traces",
+            rendered.len()
+        );
         return Ok(true);
     }
     for p in &problems {
         eprintln!("{p}");
     }
     eprintln!(
-        "charts: {} of the book's tables and charts are not what the CSVs give; \
+        "charts: {} of the book's tables and pictures are not what the CSVs and traces give; \
          run `cargo run -p charts` and commit the result",
         problems.len()
     );

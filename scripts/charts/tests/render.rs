@@ -35,8 +35,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs the binary with --data DATA and its outputs in OUT/measured and
-/// OUT/charts, plus `extra` flags.
+/// The committed traces: the timelines are drawn from them (read only).
+const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../notes/data/traces");
+
+/// Runs the binary with --data DATA and its outputs in OUT/measured,
+/// OUT/charts and OUT/timelines, plus `extra` flags.
 fn charts(data: &Path, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_charts"))
         .arg("--data")
@@ -45,6 +48,10 @@ fn charts(data: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg(out.join("measured"))
         .arg("--charts")
         .arg(out.join("charts"))
+        .arg("--traces")
+        .arg(TRACES)
+        .arg("--timelines")
+        .arg(out.join("timelines"))
         .args(extra)
         .output()
         .unwrap()
@@ -64,7 +71,7 @@ fn fails(output: &Output) -> String {
 /// Every file under `dir`, by path, sorted.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
-    for sub in ["measured", "charts"] {
+    for sub in ["measured", "charts", "timelines"] {
         for entry in fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             let bytes = fs::read(&path).unwrap();
@@ -117,12 +124,12 @@ fn rendering_twice_gives_the_same_bytes() {
     succeeds(&charts(Path::new(FIXTURES), &a, &[]));
     succeeds(&charts(Path::new(FIXTURES), &b, &[]));
     let (fa, fb) = (files(&a), files(&b));
-    assert_eq!(fa.len(), 7 + CHARTS.len());
+    assert_eq!(fa.len(), 7 + CHARTS.len() + 4);
     assert!(fa == fb, "two runs wrote different files");
     // And a second run over the first one changes nothing.
     let again = succeeds(&charts(Path::new(FIXTURES), &a, &[]));
     assert!(
-        again.contains("0 written, 12 unchanged, 0 removed"),
+        again.contains("0 written, 16 unchanged, 0 removed"),
         "{again}"
     );
 }
@@ -148,7 +155,7 @@ fn check_passes_on_what_was_written_and_names_what_is_not() {
     assert!(stderr.contains("stale: "), "{stderr}");
     assert!(stderr.contains("gone.md"), "{stderr}");
     assert!(
-        stderr.contains("3 of the book's tables and charts"),
+        stderr.contains("3 of the book's tables and pictures"),
         "{stderr}"
     );
     assert!(files(&out) == before, "--check wrote something");
@@ -156,7 +163,7 @@ fn check_passes_on_what_was_written_and_names_what_is_not() {
     // Writing repairs all three.
     let stdout = succeeds(&charts(data, &out, &[]));
     assert!(
-        stdout.contains("2 written, 10 unchanged, 1 removed"),
+        stdout.contains("2 written, 14 unchanged, 1 removed"),
         "{stdout}"
     );
     succeeds(&charts(data, &out, &["--check"]));
@@ -243,7 +250,56 @@ fn help_lists_the_flags() {
         .output()
         .unwrap();
     let help = succeeds(&output);
-    for flag in ["--data", "--tables", "--charts", "--check"] {
+    for flag in [
+        "--data",
+        "--tables",
+        "--charts",
+        "--traces",
+        "--timelines",
+        "--check",
+    ] {
         assert!(help.contains(flag), "{help}");
     }
+}
+
+#[test]
+fn check_covers_the_timelines_and_a_missing_trace_names_its_file() {
+    let out = scratch("timelines");
+    let data = Path::new(FIXTURES);
+    succeeds(&charts(data, &out, &[]));
+    let svg = fs::read_to_string(out.join("timelines/lt-et.svg")).unwrap();
+    assert!(svg.contains("stage02-epoll --trigger et"), "{svg}");
+    fs::remove_file(out.join("timelines/models.svg")).unwrap();
+    fs::write(out.join("timelines/old.svg"), "<svg/>\n").unwrap();
+    let stderr = fails(&charts(data, &out, &["--check"]));
+    assert!(
+        stderr.contains("missing: ") && stderr.contains("models.svg"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stale: ") && stderr.contains("old.svg"),
+        "{stderr}"
+    );
+
+    let traces = out.join("traces");
+    fs::create_dir_all(&traces).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_charts"))
+        .arg("--data")
+        .arg(data)
+        .arg("--tables")
+        .arg(out.join("measured"))
+        .arg("--charts")
+        .arg(out.join("charts"))
+        .arg("--traces")
+        .arg(&traces)
+        .arg("--timelines")
+        .arg(out.join("timelines"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    let stderr = fails(&output);
+    assert!(
+        stderr.contains("timeline lt-et.svg: needs notes/data/traces/lt.json"),
+        "{stderr}"
+    );
 }
