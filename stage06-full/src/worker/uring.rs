@@ -224,10 +224,15 @@ impl Uring {
     /// Runs the session until it needs the kernel; submits that.
     fn advance(&mut self, index: usize, mut conn: Box<Conn>) {
         let res = &mut self.shell.res;
+        let fd = conn.stream.as_raw_fd();
         loop {
             match conn.session.next() {
-                Next::Process => conn.session.process(&mut res.env()),
+                Next::Process => {
+                    let _span = tracing::info_span!("process", fd).entered();
+                    conn.session.process(&mut res.env());
+                }
                 Next::Open { path, dir } => {
+                    let _span = tracing::info_span!("open", fd).entered();
                     let opened = res.files.open(&res.root, path, dir, res.now);
                     conn.session.opened(opened, &mut res.env());
                 }
@@ -247,7 +252,6 @@ impl Uring {
         let idle = conn.session.is_idle();
         let deadline = conn.session.deadline(&self.shell.config.timeouts);
         self.shell.set_deadline(index, deadline);
-        let fd = conn.stream.as_raw_fd();
         let _span = tracing::info_span!("submit", fd, op = tracing::field::Empty).entered();
         match self
             .ring
