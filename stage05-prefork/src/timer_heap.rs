@@ -207,16 +207,30 @@ impl<T: Copy> TimerHeap<T> {
     /// For tests; panics on a broken invariant.
     pub fn check_invariants(&self) {
         for (pos, &index) in self.heap.iter().enumerate() {
-            assert_eq!(self.entries[index].pos, pos, "handle of entry {index}");
+            let said = self.entries[index].pos;
+            assert_eq!(
+                said, pos,
+                "stale position: entry {index} sits at heap[{pos}] but its pos says {said} \
+                 (a swap must update both entries' pos)"
+            );
             if pos > 0 {
                 assert!(
                     self.key((pos - 1) / 2) <= self.key(pos),
-                    "heap order at {pos}"
+                    "heap order broken at heap[{pos}]: its parent is due later"
                 );
             }
         }
         let live = self.entries.iter().filter(|e| e.pos != NOT_IN_HEAP).count();
         assert_eq!(live, self.heap.len(), "entries in the heap");
+        assert_eq!(
+            self.entries.len(),
+            self.heap.len() + self.free.len(),
+            "leaked entries: {} entries, {} in the heap and {} free \
+             (remove must put the entry on the free list)",
+            self.entries.len(),
+            self.heap.len(),
+            self.free.len()
+        );
     }
 }
 
@@ -241,7 +255,11 @@ mod tests {
         assert_eq!(list.next_deadline(), Some(at(base, 10)));
         assert_eq!(list.pop_expired(at(base, 5)), None);
         assert_eq!(list.pop_expired(at(base, 20)), Some('a'));
-        assert_eq!(list.pop_expired(at(base, 20)), Some('b'));
+        assert_eq!(
+            list.pop_expired(at(base, 20)),
+            Some('b'),
+            "a timer due exactly now was not popped: due means deadline <= now"
+        );
         assert_eq!(list.pop_expired(at(base, 20)), None);
         assert_eq!(list.len(), 1);
     }
@@ -254,12 +272,99 @@ mod tests {
         let b = list.insert(at(base, 20), 'b');
         let c = list.insert(at(base, 30), 'c');
         list.adjust(a, at(base, 40));
+        list.check_invariants();
         assert_eq!(list.values_in_order(), vec!['b', 'c', 'a']);
         list.adjust(c, at(base, 5));
+        list.check_invariants();
         assert_eq!(list.values_in_order(), vec!['c', 'b', 'a']);
         assert_eq!(list.remove(b), Some('b'));
         assert_eq!(list.remove(b), None, "a removed timer stays removed");
+        list.check_invariants();
         assert_eq!(list.values_in_order(), vec!['c', 'a']);
+    }
+
+    /// Deadlines 1, 4, 2, 5, 3 make a heap whose right child (2) is due
+    /// before the left (3) once the root is popped: sifting down must swap
+    /// with the smaller child, or 3 comes out before 2.
+    #[test]
+    fn sift_down_swaps_with_the_smaller_child() {
+        let base = Instant::now();
+        let mut list = TimerHeap::new();
+        for ms in [1, 4, 2, 5, 3] {
+            list.insert(at(base, ms), ms);
+        }
+        let mut popped = Vec::new();
+        while let Some(ms) = list.pop_expired(at(base, 10)) {
+            list.check_invariants();
+            popped.push(ms);
+        }
+        assert_eq!(
+            popped,
+            vec![1, 2, 3, 4, 5],
+            "timers came out of deadline order: sift down must swap with the smaller child"
+        );
+    }
+
+    /// Every insert of a timer due before the others sifts it up to the
+    /// root: each swap on the way must leave every entry's `pos` right.
+    #[test]
+    fn every_position_handle_stays_right_as_timers_sift() {
+        let base = Instant::now();
+        let mut list = TimerHeap::new();
+        let ids: Vec<TimerId> = (0..8)
+            .rev()
+            .map(|ms| list.insert(at(base, ms), ms))
+            .collect();
+        list.check_invariants();
+        // Each handle still finds its own timer.
+        for (k, &id) in ids.iter().enumerate().rev() {
+            assert_eq!(
+                list.remove(id),
+                Some(7 - k as u64),
+                "the handle of timer {k}"
+            );
+            list.check_invariants();
+        }
+    }
+
+    /// A server inserts and removes a timer per connection for as long as
+    /// it runs: the entries of removed timers must be reused, or memory
+    /// grows with every connection ever made.
+    #[test]
+    fn insert_and_remove_cycles_reuse_the_entries() {
+        let base = Instant::now();
+        let mut list = TimerHeap::new();
+        for round in 0..1000 {
+            let a = list.insert(at(base, 10), round);
+            let b = list.insert(at(base, 5), round);
+            assert_eq!(list.remove(a), Some(round));
+            assert_eq!(list.pop_expired(at(base, 5)), Some(round));
+            assert_eq!(list.remove(b), None);
+        }
+        list.check_invariants();
+        assert!(
+            list.entries.len() <= 2,
+            "leaked entries: {} entries after 1000 insert/remove cycles of 2 timers \
+             (remove must put the entry on the free list)",
+            list.entries.len()
+        );
+    }
+
+    /// Timers due at the same instant expire in the order they were last
+    /// set, as in stage03's list: an adjust counts as setting one anew.
+    #[test]
+    fn equal_deadlines_expire_in_the_order_they_were_last_set() {
+        let base = Instant::now();
+        let mut list = TimerHeap::new();
+        let a = list.insert(at(base, 10), 'a');
+        list.insert(at(base, 10), 'b');
+        list.adjust(a, at(base, 10));
+        assert_eq!(
+            list.values_in_order(),
+            vec!['b', 'a'],
+            "an adjusted timer kept its old place among equal deadlines: \
+             adjust must take a fresh seq"
+        );
     }
 
     /// One step of the property test below.
