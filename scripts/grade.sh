@@ -16,8 +16,9 @@
 #   FAIL s2-drain: does not compile; see target/grade/s2-drain.log
 #       error[E0308]: mismatched types
 #       …
-# A lab whose tests fail prints, under its FAIL line, why the first of
-# them failed: its name and the first lines of its panic message.
+# A lab whose tests fail prints, under its FAIL line, why they failed
+# (up to six, by name): each one's name and the first lines of its panic
+# message.
 #   FAIL s2-drain: 12 of 13 tests passed; see target/grade/s2-drain.log
 #       one_mib_in_one_write_comes_back_byte_exact panicked at stage02-epoll/tests/echo.rs:59:9:
 #       et/lt: the echo stopped after 65536 of 1048576 bytes: …
@@ -70,18 +71,20 @@ first_error() {
         on { print; if (++n == 12) exit }' "$1"
 }
 
-# first_failure LOG — why the first failing test of a cargo test log
-# failed: the panic of the test's own thread (a panic in another thread
-# it started, such as a server's worker, comes first if the test thread
-# never panicked itself), as "NAME panicked at FILE:LINE:COL:" and up to
-# five lines of the message. Nothing if no test panicked (a test binary
-# that crashed or was stopped: cargo's own error line says so instead).
-first_failure() {
+# failures LOG — why the failing tests of a cargo test log failed, each
+# as "NAME panicked at FILE:LINE:COL:" and up to five lines of its
+# message: the panic of the test's own thread (a panic in another thread
+# it started, such as a server's worker, stands in if the test thread
+# never panicked itself). Up to six tests, by name, so that what is
+# printed does not depend on which test happened to finish first. Nothing
+# if no test panicked (a test binary that crashed or was stopped:
+# cargo's own error line says so instead).
+failures() {
     awk -v q="'" '
         function flush() {
             if (name == "") return
-            if (own != "") { print own; done = 1; exit }
-            if (other != "") { print other; done = 1; exit }
+            if (own != "") print own
+            else if (other != "") print other
             name = ""
         }
         /^---- .* stdout ----$/ { flush(); name = $2; own = ""; other = ""; grab = ""; next }
@@ -98,9 +101,9 @@ first_failure() {
             next
         }
         grab != "" && (/^$/ || /^note: / || /^--- / || /^stack backtrace:/ || ++n > 5) { grab = ""; next }
-        grab == "own" { own = own "\n" substr($0, 1, 200) }
-        grab == "other" { other = other "\n" substr($0, 1, 200) }
-        END { if (!done) flush() }' "$1"
+        grab == "own" { own = own "\037" substr($0, 1, 200) }
+        grab == "other" { other = other "\037" substr($0, 1, 200) }
+        END { flush() }' "$1" | LC_ALL=C sort | head -n 6 | tr '\037' '\n'
     if ! grep -q '^---- .* stdout ----$' "$1"; then
         grep -m1 -E "^error: test failed|process didn.t exit successfully" "$1" || true
     fi
@@ -140,7 +143,7 @@ grade() {
         echo "FAIL $lab: no test ran (does scripts/labs.txt name tests that exist?); see $log"
     else
         echo "FAIL $lab: $passed of $ran tests passed; see $log"
-        first_failure "$log" | sed 's/^/    /'
+        failures "$log" | sed 's/^/    /'
     fi
     return 1
 }
