@@ -175,6 +175,10 @@ fn uring_sends_are_submissions_and_completions() {
         "each send's completion says how many bytes went"
     );
     // The parse is the loop's own work here too: the kernel does the I/O.
-    assert_eq!(run.on_loop("process"), 3, "three parses, on the loop's thread");
+    assert_eq!(
+        run.on_loop("process"),
+        3,
+        "three parses, on the loop's thread"
+    );
     assert!(run.off_loop("process").is_empty(), "no parse off the loop");
 }
