@@ -2,7 +2,8 @@
 # Proves every exercise well posed: for each reference solution in
 # notes/solutions/exN.M.patch, in a scratch copy of the workspace, the
 # exercise's test (exN_M_… in the stage's tests/exercises.rs, marked
-# #[ignore]) must FAIL on the stage as shipped and PASS with the patch.
+# #[ignore]) must FAIL on the stage as shipped and PASS with the patch,
+# and with the patch every target of the stage must still build.
 #
 #   scripts/check-exercises.sh            # every exercise
 #   scripts/check-exercises.sh ex3.2      # one
@@ -72,6 +73,13 @@ for patch in "${patches[@]}"; do
         if run_test "$crate" "$filter"; then
             if grep -q "running 0 tests" "$scratch/.log" || ! grep -q "test result: ok. [1-9]" "$scratch/.log"; then
                 echo "FAIL $id: no test named $filter… ran"
+                failed=1
+            elif ! (cd "$scratch" && cargo check --quiet -p "$crate" --all-targets >"$scratch/.log" 2>&1); then
+                # The exercise's test builds only its own target; a
+                # solution that breaks the stage's other tests (a field
+                # added to a struct a unit test builds) would pass unseen.
+                echo "FAIL $id: with the solution, the stage's other targets do not build:"
+                grep -m1 -A6 '^error' "$scratch/.log"
                 failed=1
             else
                 echo "ok   $id: fails as shipped, passes with notes/solutions/$id.patch"
