@@ -206,9 +206,15 @@ fn ex2_5_each_drain_says_why_it_stopped() {
 
     let path = std::env::temp_dir().join(format!("ex2_5-{}.json", std::process::id()));
     let server = start(&["--trigger", "et", "--trace", path.to_str().unwrap()]);
-    // 2 MiB, then the half-close: drains that end at EAGAIN, and one at EOF.
+    // A round trip first, then one on a second connection: the loop
+    // handles that one only once the first drain has ended, and nothing
+    // more was sent on the first, so it ended at EAGAIN. Then 2 MiB and
+    // the half-close: drains that end at EAGAIN or at the budget, and the
+    // last at EOF.
     let data = payload(2 << 20);
     let mut client = server.connect();
+    assert_eq!(roundtrip(&mut client, b"first"), b"first");
+    assert_eq!(roundtrip(&mut server.connect(), b"then"), b"then");
     let mut reader = client.try_clone().unwrap();
     let sent = data.clone();
     let sender = thread::spawn(move || {

@@ -59,17 +59,31 @@ impl Timeline {
     /// Reads `path`, which must be a JSON array of trace events; its closing
     /// `]` may be missing (the format allows it, for a process that did not
     /// end cleanly). Panics, naming the line, on anything else.
+    ///
+    /// A file read while its server still runs may end in a line the server
+    /// is writing at that moment: without the closing `]`, a last line that
+    /// is not yet a whole event is left out. Every line before it was
+    /// written whole, by an earlier `write`.
     pub fn read(path: &Path) -> Timeline {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read the timeline {}: {e}", path.display()));
         let trimmed = text.trim_end();
         let complete = trimmed.ends_with(']');
-        let whole = if complete {
-            trimmed.to_string()
+        let closed = |text: &str| format!("{}\n]", text.trim_end().trim_end_matches(','));
+        let parsed = if complete {
+            serde_json::from_str(trimmed)
         } else {
-            format!("{trimmed}\n]")
+            serde_json::from_str(&closed(trimmed)).or_else(|e| {
+                // The last line, cut short as it was being written?
+                let (before, last) = trimmed.rsplit_once('\n').ok_or(e)?;
+                let last = last.trim_start_matches(',');
+                match serde_json::from_str::<Value>(last) {
+                    Ok(_) => serde_json::from_str(&closed(trimmed)),
+                    Err(_) => serde_json::from_str(&closed(before)),
+                }
+            })
         };
-        let events: Vec<Value> = serde_json::from_str(&whole).unwrap_or_else(|e| {
+        let events: Vec<Value> = parsed.unwrap_or_else(|e| {
             panic!(
                 "the timeline {} is not a JSON array of events: {e}",
                 path.display()
@@ -138,5 +152,52 @@ impl Timeline {
     /// The spans called `name` inside `outer`, by start time.
     pub fn inside<'a>(&'a self, outer: &'a Span, name: &'a str) -> Vec<&'a Span> {
         self.named(name).filter(|s| outer.holds(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_text(name: &str, text: &str) -> Timeline {
+        let path =
+            std::env::temp_dir().join(format!("timeline-{name}-{}.json", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let timeline = Timeline::read(&path);
+        let _ = std::fs::remove_file(&path);
+        timeline
+    }
+
+    const TWO_SPANS: &str = "[\n\
+        {\"ph\":\"M\",\"name\":\"process_name\",\"pid\":1,\"tid\":1,\"args\":{\"name\":\"s\"}},\n\
+        {\"ph\":\"B\",\"name\":\"a\",\"pid\":1,\"tid\":1,\"ts\":1.0,\"args\":{}},\n\
+        {\"ph\":\"E\",\"name\":\"a\",\"pid\":1,\"tid\":1,\"ts\":2.0,\"args\":{\"fd\":7}},\n\
+        {\"ph\":\"B\",\"name\":\"b\",\"pid\":1,\"tid\":1,\"ts\":3.0,\"args\":{}},\n\
+        {\"ph\":\"E\",\"name\":\"b\",\"pid\":1,\"tid\":1,\"ts\":4.0,\"args\":{}}";
+
+    #[test]
+    fn a_missing_bracket_and_a_line_cut_short_are_read_as_far_as_written() {
+        let whole = read_text("whole", &format!("{TWO_SPANS}\n]\n"));
+        assert!(whole.complete);
+        assert_eq!(whole.spans.len(), 2);
+        let open = read_text("open", TWO_SPANS);
+        assert!(!open.complete);
+        assert_eq!(open.spans.len(), 2);
+        // Cut inside the last event, after its args' own `}`.
+        let cut = &TWO_SPANS[..TWO_SPANS.len() - 1];
+        let torn = read_text("torn", cut);
+        assert_eq!(torn.spans.len(), 1, "the half-written E of b is left out");
+        assert_eq!(torn.spans[0].num("fd"), Some(7));
+    }
+
+    #[test]
+    #[should_panic(expected = "not a JSON array of events")]
+    fn a_broken_line_in_the_middle_is_an_error() {
+        let broken = TWO_SPANS.replacen(
+            "\"ph\":\"B\",\"name\":\"a\"",
+            "\"ph\":\"B\" \"name\":\"a\"",
+            1,
+        );
+        read_text("broken", &broken);
     }
 }
