@@ -164,20 +164,7 @@ fn load_data(dir: &Path) -> Result<BTreeMap<String, Measured>> {
     let hint = "the measuring scripts in scripts/ write their CSV files there";
     let entries =
         fs::read_dir(dir).with_context(|| format!("cannot read {} ({hint})", show(dir)))?;
-    let mut data = BTreeMap::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "csv") {
-            continue;
-        }
-        let name = (path.file_stem().and_then(|s| s.to_str()))
-            .with_context(|| format!("{}: not a UTF-8 name", show(&path)))?
-            .to_string();
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", show(&path)))?;
-        let measured = csv::parse(&text).with_context(|| show(&path))?;
-        data.insert(name, measured);
-    }
+    let data = read_each(entries, "csv", csv::parse)?;
     ensure!(
         !data.is_empty(),
         "no CSV file in {}, so no table or chart can be made ({hint})",
@@ -189,15 +176,24 @@ fn load_data(dir: &Path) -> Result<BTreeMap<String, Measured>> {
 /// Every `*.json` trace of `dir`, by name, read; none if `dir` does not
 /// exist (a timeline that needs one then says which).
 fn load_traces(dir: &Path) -> Result<BTreeMap<String, trace::Trace>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", show(dir))),
-    };
-    let mut traces = BTreeMap::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => read_each(entries, "json", trace::parse),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", show(dir))),
+    }
+}
+
+/// The files of a folder whose names end in `.EXT`, each read and parsed,
+/// by name (the file name without the extension).
+fn read_each<T>(
+    entries: fs::ReadDir,
+    ext: &str,
+    parse: impl Fn(&str) -> Result<T>,
+) -> Result<BTreeMap<String, T>> {
+    let mut read = BTreeMap::new();
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "json") {
+        if path.extension().is_none_or(|e| e != ext) {
             continue;
         }
         let name = (path.file_stem().and_then(|s| s.to_str()))
@@ -205,10 +201,9 @@ fn load_traces(dir: &Path) -> Result<BTreeMap<String, trace::Trace>> {
             .to_string();
         let text =
             fs::read_to_string(&path).with_context(|| format!("cannot read {}", show(&path)))?;
-        let trace = trace::parse(&text).with_context(|| show(&path))?;
-        traces.insert(name, trace);
+        read.insert(name, parse(&text).with_context(|| show(&path))?);
     }
-    Ok(traces)
+    Ok(read)
 }
 
 /// The `*.EXT` files of `dir` that are not rendered (none if `dir` does

@@ -40,6 +40,17 @@ const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../notes/data/trac
 
 /// Runs the binary with --data DATA and its outputs in OUT/measured,
 /// OUT/charts and OUT/timelines, plus `extra` flags.
+/// A copy of the fixtures in `out/data`, for a test that spoils one.
+fn fixtures_in(out: &Path) -> PathBuf {
+    let data = out.join("data");
+    fs::create_dir_all(&data).unwrap();
+    for entry in fs::read_dir(FIXTURES).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+    }
+    data
+}
+
 fn charts(data: &Path, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_charts"))
         .arg("--data")
@@ -183,12 +194,7 @@ fn no_data_is_an_error() {
 #[test]
 fn a_missing_csv_or_column_names_the_chart() {
     let out = scratch("missing");
-    let data = out.join("data");
-    fs::create_dir_all(&data).unwrap();
-    for entry in fs::read_dir(FIXTURES).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-    }
+    let data = fixtures_in(&out);
     let models = data.join("bench-models.csv");
     let text = fs::read_to_string(&models).unwrap();
     fs::write(
@@ -211,12 +217,7 @@ fn a_missing_csv_or_column_names_the_chart() {
 #[test]
 fn a_table_column_the_csv_lacks_is_named() {
     let out = scratch("missing-shown");
-    let data = out.join("data");
-    fs::create_dir_all(&data).unwrap();
-    for entry in fs::read_dir(FIXTURES).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-    }
+    let data = fixtures_in(&out);
     // catalog.rs shows this column of the pass table.
     let pass = data.join("bench-http-pass.csv");
     let text = fs::read_to_string(&pass).unwrap();
