@@ -1667,6 +1667,18 @@ fn two_cpus_to_steer_by() -> Option<Vec<usize>> {
     None
 }
 
+/// A start that stops right after the io_uring check, and what the
+/// server says where it fails.
+const URING_CHECK: [&str; 6] = [
+    "--model",
+    "uring",
+    "--addr",
+    "127.0.0.1:0",
+    "--max-conns",
+    "0",
+];
+const URING_MISSING: &str = "io_uring is not available";
+
 /// Whether the tests of `model` cannot run here: only `uring`, and only
 /// where the server says io_uring is not available.
 fn skipped(model: &str) -> bool {
@@ -1674,27 +1686,9 @@ fn skipped(model: &str) -> bool {
     if model != "uring" {
         return false;
     }
-    let reason = REASON.get_or_init(|| {
-        let out = std::process::Command::new(BIN)
-            .args([
-                "--model",
-                "uring",
-                "--addr",
-                "127.0.0.1:0",
-                "--max-conns",
-                "0",
-            ])
-            .output()
-            .expect("run the server");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // --max-conns 0 is refused after the io_uring check: reaching it
-        // means io_uring works.
-        if stderr.contains("io_uring is not available") {
-            Some(stderr.trim().to_string())
-        } else {
-            None
-        }
-    });
+    // --max-conns 0 is refused after the io_uring check: reaching it
+    // means io_uring works.
+    let reason = REASON.get_or_init(|| testkit::refusal(BIN, &URING_CHECK, URING_MISSING));
     if let Some(reason) = reason {
         testkit::skip(reason);
     }

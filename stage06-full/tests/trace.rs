@@ -45,25 +45,22 @@ impl Run {
     }
 }
 
-/// Whether io_uring is refused here: the server says so at start.
+/// Whether io_uring is refused here: the server says so at start
+/// (`--max-conns 0` stops it right after the check).
 fn uring_unavailable() -> bool {
-    let out = std::process::Command::new(BIN)
-        .args([
-            "--model",
-            "uring",
-            "--addr",
-            "127.0.0.1:0",
-            "--max-conns",
-            "0",
-        ])
-        .output()
-        .expect("run the server");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("io_uring is not available") {
-        testkit::skip(stderr.trim());
-        return true;
+    let check = [
+        "--model",
+        "uring",
+        "--addr",
+        "127.0.0.1:0",
+        "--max-conns",
+        "0",
+    ];
+    let reason = testkit::refusal(BIN, &check, "io_uring is not available");
+    if let Some(reason) = &reason {
+        testkit::skip(reason);
     }
-    false
+    reason.is_some()
 }
 
 /// Serves REQUESTS under `--model MODEL` with one worker and `--trace`,

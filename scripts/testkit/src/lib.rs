@@ -49,6 +49,19 @@ pub fn skip(reason: &str) {
     let _ = io::stderr().write_all(line.as_bytes());
 }
 
+/// Why `bin`, started with `args`, refuses to run here, when its stderr
+/// says `phrase` (a kernel feature it lacks, such as io_uring): that
+/// stderr, for [`skip`]. `None` when it does not say so. The arguments
+/// should make a server that can run stop at once after the check.
+pub fn refusal(bin: &str, args: &[&str], phrase: &str) -> Option<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .expect("run the server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.contains(phrase).then(|| stderr.trim().to_string())
+}
+
 /// A server process started for one test.
 pub struct Server {
     child: Child,
