@@ -16,3 +16,9 @@ fn a_failure_is_one_line_with_its_cause() {
 fn a_host_name_is_resolved() {
     cli::a_host_name_is_resolved(BIN);
 }
+
+/// `--trace` into a folder that does not exist is refused, and named.
+#[test]
+fn a_timeline_that_cannot_be_written_is_named() {
+    cli::a_timeline_that_cannot_be_written_is_named(BIN);
+}

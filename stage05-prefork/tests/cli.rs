@@ -38,3 +38,9 @@ fn zero_workers_are_refused() {
         "error: --workers must be at least 1\n"
     );
 }
+
+/// `--trace` into a folder that does not exist is refused, and named.
+#[test]
+fn a_timeline_that_cannot_be_written_is_named() {
+    cli::a_timeline_that_cannot_be_written_is_named(BIN);
+}

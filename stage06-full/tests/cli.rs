@@ -147,3 +147,9 @@ fn the_descriptor_limit_is_raised_or_its_shortfall_said() {
         "{stderr}"
     );
 }
+
+/// `--trace` into a folder that does not exist is refused, and named.
+#[test]
+fn a_timeline_that_cannot_be_written_is_named() {
+    cli::a_timeline_that_cannot_be_written_is_named(BIN);
+}

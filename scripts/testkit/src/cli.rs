@@ -1,6 +1,7 @@
 //! What every stage's command line owes a newcomer, checked the same way in
 //! each stage's `tests/cli.rs`: a failure is one line that carries its
-//! cause, and `--addr` takes a host name.
+//! cause, `--addr` takes a host name, and a `--trace` file that cannot be
+//! written is named.
 
 use std::process::{Command, Output};
 
@@ -50,4 +51,30 @@ pub fn a_host_name_is_resolved(bin: &str) {
         "it started on a name with no address"
     );
     assert!(stderr.contains("'no-such-host.invalid:0'"), "{stderr}");
+}
+
+/// `--trace FILE` in a folder that does not exist: the server does not
+/// start, and says which file in one line, before it listens (no
+/// `listening on` line: a server that cannot record what was asked for
+/// does not run without it).
+pub fn a_timeline_that_cannot_be_written_is_named(bin: &str) {
+    let file = "/nonexistent-folder/timeline.json";
+    let out = run(
+        bin,
+        &["--addr", "127.0.0.1:0", "--trace", file],
+        "RUST_BACKTRACE",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot record a timeline in {file}: No such file or directory (os error 2)\n"
+        )
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "it listened anyway: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
